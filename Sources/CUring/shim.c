@@ -1,0 +1,40 @@
+#include "CUring.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct io_uring_probe *cu_probe_ring(struct io_uring *ring) {
+    size_t len = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+    struct io_uring_probe *probe = calloc(1, len);
+    if (!probe) { errno = ENOMEM; return NULL; }
+    int ret = io_uring_register_probe(ring, probe, 256);
+    if (ret < 0) { free(probe); errno = -ret; return NULL; }
+    return probe;
+}
+
+int cu_io_uring_disabled_sysctl(void) {
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    if (!f) return -1;
+    int value = -1;
+    if (fscanf(f, "%d", &value) != 1) value = -1;
+    fclose(f);
+    return value;
+}
+
+int cu_thread_start(pthread_t *thread, void *(*body)(void *), void *context) {
+    pthread_attr_t attr;
+    int ret = pthread_attr_init(&attr);
+    if (ret) return ret;
+    // Jobs run on this thread, so give it a stack like the main thread's.
+    pthread_attr_setstacksize(&attr, 8u << 20);
+    ret = pthread_create(thread, &attr, body, context);
+    pthread_attr_destroy(&attr);
+    return ret;
+}
+
+int cu_enable_ring(struct io_uring *ring) {
+    int ret = (int)syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    return ret < 0 ? -errno : ret;
+}

@@ -1,0 +1,40 @@
+/// A first-in first-out queue backed by an array and a read index. Cheaper
+/// than `removeFirst` and allocation-free once it has grown.
+struct FIFO<Element> {
+    private var storage: [Element] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == storage.count }
+    var count: Int { storage.count - head }
+
+    mutating func append(_ element: Element) {
+        storage.append(element)
+    }
+
+    mutating func append(contentsOf elements: [Element]) {
+        storage.append(contentsOf: elements)
+    }
+
+    var first: Element? { isEmpty ? nil : storage[head] }
+
+    mutating func popFirst() -> Element? {
+        guard head < storage.count else { return nil }
+        let element = storage[head]
+        head += 1
+        if head == storage.count {
+            storage.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 && head * 2 >= storage.count {
+            storage.removeFirst(head)
+            head = 0
+        }
+        return element
+    }
+
+    mutating func removeAll() -> [Element] {
+        let rest = Array(storage[head...])
+        storage.removeAll(keepingCapacity: true)
+        head = 0
+        return rest
+    }
+}

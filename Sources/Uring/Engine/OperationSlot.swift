@@ -1,0 +1,123 @@
+import CUring
+import Synchronization
+
+/// The shared record of one operation, from the moment a caller prepares its
+/// request until the caller has read the result.
+///
+/// A slot's `user_data` is its index in the pool (high 32 bits) plus a
+/// generation (low 32 bits), so a late cancellation for an earlier use of the
+/// same slot is recognised and ignored.
+///
+/// Why `@unchecked Sendable` is sound: every field has exactly one owner at a
+/// time, and ownership moves only through synchronising steps.
+/// - From `SlotPool.acquire` until the slot is posted (through the ring's
+///   locked inbox, or directly when the caller is the ring thread), only the
+///   caller touches it.
+/// - Once posted, the ring thread alone reads `request` and the `ring*`
+///   fields, and writes `result` and `flags`. It hands them back with a
+///   releasing exchange on `state`.
+/// - The caller reads `result` only after an acquiring load or exchange that
+///   saw `.completed`, then gives the slot back to the pool (a lock).
+/// - `continuation` is written by the caller before its releasing
+///   compare-exchange to `.waiting`, and read by the ring thread only after
+///   its acquiring exchange saw `.waiting`.
+final class OperationSlot: @unchecked Sendable {
+    /// Where the slot is in its hand-off between the caller and the ring.
+    enum Phase: UInt8 {
+        /// In the pool.
+        case idle
+        /// Handed to the ring; the caller has not suspended yet.
+        case posted
+        /// Handed to the ring; the caller is suspended on `continuation`.
+        case waiting
+        /// The final completion arrived; `result` and `flags` are valid.
+        case completed
+        /// The caller walked away: the ring recycles the slot on completion.
+        case detached
+    }
+
+    /// What the ring thread knows about the slot (ring thread only).
+    enum RingSide {
+        case none
+        case pending
+        case inKernel
+    }
+
+    let index: UInt32
+    private(set) var generation: UInt32 = 1
+    let phase = Atomic<UInt8>(Phase.idle.rawValue)
+
+    /// The request, filled by the caller, copied into the SQ by the ring.
+    var request = io_uring_sqe()
+    /// How many slots, this one first, form one linked chain.
+    var chainLength = 1
+    /// The following slot of a linked chain (set on all but the last).
+    var chainNext: OperationSlot?
+
+    var result: Int32 = 0
+    var flags: UInt32 = 0
+    /// Set when the ring shut down before the request reached the kernel.
+    var abortedByShutdown = false
+    var continuation: UnsafeContinuation<Void, Never>?
+    /// Memory the kernel may still use: released only after the completion.
+    var keepAlive: AnyObject?
+    /// For multishot requests: runs on the ring thread for every completion
+    /// that carries `IORING_CQE_F_MORE`.
+    var onIntermediateCompletion: ((_ result: Int32, _ flags: UInt32) -> Void)?
+
+    // Ring thread only.
+    var ringSide: RingSide = .none
+    var ringUserData: UInt64 = 0
+    var cancelBeforeSubmit = false
+
+    init(index: UInt32) {
+        self.index = index
+    }
+
+    var userData: UInt64 { UInt64(index) << 32 | UInt64(generation) }
+
+    /// Called by the pool when the slot comes back: forgets the last use.
+    func recycle() {
+        generation &+= 1
+        if generation == 0 { generation = 1 }
+        request = io_uring_sqe()
+        chainLength = 1
+        chainNext = nil
+        result = 0
+        flags = 0
+        abortedByShutdown = false
+        continuation = nil
+        keepAlive = nil
+        onIntermediateCompletion = nil
+        phase.store(Phase.idle.rawValue, ordering: .relaxed)
+    }
+}
+
+/// A growable pool of slots. Slots are allocated once and reused, so steady
+/// state makes no allocation per operation.
+final class SlotPool: Sendable {
+    private struct State: ~Copyable {
+        var free: [OperationSlot] = []
+        var created: UInt32 = 0
+    }
+    private let state = Mutex(State())
+
+    func acquire() -> OperationSlot {
+        state.withLock { state in
+            if let slot = state.free.popLast() { return slot }
+            let slot = OperationSlot(index: state.created)
+            state.created += 1
+            return slot
+        }
+    }
+
+    func release(_ slot: OperationSlot) {
+        slot.recycle()
+        state.withLock { $0.free.append(slot) }
+    }
+
+    /// Slots created so far (in use or free).
+    var createdCount: Int { state.withLock { Int($0.created) } }
+    /// Slots currently handed out.
+    var inUseCount: Int { state.withLock { Int($0.created) - $0.free.count } }
+}

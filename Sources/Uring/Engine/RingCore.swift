@@ -1,0 +1,255 @@
+import CUring
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// The ring and the thread that owns it.
+///
+/// Everything the ring thread alone touches lives here unguarded; everything
+/// other threads touch goes through `inbox` (a lock) or an atomic.
+///
+/// Why `@unchecked Sendable` is sound: the unguarded stored properties
+/// (`ring`, the job and pending queues, `kernelTable`, the `ring*` flags) are
+/// read and written only on the ring thread, which every entry point checks
+/// with `isRingThread` before touching them. The remaining properties are
+/// immutable after `init`, atomics, or the `inbox` mutex.
+final class RingCore: @unchecked Sendable {
+    /// Work handed over by other threads.
+    struct Inbox: ~Copyable {
+        var jobs: [UnownedJob] = []
+        var submissions: [OperationSlot] = []
+        var cancellations: [UInt64] = []
+        var shutdownWaiters: [UnsafeContinuation<Void, Never>] = []
+        var shutdownRequested = false
+        var exitRequested = false
+        /// The ring thread is (about to be) asleep: a poster must wake it.
+        var sleeping = false
+    }
+
+    static let wakeTag: UInt64 = .max
+    static let cancelTag: UInt64 = .max - 1
+
+    // MARK: Immutable after init
+
+    let pool = SlotPool()
+    let eventFD: Int32
+    let supportedOpcodes: [Bool]
+    let kernelFeatures: UInt32
+    let submissionEntries: UInt32
+    let completionEntries: UInt32
+    let maximumInFlight: Int
+    let idleSpinNanos: UInt64
+    let callerSpinNanos: UInt64
+    /// The io_uring file descriptor (for sharing workers).
+    let ringFD: Int32
+    private(set) var serialExecutor: UnownedSerialExecutor?
+    private(set) var taskExecutor: UnownedTaskExecutor?
+
+    // MARK: Shared
+
+    let inbox = Mutex(Inbox())
+    let hasRemoteWork = Atomic<Bool>(false)
+    let threadID = Atomic<UInt>(0)
+    /// False once shutdown began: new operations fail at once.
+    let acceptsWork = Atomic<Bool>(true)
+    let submittedCount = Atomic<UInt64>(0)
+    let completedCount = Atomic<UInt64>(0)
+    let wakeUpCount = Atomic<UInt64>(0)
+    let overflowCount = Atomic<UInt64>(0)
+    let droppedCount = Atomic<UInt64>(0)
+
+    // MARK: Ring thread only
+
+    let ring: UnsafeMutablePointer<io_uring>
+    var localJobs = FIFO<UnownedJob>()
+    var pending = FIFO<OperationSlot>()
+    var kernelTable: [OperationSlot?] = []
+    /// Requests in the kernel that will post a completion: user operations and
+    /// internal cancellations (not the wake-up read).
+    var kernelInFlight = 0
+    var unsubmitted = 0
+    var wakeArmed = false
+    let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    var ringOpen = true
+    var shuttingDown = false
+    var pendingShutdownWaiters: [UnsafeContinuation<Void, Never>] = []
+    var scratchJobs: [UnownedJob] = []
+    var scratchSubmissions: [OperationSlot] = []
+    var scratchCancellations: [UInt64] = []
+
+    /// Creates the ring on the calling thread, disabled, so failures surface
+    /// here as typed errors. The ring thread enables it, which makes that
+    /// thread the ring's single issuer.
+    init(options: RingOptions) throws(UringError) {
+        var params = io_uring_params()
+        var flags: UInt32 = IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_R_DISABLED
+        if options.singleIssuer { flags |= IORING_SETUP_SINGLE_ISSUER }
+        if let idle = options.submissionPolling {
+            flags |= IORING_SETUP_SQPOLL
+            params.sq_thread_idle = UInt32(clamping: idle.nanoseconds / 1_000_000)
+        } else if options.deferTaskRun && options.singleIssuer {
+            flags |= IORING_SETUP_DEFER_TASKRUN
+        } else if options.cooperativeTaskRun {
+            flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+        }
+        if let cq = options.completionEntries {
+            flags |= IORING_SETUP_CQSIZE
+            params.cq_entries = cq
+        }
+        if let other = options.sharesWorkersWith {
+            flags |= IORING_SETUP_ATTACH_WQ
+            params.wq_fd = UInt32(bitPattern: other.executor.core.ringFD)
+        }
+        params.flags = flags
+        guard options.entries > 0 else {
+            throw .invalid(.createRing, "a ring needs at least one entry")
+        }
+
+        let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
+        ring.initialize(to: io_uring())
+        let created = io_uring_queue_init_params(options.entries, ring, &params)
+        guard created == 0 else {
+            ring.deallocate()
+            wakeBuffer.deallocate()
+            throw Self.creationError(-created)
+        }
+        let efd = eventfd(0, Int32(EFD_CLOEXEC))
+        guard efd >= 0 else {
+            let code = Glibc.errno
+            io_uring_queue_exit(ring)
+            ring.deallocate()
+            wakeBuffer.deallocate()
+            throw .system(.createRing, code)
+        }
+        var supported = [Bool](repeating: false, count: 256)
+        if let probe = cu_probe_ring(ring) {
+            let count = Int(probe.pointee.ops_len)
+            for i in 0..<count {
+                let op = cu_probe_op(probe, UInt32(i))!.pointee
+                if op.flags & UInt16(IO_URING_OP_SUPPORTED) != 0 { supported[Int(op.op)] = true }
+            }
+            io_uring_free_probe(probe)
+        }
+        self.ring = ring
+        self.ringFD = ring.pointee.ring_fd
+        self.eventFD = efd
+        self.supportedOpcodes = supported
+        self.kernelFeatures = params.features
+        self.submissionEntries = params.sq_entries
+        self.completionEntries = params.cq_entries
+        // Keep one CQ entry for the wake-up read and a few for cancellations.
+        let room = max(1, Int(params.cq_entries) - 1 - min(8, Int(params.cq_entries) / 4))
+        self.maximumInFlight = max(1, options.maximumInFlight ?? room)
+        self.idleSpinNanos = options.idleSpin.nanoseconds
+        self.callerSpinNanos = options.callerSpin.nanoseconds
+    }
+
+    private static func creationError(_ code: Int32) -> UringError {
+        let errno = Errno(rawValue: code)
+        switch code {
+        case EPERM, ENOSYS, EACCES:
+            var reason = "io_uring is not available to this process"
+            let sysctl = cu_io_uring_disabled_sysctl()
+            if sysctl == 2 {
+                reason += ": kernel.io_uring_disabled is 2 (disabled for everyone)"
+            } else if sysctl == 1 {
+                reason += ": kernel.io_uring_disabled is 1 (only for the io_uring_group)"
+            } else {
+                reason += ": io_uring_setup was refused, for example by a seccomp filter or a container policy"
+            }
+            return UringError(.ringUnavailable, operation: .createRing, errno: errno, detail: reason)
+        case ENOMEM:
+            return UringError(
+                .ringUnavailable, operation: .createRing, errno: errno,
+                detail: "not enough memory for the ring (check RLIMIT_MEMLOCK or use fewer entries)")
+        case EINVAL:
+            return UringError(
+                .invalidArgument, operation: .createRing, errno: errno,
+                detail: "the kernel rejected these ring options")
+        default:
+            return .system(.createRing, code)
+        }
+    }
+
+    /// Records which executor this core runs jobs for, then starts the thread.
+    func start(serial: UnownedSerialExecutor, task: UnownedTaskExecutor) throws(UringError) {
+        serialExecutor = serial
+        taskExecutor = task
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let status = cu_thread_start(&thread, { context in
+            let core = Unmanaged<RingCore>.fromOpaque(context!).takeRetainedValue()
+            core.runLoop()
+            return nil
+        }, context)
+        guard status == 0 else {
+            Unmanaged<RingCore>.fromOpaque(context).release()
+            io_uring_queue_exit(ring)
+            throw .system(.createRing, status)
+        }
+        pthread_detach(thread)
+    }
+
+    deinit {
+        close(eventFD)
+        ring.deallocate()
+        wakeBuffer.deallocate()
+    }
+
+    var isRingThread: Bool {
+        let id = threadID.load(ordering: .relaxed)
+        return id != 0 && pthread_equal(pthread_self(), pthread_t(id)) != 0
+    }
+
+    func isSupported(_ operation: UringOperation) -> Bool {
+        guard let opcode = operation.opcode else { return true }
+        return supportedOpcodes[Int(opcode)]
+    }
+
+    // MARK: Entry points from any thread
+
+    /// Queues a job for the ring thread.
+    func enqueue(_ job: UnownedJob) {
+        if isRingThread {
+            localJobs.append(job)
+        } else {
+            post { $0.jobs.append(job) }
+        }
+    }
+
+    /// Asks the ring thread to cancel the request with this `user_data`.
+    func requestCancellation(_ userData: UInt64) {
+        post { $0.cancellations.append(userData) }
+    }
+
+    /// Runs `change` on the inbox and wakes the ring thread if it sleeps.
+    func post(_ change: (inout Inbox) -> Void) {
+        let mustWake = inbox.withLock { inbox in
+            change(&inbox)
+            hasRemoteWork.store(true, ordering: .releasing)
+            let sleeping = inbox.sleeping
+            inbox.sleeping = false
+            return sleeping
+        }
+        if mustWake { signalWake() }
+    }
+
+    func signalWake() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(eventFD, $0.baseAddress, 8) }
+    }
+
+    /// Statistics snapshot.
+    var statistics: RingStatistics {
+        let submitted = submittedCount.load(ordering: .relaxed)
+        let completed = completedCount.load(ordering: .relaxed)
+        return RingStatistics(
+            submitted: submitted,
+            completed: completed,
+            wakeUps: wakeUpCount.load(ordering: .relaxed),
+            completionQueueOverflows: overflowCount.load(ordering: .relaxed),
+            droppedCompletions: droppedCount.load(ordering: .relaxed),
+            slotsCreated: pool.createdCount,
+            slotsInUse: pool.inUseCount)
+    }
+}

@@ -1,0 +1,342 @@
+import CUring
+import Glibc
+
+/// The ring thread's loop: run jobs, submit what they prepared in one system
+/// call, reap completions (which queues more jobs), and sleep in the kernel
+/// when nothing is runnable.
+extension RingCore {
+    func runLoop() {
+        threadID.store(UInt(pthread_self()), ordering: .releasing)
+        let enabled = cu_enable_ring(ring)
+        if enabled < 0 {
+            // Without an enabled ring nothing can be submitted: fail new work
+            // and everything already posted, and keep serving jobs.
+            acceptsWork.store(false, ordering: .releasing)
+            io_uring_queue_exit(ring)
+            ringOpen = false
+        } else {
+            // One registered ring descriptor saves a file lookup per enter.
+            _ = io_uring_register_ring_fd(ring)
+        }
+
+        while true {
+            drainInbox()
+            runJobs()
+            if ringOpen {
+                flushPending()
+                if unsubmitted > 0 || kernelInFlight > 0 {
+                    enterKernel(wait: false)
+                }
+                if shuttingDown { finishShutdownIfDrained() }
+            }
+            if !localJobs.isEmpty || hasRemoteWork.load(ordering: .acquiring) { continue }
+            if !ringOpen && exitRequestedAndIdle() { break }
+            if ringOpen && !shuttingDown && spinForWork() { continue }
+            sleep()
+        }
+        threadID.store(0, ordering: .releasing)
+    }
+
+    private func exitRequestedAndIdle() -> Bool {
+        inbox.withLock { $0.exitRequested && $0.jobs.isEmpty } && localJobs.isEmpty
+    }
+
+    // MARK: Jobs
+
+    func runJobs() {
+        guard let serial = serialExecutor, let task = taskExecutor else { return }
+        // Only the jobs queued now: those they queue wait for the next round,
+        // so their requests go to the kernel together.
+        var budget = localJobs.count
+        while budget > 0, let job = localJobs.popFirst() {
+            job.runSynchronously(isolatedTo: serial, taskExecutor: task)
+            budget -= 1
+        }
+    }
+
+    // MARK: Inbox
+
+    func drainInbox() {
+        guard hasRemoteWork.load(ordering: .acquiring) else { return }
+        var beginShutdown = false
+        inbox.withLock { inbox in
+            hasRemoteWork.store(false, ordering: .relaxed)
+            swap(&inbox.jobs, &scratchJobs)
+            swap(&inbox.submissions, &scratchSubmissions)
+            swap(&inbox.cancellations, &scratchCancellations)
+            if inbox.shutdownRequested || inbox.exitRequested {
+                pendingShutdownWaiters.append(contentsOf: inbox.shutdownWaiters)
+                inbox.shutdownWaiters.removeAll()
+                beginShutdown = true
+            }
+        }
+        for job in scratchJobs { localJobs.append(job) }
+        scratchJobs.removeAll(keepingCapacity: true)
+        for slot in scratchSubmissions where slot.chainLength > 0 {
+            acceptPosted(slot)
+        }
+        scratchSubmissions.removeAll(keepingCapacity: true)
+        for userData in scratchCancellations { cancel(userData) }
+        scratchCancellations.removeAll(keepingCapacity: true)
+        if beginShutdown { startShutdown() }
+    }
+
+    /// Takes a posted slot (and the rest of its chain) into the pending queue.
+    func acceptPosted(_ head: OperationSlot) {
+        var next: OperationSlot? = head
+        while let slot = next {
+            let index = Int(slot.index)
+            if index >= kernelTable.count {
+                kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
+            }
+            kernelTable[index] = slot
+            slot.ringUserData = slot.userData
+            slot.ringSide = .pending
+            slot.cancelBeforeSubmit = false
+            pending.append(slot)
+            next = slot.chainNext
+        }
+        if !ringOpen || shuttingDown { flushPending() }
+    }
+
+    // MARK: Submission
+
+    /// Moves pending requests into the SQ while the in-flight limit allows.
+    func flushPending() {
+        while let head = pending.first {
+            let length = head.chainLength
+            if ringOpen && !shuttingDown {
+                if kernelInFlight + length > maximumInFlight && kernelInFlight > 0 { return }
+                if Int(cu_sq_space(ring)) < length {
+                    enterKernel(wait: false)
+                    if Int(cu_sq_space(ring)) < length { return }
+                }
+            }
+            var chain: [OperationSlot] = []
+            chain.reserveCapacity(length)
+            var cancelled = false
+            for _ in 0..<length {
+                guard let slot = pending.popFirst() else { break }
+                cancelled = cancelled || slot.cancelBeforeSubmit
+                chain.append(slot)
+            }
+            if !ringOpen || shuttingDown {
+                for slot in chain {
+                    slot.abortedByShutdown = true
+                    finish(slot, result: -ECANCELED, flags: 0)
+                }
+                continue
+            }
+            if cancelled {
+                for slot in chain { finish(slot, result: -ECANCELED, flags: 0) }
+                continue
+            }
+            for slot in chain {
+                let pushed = withUnsafePointer(to: &slot.request) { cu_sq_push(ring, $0, slot.ringUserData) }
+                precondition(pushed == 1, "SQ space was checked above")
+                slot.ringSide = .inKernel
+            }
+            kernelInFlight += length
+            unsubmitted += length
+            submittedCount.add(UInt64(length), ordering: .relaxed)
+        }
+    }
+
+    /// Submits the SQ and reaps completions; with `wait`, first blocks until
+    /// at least one completion arrives.
+    func enterKernel(wait: Bool) {
+        var result: Int32
+        repeat {
+            result = wait ? io_uring_submit_and_wait(ring, 1) : io_uring_submit_and_get_events(ring)
+        } while result == -EINTR
+        if result >= 0 {
+            unsubmitted = max(0, unsubmitted - Int(result))
+        } else if result == -EBUSY || result == -EAGAIN {
+            // The kernel holds completions we have not read, or is short of
+            // memory: reap, and the SQ goes in on the next round.
+        }
+        reap()
+    }
+
+    /// Reads every available completion.
+    @discardableResult
+    func reap() -> Int {
+        var total = 0
+        while true {
+            let ready = cu_cq_ready(ring)
+            if ready == 0 { break }
+            for i in 0..<ready {
+                let cqe = cu_cq_at(ring, i)!
+                dispatch(userData: cqe.pointee.user_data, result: cqe.pointee.res, flags: cqe.pointee.flags)
+            }
+            cu_cq_advance(ring, ready)
+            total += Int(ready)
+        }
+        if cu_cq_has_overflow(ring) != 0 {
+            // Completions the CQ could not hold wait in the kernel; entering
+            // with GETEVENTS moves them into the CQ.
+            overflowCount.add(1, ordering: .relaxed)
+            _ = io_uring_get_events(ring)
+            total += reap()
+        }
+        let dropped = UInt64(cu_cq_dropped(ring))
+        if dropped != droppedCount.load(ordering: .relaxed) { droppedCount.store(dropped, ordering: .relaxed) }
+        return total
+    }
+
+    private func dispatch(userData: UInt64, result: Int32, flags: UInt32) {
+        if userData == Self.wakeTag {
+            wakeArmed = false
+            return
+        }
+        if userData == Self.cancelTag {
+            kernelInFlight -= 1
+            return
+        }
+        let index = Int(userData >> 32)
+        guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData,
+            slot.ringSide == .inKernel
+        else {
+            return  // Not ours any more; cannot happen unless the kernel misbehaves.
+        }
+        if flags & IORING_CQE_F_MORE != 0 {
+            slot.onIntermediateCompletion?(result, flags)
+            return
+        }
+        kernelInFlight -= 1
+        completedCount.add(1, ordering: .relaxed)
+        finish(slot, result: result, flags: flags)
+    }
+
+    /// Publishes a final result and wakes or recycles according to the caller.
+    func finish(_ slot: OperationSlot, result: Int32, flags: UInt32) {
+        slot.ringSide = .none
+        slot.ringUserData = 0
+        slot.result = result
+        slot.flags = flags
+        let before = slot.phase.exchange(OperationSlot.Phase.completed.rawValue, ordering: .acquiringAndReleasing)
+        switch OperationSlot.Phase(rawValue: before) {
+        case .waiting:
+            slot.continuation!.resume()
+        case .detached:
+            pool.release(slot)
+        default:
+            break  // The caller is polling and will see `.completed`.
+        }
+    }
+
+    /// Cancels the request with this `user_data`, if it is still ours.
+    func cancel(_ userData: UInt64) {
+        let index = Int(userData >> 32)
+        guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData else { return }
+        switch slot.ringSide {
+        case .pending:
+            slot.cancelBeforeSubmit = true
+        case .inKernel:
+            var request = io_uring_sqe()
+            io_uring_prep_cancel64(&request, userData, 0)
+            pushInternal(&request, tag: Self.cancelTag)
+            kernelInFlight += 1
+        case .none:
+            break
+        }
+    }
+
+    /// Puts an internal request in the SQ, submitting first if it is full.
+    private func pushInternal(_ request: inout io_uring_sqe, tag: UInt64) {
+        while cu_sq_push(ring, &request, tag) == 0 {
+            enterKernel(wait: false)
+        }
+        unsubmitted += 1
+    }
+
+    // MARK: Idle
+
+    /// Polls briefly for new work before sleeping. Returns true if some came.
+    private func spinForWork() -> Bool {
+        guard idleSpinNanos > 0 else { return false }
+        let deadline = cu_monotonic_ns() &+ idleSpinNanos
+        var round = 0
+        while true {
+            if hasRemoteWork.load(ordering: .acquiring) { return true }
+            if kernelInFlight > 0 && round & 7 == 0 {
+                enterKernel(wait: false)
+                if !localJobs.isEmpty { return true }
+            }
+            cu_cpu_relax()
+            round &+= 1
+            if round & 15 == 0 && cu_monotonic_ns() > deadline { return false }
+        }
+    }
+
+    /// Blocks until a completion or a poster's wake-up.
+    private func sleep() {
+        let mustSleep = inbox.withLock { inbox in
+            if !inbox.jobs.isEmpty || !inbox.submissions.isEmpty || !inbox.cancellations.isEmpty
+                || ((inbox.shutdownRequested || inbox.exitRequested) && hasRemoteWork.load(ordering: .relaxed))
+            {
+                return false
+            }
+            inbox.sleeping = true
+            return true
+        }
+        guard mustSleep else { return }
+        if ringOpen {
+            if !wakeArmed {
+                var request = io_uring_sqe()
+                io_uring_prep_read(&request, eventFD, wakeBuffer, 8, 0)
+                pushInternal(&request, tag: Self.wakeTag)
+                wakeArmed = true
+            }
+            enterKernel(wait: true)
+        } else {
+            var value: UInt64 = 0
+            _ = withUnsafeMutableBytes(of: &value) { read(eventFD, $0.baseAddress, 8) }
+        }
+        let wasWoken = inbox.withLock { inbox in
+            let stillSleeping = inbox.sleeping
+            inbox.sleeping = false
+            return !stillSleeping
+        }
+        if wasWoken { wakeUpCount.add(1, ordering: .relaxed) }
+    }
+
+    // MARK: Shutdown
+
+    /// Stops taking work and cancels everything in the kernel.
+    private func startShutdown() {
+        acceptsWork.store(false, ordering: .releasing)
+        guard ringOpen, !shuttingDown else {
+            if !ringOpen { resumeShutdownWaiters() }
+            return
+        }
+        shuttingDown = true
+        flushPending()  // fails every pending request
+        var request = io_uring_sqe()
+        io_uring_prep_cancel64(&request, 0, Int32(IORING_ASYNC_CANCEL_ANY))
+        pushInternal(&request, tag: Self.cancelTag)
+        kernelInFlight += 1
+    }
+
+    /// Closes the ring once nothing is left in the kernel.
+    private func finishShutdownIfDrained() {
+        guard kernelInFlight == 0, pending.isEmpty else {
+            if kernelInFlight > 0 && unsubmitted == 0 {
+                // Wait for the stragglers (for example a read already running
+                // in a worker thread, which cannot be interrupted).
+                enterKernel(wait: true)
+            }
+            return
+        }
+        io_uring_queue_exit(ring)
+        ringOpen = false
+        shuttingDown = false
+        resumeShutdownWaiters()
+    }
+
+    private func resumeShutdownWaiters() {
+        let waiters = pendingShutdownWaiters
+        pendingShutdownWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+}

@@ -1,0 +1,148 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// What a caller learns when its request completes.
+struct Completion {
+    var result: Int32
+    var flags: UInt32
+    /// The ring shut down before the request reached the kernel.
+    var aborted: Bool
+}
+
+/// How callers hand requests to the ring and wait for them.
+///
+/// A request is prepared into the slot's own SQE image on the caller's
+/// thread. On the ring thread it goes into the pending queue directly; from
+/// any other thread it is posted to the inbox. Either way only the ring thread
+/// ever writes the real submission queue, which keeps `SINGLE_ISSUER` sound.
+extension RingCore {
+    /// Checks that a new request may start.
+    func admit(_ operation: UringOperation, path: FilePath?) throws {
+        guard acceptsWork.load(ordering: .acquiring) else { throw UringError.shutDown(operation, path: path) }
+        guard isSupported(operation) else { throw UringError.unsupported(operation, path: path) }
+        try Task.checkCancellation()
+    }
+
+    /// Prepares one request and hands it to the ring. The returned slot must
+    /// be given to ``completion(of:)`` or ``abandon(_:)``.
+    func submit(keepAlive: AnyObject? = nil, _ prepare: (inout io_uring_sqe) -> Void) -> OperationSlot {
+        let slot = pool.acquire()
+        prepare(&slot.request)
+        slot.keepAlive = keepAlive
+        hand(slot)
+        return slot
+    }
+
+    /// Prepares a chain of requests linked with `IOSQE_IO_LINK`: each starts
+    /// only after the previous one succeeded, and a failure cancels the rest
+    /// (they complete with `ECANCELED`).
+    func submitChain(_ count: Int, _ prepare: (Int, inout io_uring_sqe) -> Void) -> [OperationSlot] {
+        precondition(count > 0 && count <= Int(submissionEntries), "a chain must fit in the submission queue")
+        var slots: [OperationSlot] = []
+        slots.reserveCapacity(count)
+        for step in 0..<count {
+            let slot = pool.acquire()
+            prepare(step, &slot.request)
+            if step < count - 1 { slot.request.flags |= CU_IOSQE_IO_LINK }
+            slot.chainLength = 0
+            slots.last?.chainNext = slot
+            slots.append(slot)
+        }
+        slots[0].chainLength = count
+        hand(slots[0])
+        return slots
+    }
+
+    private func hand(_ head: OperationSlot) {
+        var next: OperationSlot? = head
+        while let slot = next {
+            slot.phase.store(OperationSlot.Phase.posted.rawValue, ordering: .relaxed)
+            next = slot.chainNext
+        }
+        if isRingThread {
+            acceptPosted(head)
+            // Nothing else is runnable: submit now and look for the result, so
+            // a request that completes during submission needs no suspension.
+            if localJobs.isEmpty && ringOpen && !shuttingDown {
+                flushPending()
+                enterKernel(wait: false)
+            }
+        } else {
+            post { $0.submissions.append(head) }
+        }
+    }
+
+    /// Waits for the slot's final completion, then returns the slot to the
+    /// pool. Task cancellation cancels the request in the kernel, and this
+    /// still waits for its completion, so memory the request uses stays valid.
+    nonisolated(nonsending) func completion(of slot: OperationSlot) async -> Completion {
+        let userData = slot.userData
+        await withTaskCancellationHandler {
+            await waitForCompletion(slot)
+        } onCancel: {
+            requestCancellation(userData)
+        }
+        let completion = Completion(result: slot.result, flags: slot.flags, aborted: slot.abortedByShutdown)
+        pool.release(slot)
+        return completion
+    }
+
+    nonisolated(nonsending) private func waitForCompletion(_ slot: OperationSlot) async {
+        let completed = OperationSlot.Phase.completed.rawValue
+        if callerSpinNanos > 0 && !isRingThread {
+            // Poll briefly: a result that arrives now needs no wake-up of this
+            // thread, which is the dominant cost of a cross-thread round trip.
+            let deadline = cu_monotonic_ns() &+ callerSpinNanos
+            var round = 0
+            while slot.phase.load(ordering: .acquiring) != completed {
+                cu_cpu_relax()
+                round &+= 1
+                if round & 31 == 0 && cu_monotonic_ns() > deadline { break }
+            }
+        }
+        if slot.phase.load(ordering: .acquiring) == completed { return }
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            slot.continuation = continuation
+            let (installed, _) = slot.phase.compareExchange(
+                expected: OperationSlot.Phase.posted.rawValue,
+                desired: OperationSlot.Phase.waiting.rawValue,
+                ordering: .acquiringAndReleasing)
+            if !installed { continuation.resume() }
+        }
+    }
+
+    /// Gives up on a request: cancels it, and the ring recycles the slot (and
+    /// drops its `keepAlive`) when the kernel is done with it.
+    func abandon(_ slot: OperationSlot) {
+        requestCancellation(slot.userData)
+        let (detached, _) = slot.phase.compareExchange(
+            expected: OperationSlot.Phase.posted.rawValue,
+            desired: OperationSlot.Phase.detached.rawValue,
+            ordering: .acquiringAndReleasing)
+        if !detached { pool.release(slot) }
+    }
+
+    /// Performs one request and returns its non-negative result, or throws:
+    /// `CancellationError` if the task was cancelled and the request with it,
+    /// ``UringError`` otherwise.
+    nonisolated(nonsending) func perform(
+        _ operation: UringOperation, path: FilePath? = nil, keepAlive: AnyObject? = nil,
+        _ prepare: (inout io_uring_sqe) -> Void
+    ) async throws -> Int32 {
+        try admit(operation, path: path)
+        let slot = submit(keepAlive: keepAlive, prepare)
+        let completion = await completion(of: slot)
+        return try check(completion, operation, path: path)
+    }
+
+    /// Turns a completion into a result or the right error.
+    func check(_ completion: Completion, _ operation: UringOperation, path: FilePath?) throws -> Int32 {
+        if completion.aborted { throw UringError.shutDown(operation, path: path) }
+        let result = completion.result
+        if result >= 0 { return result }
+        if result == -ECANCELED && Task.isCancelled { throw CancellationError() }
+        if result == -EINVAL && !isSupported(operation) { throw UringError.unsupported(operation, path: path) }
+        throw UringError.system(operation, -result, path: path)
+    }
+}

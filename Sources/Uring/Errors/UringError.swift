@@ -1,0 +1,142 @@
+import SystemPackage
+
+/// An operation that went through the ring, named for error messages and for
+/// asking whether the running kernel supports it.
+public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    case nop
+    case open
+    case close
+    case read
+    case write
+    case readVectored = "readv"
+    case writeVectored = "writev"
+    case sync = "fsync"
+    case syncData = "fdatasync"
+    case preallocate = "fallocate"
+    case metadata = "statx"
+    case removeFile = "unlink"
+    case removeDirectory = "rmdir"
+    case rename
+    case createDirectory = "mkdir"
+    case cancel
+    case timeout
+    case createRing = "io_uring_setup"
+    case duplicate = "dup"
+
+    public var description: String { rawValue }
+
+    /// The io_uring opcode behind the operation, or nil when it needs none.
+    var opcode: UInt8? {
+        switch self {
+        case .nop: 0
+        case .readVectored: 1
+        case .writeVectored: 2
+        case .sync, .syncData: 3
+        case .timeout: 11
+        case .cancel: 14
+        case .preallocate: 17
+        case .open: 18
+        case .close: 19
+        case .metadata: 21
+        case .read: 22
+        case .write: 23
+        case .rename: 35
+        case .removeFile, .removeDirectory: 36
+        case .createDirectory: 37
+        case .createRing, .duplicate: nil
+        }
+    }
+}
+
+/// The error thrown by ring operations: what failed, on what, and why.
+///
+/// Cancellation is not reported with this type: a cancelled operation throws
+/// `CancellationError`.
+public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The broad reason for the failure.
+    public enum Kind: Sendable, Hashable {
+        /// The kernel (or C library) reported `errno`.
+        case system
+        /// The running kernel's io_uring lacks this operation.
+        case unsupported
+        /// io_uring cannot be used in this process at all.
+        case ringUnavailable
+        /// The ring was shut down before the operation could run.
+        case ringShutDown
+        /// An argument was rejected before anything was submitted.
+        case invalidArgument
+    }
+
+    /// The broad reason for the failure.
+    public var kind: Kind
+    /// The operation that failed.
+    public var operation: UringOperation
+    /// The error number; for ``Kind/invalidArgument`` it is `EINVAL`, for
+    /// ``Kind/unsupported`` `EOPNOTSUPP`, for ``Kind/ringShutDown`` `ESHUTDOWN`.
+    public var errno: Errno
+    /// The path the operation was about, when there is one.
+    public var path: FilePath?
+    /// More detail for the reader, when the error number alone is not enough.
+    public var detail: String?
+
+    /// Creates an error.
+    public init(
+        _ kind: Kind, operation: UringOperation, errno: Errno, path: FilePath? = nil, detail: String? = nil
+    ) {
+        self.kind = kind
+        self.operation = operation
+        self.errno = errno
+        self.path = path
+        self.detail = detail
+    }
+
+    static func system(_ operation: UringOperation, _ code: Int32, path: FilePath? = nil) -> UringError {
+        UringError(.system, operation: operation, errno: Errno(rawValue: code), path: path)
+    }
+
+    static func invalid(_ operation: UringOperation, path: FilePath? = nil, _ detail: String) -> UringError {
+        UringError(.invalidArgument, operation: operation, errno: .invalidArgument, path: path, detail: detail)
+    }
+
+    static func unsupported(_ operation: UringOperation, path: FilePath? = nil) -> UringError {
+        UringError(
+            .unsupported, operation: operation, errno: .notSupported, path: path,
+            detail: "the running kernel's io_uring does not support \(operation)")
+    }
+
+    static func shutDown(_ operation: UringOperation, path: FilePath? = nil) -> UringError {
+        UringError(
+            .ringShutDown, operation: operation, errno: Errno(rawValue: 108 /* ESHUTDOWN */), path: path,
+            detail: "the ring was shut down")
+    }
+
+    /// A one-line message: operation, path, reason and error name,
+    /// e.g. `open '/tmp/x': No such file or directory (ENOENT)`.
+    public var description: String {
+        var text = operation.description
+        if let path { text += " '\(path)'" }
+        text += ": "
+        switch kind {
+        case .system:
+            text += "\(errno) (\(errnoName))"
+            if let detail { text += "; \(detail)" }
+        case .unsupported, .ringShutDown, .invalidArgument, .ringUnavailable:
+            text += detail ?? "\(errno)"
+            text += " (\(errnoName))"
+        }
+        return text
+    }
+
+    /// The symbolic name of `errno`, such as `ENOENT`.
+    public var errnoName: String { Self.names[errno.rawValue] ?? "errno \(errno.rawValue)" }
+
+    private static let names: [Int32: String] = [
+        1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 7: "E2BIG", 9: "EBADF",
+        11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 18: "EXDEV",
+        19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 25: "ENOTTY",
+        26: "ETXTBSY", 27: "EFBIG", 28: "ENOSPC", 29: "ESPIPE", 30: "EROFS", 31: "EMLINK", 32: "EPIPE",
+        36: "ENAMETOOLONG", 38: "ENOSYS", 39: "ENOTEMPTY", 40: "ELOOP", 75: "EOVERFLOW", 95: "EOPNOTSUPP",
+        104: "ECONNRESET", 108: "ESHUTDOWN", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 122: "EDQUOT",
+        125: "ECANCELED",
+    ]
+}

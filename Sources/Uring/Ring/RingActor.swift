@@ -1,0 +1,113 @@
+import CUring
+import SystemPackage
+
+/// The owner of one io_uring instance and of the thread that drives it.
+///
+/// The actor's executor is the ring thread itself (``RingExecutor``). Code
+/// isolated to the actor, or running in a task that prefers the ring's
+/// executor (see ``run(options:_:)``), reaches the kernel with no thread hop.
+/// Code anywhere else may use the ring too: its requests are handed over
+/// through a small locked inbox.
+///
+/// ```swift
+/// try await RingActor.run { ring in
+///     let file = try await File.open("data.bin", on: ring)
+///     for try await chunk in file.chunks() { consume(chunk) }
+///     try await file.close()
+/// }
+/// ```
+public actor RingActor {
+    /// The ring's executor: one thread, serial and task executor at once.
+    public nonisolated let executor: RingExecutor
+
+    /// The options the ring was created with.
+    public nonisolated let options: RingOptions
+
+    /// The ring thread, as this actor's executor.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    nonisolated var core: RingCore { executor.core }
+
+    /// Creates a ring and starts its thread.
+    ///
+    /// - Throws: ``UringError`` of kind ``UringError/Kind/ringUnavailable``
+    ///   when io_uring is disabled (`kernel.io_uring_disabled`) or denied (for
+    ///   example by seccomp), or ``UringError/Kind/invalidArgument`` when the
+    ///   kernel rejects the options.
+    public init(options: RingOptions = RingOptions()) throws(UringError) {
+        self.options = options
+        self.executor = try RingExecutor(options: options)
+    }
+
+    /// Runs `body` with a new ring whose thread is the preferred executor of
+    /// the task and of its child tasks, then shuts the ring down.
+    ///
+    /// Inside `body`, operations reach the kernel without any thread hop.
+    public static func run<Result>(
+        options: RingOptions = RingOptions(),
+        _ body: (RingActor) async throws -> Result
+    ) async throws -> Result {
+        let ring = try RingActor(options: options)
+        let result: Result
+        do {
+            result = try await withTaskExecutorPreference(ring.executor) {
+                try await body(ring)
+            }
+        } catch {
+            await ring.shutdown()
+            throw error
+        }
+        await ring.shutdown()
+        return result
+    }
+
+    private static let sharedRing = Result<RingActor, UringError> { () throws(UringError) in
+        try RingActor()
+    }
+
+    /// A ring created on first use with default options and kept for the
+    /// life of the process, for programs that need just one.
+    public static var shared: RingActor {
+        get throws(UringError) { try sharedRing.get() }
+    }
+
+    /// Cancels every operation in flight, waits for their completions, and
+    /// closes the ring. Operations started afterwards fail with
+    /// ``UringError/Kind/ringShutDown``. Calling it again does nothing.
+    ///
+    /// The ring thread keeps serving this actor's jobs (with no ring) until
+    /// the last reference to the actor is gone, then ends; so isolated code
+    /// that still runs after shutdown is never stranded.
+    public nonisolated func shutdown() async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            core.post {
+                $0.shutdownRequested = true
+                $0.shutdownWaiters.append(continuation)
+            }
+        }
+    }
+
+    /// Counters of the ring's work so far.
+    public nonisolated var statistics: RingStatistics { core.statistics }
+
+    /// Whether the running kernel's io_uring supports `operation`.
+    public nonisolated func isSupported(_ operation: UringOperation) -> Bool {
+        core.isSupported(operation)
+    }
+
+    /// The kernel's `IORING_FEAT_*` bits for this ring.
+    public nonisolated var kernelFeatures: UInt32 { core.kernelFeatures }
+
+    /// The submission and completion queue sizes the kernel granted.
+    public nonisolated var queueSizes: (submission: UInt32, completion: UInt32) {
+        (core.submissionEntries, core.completionEntries)
+    }
+
+    /// Sends a request that does nothing and waits for its completion: the
+    /// cheapest round trip through the ring.
+    public nonisolated(nonsending) func nop() async throws {
+        _ = try await core.perform(.nop) { io_uring_prep_nop(&$0) }
+    }
+}

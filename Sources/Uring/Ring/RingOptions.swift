@@ -1,0 +1,49 @@
+/// How a ring is set up. The defaults suit one busy thread doing I/O for many
+/// tasks: a single submitter and deferred completion work.
+public struct RingOptions: Sendable {
+    /// Submission queue entries (rounded up to a power of two by the kernel).
+    public var entries: UInt32 = 256
+    /// Completion queue entries; `nil` lets the kernel pick twice `entries`.
+    public var completionEntries: UInt32? = nil
+    /// Only the ring thread submits (`IORING_SETUP_SINGLE_ISSUER`).
+    public var singleIssuer = true
+    /// Completion work runs only when the ring thread asks for completions
+    /// (`IORING_SETUP_DEFER_TASKRUN`). Needs ``singleIssuer`` and is turned off
+    /// by ``submissionPolling``.
+    public var deferTaskRun = true
+    /// The kernel does not interrupt the ring thread to run completion work
+    /// (`IORING_SETUP_COOP_TASKRUN`); used only without ``deferTaskRun``.
+    public var cooperativeTaskRun = false
+    /// A kernel thread polls the submission queue and sleeps after this much
+    /// idle time (`IORING_SETUP_SQPOLL`). `nil` (the default) means no poller.
+    public var submissionPolling: Duration? = nil
+    /// Share the asynchronous worker pool of another ring
+    /// (`IORING_SETUP_ATTACH_WQ`).
+    public var sharesWorkersWith: RingActor? = nil
+    /// The most operations the ring lets into the kernel at once. Callers past
+    /// this wait in order. `nil` means the completion queue's size, so the
+    /// completion queue never overflows from single-shot operations.
+    public var maximumInFlight: Int? = nil
+    /// How long the ring thread polls for new work before it sleeps.
+    public var idleSpin: Duration = .microseconds(50)
+    /// How long a caller that is not on the ring thread polls for its result
+    /// before it suspends. A result that comes back within this time costs no
+    /// thread wake-up at all. Zero turns polling off.
+    public var callerSpin: Duration = .microseconds(20)
+
+    /// The defaults.
+    public init() {}
+
+    /// Defaults with a different number of submission queue entries.
+    public init(entries: UInt32) {
+        self.entries = entries
+    }
+}
+
+extension Duration {
+    var nanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        if seconds < 0 { return 0 }
+        return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)
+    }
+}

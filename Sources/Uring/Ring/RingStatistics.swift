@@ -1,0 +1,29 @@
+/// Counters of a ring's work since it was created, for tests and benchmarks.
+///
+/// Every request that reached the kernel completes exactly once, so after a
+/// ring has gone quiet ``submitted`` equals ``completed``.
+public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
+    /// Requests handed to the kernel.
+    public var submitted: UInt64
+    /// Final completions received for those requests.
+    public var completed: UInt64
+    /// Requests in the kernel right now.
+    public var inFlight: UInt64 { submitted &- completed }
+    /// Times another thread had to wake the sleeping ring thread.
+    public var wakeUps: UInt64
+    /// Times the completion queue overflowed into the kernel's backlog (no
+    /// completion is lost; the ring drains the backlog).
+    public var completionQueueOverflows: UInt64
+    /// Completions the kernel reports as dropped outright (always 0 on kernels
+    /// with `IORING_FEAT_NODROP`, which every supported kernel has).
+    public var droppedCompletions: UInt64
+    /// Operation slots allocated so far (they are reused).
+    public var slotsCreated: Int
+    /// Operation slots in use right now.
+    public var slotsInUse: Int
+
+    public var description: String {
+        "submitted \(submitted), completed \(completed), in flight \(inFlight), wake-ups \(wakeUps), "
+            + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), slots \(slotsInUse)/\(slotsCreated)"
+    }
+}

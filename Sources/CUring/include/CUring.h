@@ -1,6 +1,10 @@
 #ifndef SWIFT_URING_CURING_H
 #define SWIFT_URING_CURING_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 // liburing.h defines _XOPEN_SOURCE/_GNU_SOURCE before its own system includes.
 // Clang modules then see two different definitions of fd_set and friends, so
 // the system headers are pulled in here first, in one consistent way.
@@ -21,6 +25,11 @@
 // struct, which Clang then merges instead of reporting a conflict.
 #include <linux/io_uring.h>
 #include <liburing.h>
+
+/// Open flags Swift does not import from <fcntl.h> (they vary by architecture).
+static const int CU_O_DIRECT = O_DIRECT;
+static const int CU_O_SYNC = O_SYNC;
+static const int CU_O_PATH = O_PATH;
 
 /// Flag values that Swift cannot import from the enum-typed macros.
 static const unsigned char CU_IOSQE_IO_LINK = IOSQE_IO_LINK;

@@ -45,7 +45,7 @@ public actor RingActor {
     /// the task and of its child tasks, then shuts the ring down.
     ///
     /// Inside `body`, operations reach the kernel without any thread hop.
-    public static func run<Result>(
+    public nonisolated(nonsending) static func run<Result>(
         options: RingOptions = RingOptions(),
         _ body: (RingActor) async throws -> Result
     ) async throws -> Result {

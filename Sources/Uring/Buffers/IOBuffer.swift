@@ -1,0 +1,62 @@
+/// Memory that an operation can read into or write from.
+///
+/// The ring hands the buffer's address to the kernel and waits for the
+/// kernel's completion before the operation returns, so the buffer is only
+/// ever lent: a read takes it `inout`, a write `borrowing`, and it is the
+/// caller's again on every path, success, error or cancellation.
+///
+/// Conforming types must keep their bytes at one address while the value is
+/// neither mutated nor destroyed, even when the value itself is moved. Both
+/// `[UInt8]` (heap storage) and ``AlignedBuffer`` (its own allocation) do.
+public protocol IOBuffer: ~Copyable, Sendable {
+    /// The number of bytes an operation may read into or write from.
+    var count: Int { get }
+
+    /// Calls `body` with the buffer's bytes, for the kernel to read.
+    func withUnsafeIOBytes<Result, Failure: Error>(
+        _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result
+    ) throws(Failure) -> Result
+
+    /// Calls `body` with the buffer's bytes, for the kernel to write.
+    mutating func withUnsafeMutableIOBytes<Result, Failure: Error>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(Failure) -> Result
+    ) throws(Failure) -> Result
+}
+
+extension Array: IOBuffer where Element == UInt8 {
+    /// Calls `body` with the array's bytes, for the kernel to read.
+    public func withUnsafeIOBytes<Result, Failure: Error>(
+        _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        let result: Swift.Result<Result, Failure> = withUnsafeBytes { bytes in
+            do throws(Failure) { return .success(try body(bytes)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// Calls `body` with the array's bytes, for the kernel to write.
+    public mutating func withUnsafeMutableIOBytes<Result, Failure: Error>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        let result: Swift.Result<Result, Failure> = withUnsafeMutableBytes { bytes in
+            do throws(Failure) { return .success(try body(bytes)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+}
+
+extension IOBuffer where Self: ~Copyable {
+    /// The buffer's base address, taken out of the closure.
+    ///
+    /// Sound only under the protocol's contract (a stable address while the
+    /// value is unmutated and alive) and only while the caller keeps the
+    /// buffer lent to the operation, which lasts until the completion.
+    mutating func stableMutableAddress() -> UnsafeMutableRawPointer? {
+        withUnsafeMutableIOBytes { $0.baseAddress }
+    }
+
+    /// Read-only counterpart of ``stableMutableAddress()``.
+    func stableAddress() -> UnsafeRawPointer? {
+        withUnsafeIOBytes { $0.baseAddress }
+    }
+}

@@ -1,0 +1,154 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// The ring operations every descriptor type shares, written once.
+///
+/// It holds no ownership: `File` and the other descriptor types own the
+/// descriptor, and borrow themselves for the length of each call.
+struct DescriptorIO {
+    let core: RingCore
+    let fd: Int32
+    let path: FilePath?
+
+    /// The kernel caps one transfer at this many bytes (`MAX_RW_COUNT`).
+    static let maximumTransfer = 0x7fff_f000
+    /// `-1` as an io_uring offset: use and advance the file position.
+    static let currentPosition = UInt64.max
+
+    func validate(_ operation: UringOperation, count: Int, offset: Int64?) throws {
+        if count == 0 {
+            throw UringError.invalid(operation, path: path, "the buffer is empty; pass at least one byte")
+        }
+        guard let offset else { return }
+        if offset < 0 {
+            throw UringError.invalid(operation, path: path, "offset \(offset) is negative")
+        }
+        if offset > Int64.max - Int64(count) {
+            throw UringError.invalid(operation, path: path, "offset \(offset) plus \(count) bytes overflows a file offset")
+        }
+    }
+
+    nonisolated(nonsending) func read(into address: UnsafeMutableRawPointer, count: Int, offset: Int64?) async throws -> Int {
+        try validate(.read, count: count, offset: offset)
+        let length = UInt32(min(count, Self.maximumTransfer))
+        let position = offset.map { UInt64($0) } ?? Self.currentPosition
+        let n = try await core.perform(.read, path: path) {
+            io_uring_prep_read(&$0, fd, address, length, position)
+        }
+        return Int(n)
+    }
+
+    nonisolated(nonsending) func write(from address: UnsafeRawPointer, count: Int, offset: Int64?) async throws -> Int {
+        try validate(.write, count: count, offset: offset)
+        let length = UInt32(min(count, Self.maximumTransfer))
+        let position = offset.map { UInt64($0) } ?? Self.currentPosition
+        let n = try await core.perform(.write, path: path) {
+            io_uring_prep_write(&$0, fd, address, length, position)
+        }
+        return Int(n)
+    }
+
+    /// Writes all `count` bytes, continuing after short writes.
+    nonisolated(nonsending) func writeAll(from address: UnsafeRawPointer, count: Int, offset: Int64?) async throws {
+        try validate(.write, count: count, offset: offset)
+        var done = 0
+        while done < count {
+            let n = try await write(from: address + done, count: count - done, offset: offset.map { $0 + Int64(done) })
+            if n == 0 {
+                throw UringError(.system, operation: .write, errno: .noSpace, path: path, detail: "the kernel accepted no bytes")
+            }
+            done += n
+        }
+    }
+
+    /// Reads until `count` bytes or end of file; returns the bytes read.
+    nonisolated(nonsending) func readAll(into address: UnsafeMutableRawPointer, count: Int, offset: Int64?) async throws -> Int {
+        try validate(.read, count: count, offset: offset)
+        var done = 0
+        while done < count {
+            let n = try await read(into: address + done, count: count - done, offset: offset.map { $0 + Int64(done) })
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    nonisolated(nonsending) func vectored(
+        _ operation: UringOperation, _ vectors: UnsafeMutablePointer<iovec>, count: Int, total: Int, offset: Int64?
+    ) async throws -> Int {
+        try validate(operation, count: total, offset: offset)
+        let position = offset.map { UInt64($0) } ?? Self.currentPosition
+        let n = try await core.perform(operation, path: path) {
+            if operation == .readVectored {
+                io_uring_prep_readv(&$0, fd, vectors, UInt32(count), position)
+            } else {
+                io_uring_prep_writev(&$0, fd, vectors, UInt32(count), position)
+            }
+        }
+        return Int(n)
+    }
+
+    nonisolated(nonsending) func sync(dataOnly: Bool) async throws {
+        _ = try await core.perform(dataOnly ? .syncData : .sync, path: path) {
+            io_uring_prep_fsync(&$0, fd, dataOnly ? UInt32(IORING_FSYNC_DATASYNC) : 0)
+        }
+    }
+
+    nonisolated(nonsending) func preallocate(offset: Int64, length: Int64, mode: Int32) async throws {
+        if offset < 0 || length <= 0 {
+            throw UringError.invalid(.preallocate, path: path, "offset must be >= 0 and length > 0")
+        }
+        _ = try await core.perform(.preallocate, path: path) {
+            io_uring_prep_fallocate(&$0, fd, mode, off_t(offset), off_t(length))
+        }
+    }
+
+    nonisolated(nonsending) func metadata() async throws -> FileMetadata {
+        try await Self.statx(core: core, directory: fd, path: nil, reportedPath: path, flags: AT_EMPTY_PATH)
+    }
+
+    /// `statx` of `path` relative to `directory`, or of `directory` itself
+    /// when `path` is nil.
+    nonisolated(nonsending) static func statx(
+        core: RingCore, directory: Int32, path: FilePath?, reportedPath: FilePath?, flags: Int32
+    ) async throws -> FileMetadata {
+        // The slot keeps `buffer` (and the path inside it) alive until the
+        // kernel's completion, whatever happens to this frame.
+        let buffer = StatxBuffer(path: PathStorage(path ?? ""))
+        let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
+        _ = try await core.perform(.metadata, path: reportedPath, keepAlive: buffer) {
+            io_uring_prep_statx(&$0, directory, buffer.path.pointer, flags, mask, buffer.pointer)
+        }
+        return FileMetadata(buffer.pointer.pointee)
+    }
+
+    nonisolated(nonsending) func close() async throws {
+        _ = try await core.perform(.close, path: path) {
+            io_uring_prep_close(&$0, fd)
+        }
+    }
+}
+
+/// Heap storage for one `statx` result.
+final class StatxBuffer {
+    let pointer = UnsafeMutablePointer<statx>.allocate(capacity: 1)
+    let path: PathStorage
+    init(path: PathStorage) {
+        self.path = path
+        pointer.initialize(to: statx())
+    }
+    deinit { pointer.deallocate() }
+}
+
+/// Heap storage for an iovec array, freed when the request is done.
+final class IOVectors {
+    let pointer: UnsafeMutablePointer<iovec>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: iovec(), count: max(count, 1))
+    }
+    deinit { pointer.deallocate() }
+}

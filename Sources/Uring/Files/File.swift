@@ -1,0 +1,265 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// An open file whose operations go through a ring.
+///
+/// `File` is noncopyable: there is exactly one owner of the descriptor, so a
+/// closed or moved file cannot be used again; the compiler refuses it.
+/// Operations borrow the file; ``close()`` consumes it and reports errors.
+/// A file that is dropped without `close()` is closed synchronously in its
+/// `deinit`.
+///
+/// Reads take the buffer `inout` and writes take it `borrowing`: the buffer
+/// is lent to the kernel for exactly the length of the call and is the
+/// caller's again afterwards, on success, on error and on cancellation.
+///
+/// ```swift
+/// let file = try await File.open("data.bin", on: ring)
+/// var buffer = [UInt8](repeating: 0, count: 4096)
+/// let n = try await file.read(into: &buffer, at: 0)
+/// try await file.close()
+/// ```
+public struct File: ~Copyable, Sendable {
+    /// The ring that performs this file's operations.
+    public let ring: RingActor
+    /// The path the file was opened with, used in error messages.
+    public let path: FilePath?
+    private var fd: Int32
+
+    /// Takes ownership of an open descriptor. The file closes it.
+    public init(adopting descriptor: FileDescriptor, path: FilePath? = nil, on ring: RingActor) {
+        self.ring = ring
+        self.path = path
+        self.fd = descriptor.rawValue
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// The underlying descriptor, still owned by this file.
+    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+
+    var io: DescriptorIO { DescriptorIO(core: ring.core, fd: fd, path: path) }
+
+    // MARK: Opening
+
+    /// Opens the file at `path` through the ring.
+    ///
+    /// - Parameters:
+    ///   - path: The file's path; relative paths start at the working directory.
+    ///   - access: Read, write, or both.
+    ///   - options: Creation, truncation, appending, `O_DIRECT` and the rest.
+    ///   - permissions: Permissions for a created file (default `0o644`).
+    ///   - ring: The ring to use; the shared ring if omitted.
+    /// - Throws: ``UringError`` naming `open` and the path, or
+    ///   `CancellationError`.
+    public static func open(
+        _ path: FilePath,
+        _ access: FileDescriptor.AccessMode = .readOnly,
+        options: OpenOptions = [],
+        permissions: FilePermissions? = nil,
+        on ring: RingActor? = nil
+    ) async throws -> File {
+        let ring = try ring ?? RingActor.shared
+        let fd = try await openAt(AT_FDCWD, path, access, options, permissions, ring)
+        return File(adopting: FileDescriptor(rawValue: fd), path: path, on: ring)
+    }
+
+    /// Opens the file at `path` relative to `directory`.
+    public static func open(
+        _ path: FilePath,
+        relativeTo directory: borrowing Directory,
+        _ access: FileDescriptor.AccessMode = .readOnly,
+        options: OpenOptions = [],
+        permissions: FilePermissions? = nil
+    ) async throws -> File {
+        let ring = directory.ring
+        let fd = try await openAt(directory.descriptor.rawValue, path, access, options, permissions, ring)
+        let shownPath = directory.path.map { $0.appending(path.components) } ?? path
+        return File(adopting: FileDescriptor(rawValue: fd), path: shownPath, on: ring)
+    }
+
+    static func openAt(
+        _ directory: Int32, _ path: FilePath, _ access: FileDescriptor.AccessMode, _ options: OpenOptions,
+        _ permissions: FilePermissions?, _ ring: RingActor
+    ) async throws -> Int32 {
+        if path.isEmpty { throw UringError.invalid(.open, path: path, "the path is empty") }
+        let name = PathStorage(path)
+        let flags = options.flags(access)
+        let mode = (permissions ?? FilePermissions(rawValue: 0o644)).rawValue
+        return try await ring.core.perform(.open, path: path, keepAlive: name) {
+            io_uring_prep_openat(&$0, directory, name.pointer, flags, mode)
+        }
+    }
+
+    // MARK: Reading
+
+    /// Reads into `buffer` from `offset`, filling it from its start, and
+    /// returns the number of bytes read: fewer than `buffer.count` near the
+    /// end of the file, 0 at or past the end.
+    public func read<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer, at offset: Int64) async throws -> Int {
+        try await io.read(into: address(of: &buffer), count: buffer.count, offset: offset)
+    }
+
+    /// Reads into `buffer` at the current file position, advancing it. Works
+    /// on pipes and other descriptors without positions too.
+    public func read<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer) async throws -> Int {
+        try await io.read(into: address(of: &buffer), count: buffer.count, offset: nil)
+    }
+
+    /// Reads until `buffer` is full or the file ends; returns the bytes read.
+    public func readAll<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer, at offset: Int64) async throws -> Int {
+        try await io.readAll(into: address(of: &buffer), count: buffer.count, offset: offset)
+    }
+
+    /// Ownership form of ``read(into:at:)-(inout_,_)``: the buffer moves in and
+    /// comes back inside the result, together with the count or the error.
+    public func read<Buffer: IOBuffer & ~Copyable>(into buffer: consuming Buffer, at offset: Int64) async -> IOResult<Buffer> {
+        var owned = buffer
+        do {
+            let n = try await read(into: &owned, at: offset)
+            return IOResult(buffer: owned, outcome: .success(n))
+        } catch {
+            return IOResult(buffer: owned, outcome: .failure(error))
+        }
+    }
+
+    /// Reads into several buffers in one request (`readv`), filling each in
+    /// turn; returns the total bytes read.
+    public func read<Buffer: IOBuffer>(into buffers: inout [Buffer], at offset: Int64) async throws -> Int {
+        let vectors = IOVectors(count: buffers.count)
+        var total = 0
+        for i in buffers.indices {
+            let count = buffers[i].count
+            vectors.pointer[i] = iovec(iov_base: buffers[i].stableMutableAddress(), iov_len: count)
+            total += count
+        }
+        return try await io.vectored(.readVectored, vectors.pointer, count: buffers.count, total: total, offset: offset)
+    }
+
+    /// Reads the whole file from `offset` into a new array.
+    ///
+    /// - Parameter maximumSize: Fail with `EFBIG` rather than read more.
+    public func readToEnd(from offset: Int64 = 0, maximumSize: Int = 1 << 30) async throws -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var position = offset
+        while true {
+            let n = try await read(into: &chunk, at: position)
+            if n == 0 { return result }
+            if result.count + n > maximumSize {
+                throw UringError(
+                    .system, operation: .read, errno: .fileTooLarge, path: path,
+                    detail: "the file is larger than maximumSize (\(maximumSize) bytes)")
+            }
+            result.append(contentsOf: chunk[..<n])
+            position += Int64(n)
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes `buffer` at `offset` and returns the number of bytes written,
+    /// which may be fewer than `buffer.count`; see ``writeAll(_:at:)``.
+    public func write<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, at offset: Int64) async throws -> Int {
+        try await io.write(from: address(of: buffer), count: buffer.count, offset: offset)
+    }
+
+    /// Writes `buffer` at the current file position (or the end, for files
+    /// opened with ``OpenOptions/append``).
+    public func write<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
+        try await io.write(from: address(of: buffer), count: buffer.count, offset: nil)
+    }
+
+    /// Writes all of `buffer` at `offset`, continuing after short writes.
+    public func writeAll<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, at offset: Int64) async throws {
+        try await io.writeAll(from: address(of: buffer), count: buffer.count, offset: offset)
+    }
+
+    /// Writes all of `buffer` at the current position (or the end, when
+    /// appending), continuing after short writes. Works on pipes too.
+    public func writeAll<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws {
+        try await io.writeAll(from: address(of: buffer), count: buffer.count, offset: nil)
+    }
+
+    /// Ownership form of ``write(_:at:)``.
+    public func write<Buffer: IOBuffer & ~Copyable>(consuming buffer: consuming Buffer, at offset: Int64) async -> IOResult<Buffer> {
+        do {
+            let n = try await write(buffer, at: offset)
+            return IOResult(buffer: buffer, outcome: .success(n))
+        } catch {
+            return IOResult(buffer: buffer, outcome: .failure(error))
+        }
+    }
+
+    /// Writes several buffers in one request (`writev`); returns the bytes
+    /// written.
+    public func write<Buffer: IOBuffer>(_ buffers: [Buffer], at offset: Int64) async throws -> Int {
+        let vectors = IOVectors(count: buffers.count)
+        var total = 0
+        for i in buffers.indices {
+            let count = buffers[i].count
+            vectors.pointer[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: buffers[i].stableAddress()), iov_len: count)
+            total += count
+        }
+        // `buffers` is a parameter, alive until this call returns, which is
+        // after the kernel's completion.
+        let n = try await io.vectored(.writeVectored, vectors.pointer, count: buffers.count, total: total, offset: offset)
+        withExtendedLifetime(buffers) {}
+        return n
+    }
+
+    // MARK: Durability and space
+
+    /// Flushes data and metadata to stable storage (`fsync`).
+    public func sync() async throws {
+        try await io.sync(dataOnly: false)
+    }
+
+    /// Flushes data, and only the metadata needed to read it back, to stable
+    /// storage (`fdatasync`).
+    public func syncData() async throws {
+        try await io.sync(dataOnly: true)
+    }
+
+    /// Allocates disk space for `length` bytes from `offset` (`fallocate`).
+    /// Unless `keepingSize`, the file grows to cover the range.
+    public func preallocate(at offset: Int64, length: Int64, keepingSize: Bool = false) async throws {
+        try await io.preallocate(offset: offset, length: length, mode: keepingSize ? 1 /* FALLOC_FL_KEEP_SIZE */ : 0)
+    }
+
+    /// The file's metadata (`statx`).
+    public func metadata() async throws -> FileMetadata {
+        try await io.metadata()
+    }
+
+    // MARK: Closing
+
+    /// Closes the file through the ring and reports any error (for example
+    /// a delayed write error on a network file system). The descriptor is
+    /// released even when an error is thrown.
+    public consuming func close() async throws {
+        let io = self.io
+        fd = -1
+        try await io.close()
+    }
+
+    /// Gives up ownership of the descriptor without closing it.
+    public consuming func takeDescriptor() -> FileDescriptor {
+        let descriptor = FileDescriptor(rawValue: fd)
+        fd = -1
+        return descriptor
+    }
+}
+
+/// The stable address of an `inout` buffer (see ``IOBuffer``).
+func address<Buffer: IOBuffer & ~Copyable>(of buffer: inout Buffer) -> UnsafeMutableRawPointer {
+    buffer.stableMutableAddress() ?? UnsafeMutableRawPointer(bitPattern: 0x1)!
+}
+
+/// The stable address of a borrowed buffer (see ``IOBuffer``).
+func address<Buffer: IOBuffer & ~Copyable>(of buffer: borrowing Buffer) -> UnsafeRawPointer {
+    buffer.stableAddress() ?? UnsafeRawPointer(bitPattern: 0x1)!
+}

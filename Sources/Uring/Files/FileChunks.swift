@@ -1,0 +1,222 @@
+import CUring
+import Glibc
+import SystemPackage
+
+extension File {
+    /// The file's contents as a sequence of chunks, read through the ring with
+    /// several reads in flight ahead of the consumer.
+    ///
+    /// ```swift
+    /// for try await chunk in file.chunks(size: 64 * 1024) {
+    ///     hasher.update(chunk)
+    /// }
+    /// ```
+    ///
+    /// Each chunk is a new array holding `size` bytes, except the last, which
+    /// holds what remains. Reads start at `offset` and go to the end of the
+    /// file. On a pipe, socket or terminal the chunks are read one at a time
+    /// from the current position instead.
+    ///
+    /// The sequence reads from its own duplicate of the descriptor, so it may
+    /// outlive the `File`. When iteration stops early, or the task is
+    /// cancelled, the reads still in flight are cancelled and their memory
+    /// is released once the kernel is done with it.
+    ///
+    /// - Parameters:
+    ///   - size: Bytes per chunk.
+    ///   - readAhead: Reads kept in flight (at least 1).
+    ///   - offset: Where to start.
+    public func chunks(size: Int = 64 * 1024, readAhead: Int = 4, from offset: Int64 = 0) -> FileChunks {
+        FileChunks(
+            core: ring.core, duplicating: descriptor.rawValue, path: path, size: size, readAhead: readAhead,
+            offset: offset)
+    }
+}
+
+/// Chunks of a file, read ahead through the ring. See ``File/chunks(size:readAhead:from:)``.
+public struct FileChunks: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    public typealias Failure = any Error
+
+    let core: RingCore
+    let source: Result<OwnedDescriptor, UringError>
+    let path: FilePath?
+    let size: Int
+    let readAhead: Int
+    let offset: Int64
+
+    init(core: RingCore, duplicating fd: Int32, path: FilePath?, size: Int, readAhead: Int, offset: Int64) {
+        self.core = core
+        self.path = path
+        self.size = size
+        self.readAhead = Swift.max(1, readAhead)
+        self.offset = offset
+        if size <= 0 {
+            source = .failure(.invalid(.read, path: path, "chunk size \(size) must be positive"))
+        } else if offset < 0 {
+            source = .failure(.invalid(.read, path: path, "offset \(offset) is negative"))
+        } else {
+            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            if copy < 0 {
+                source = .failure(.system(.duplicate, Glibc.errno, path: path))
+            } else {
+                source = .success(OwnedDescriptor(copy))
+            }
+        }
+    }
+
+    /// Starts reading.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(reader: ChunkReader(self))
+    }
+
+    /// Produces the chunks in order.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let reader: ChunkReader
+
+        /// The next chunk, or nil at the end of the file.
+        public mutating func next() async throws -> [UInt8]? {
+            try await reader.next()
+        }
+
+        /// The next chunk, or nil at the end of the file, without leaving the
+        /// caller's actor.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> [UInt8]? {
+            try await reader.next()
+        }
+    }
+}
+
+/// A descriptor closed when the last reference goes.
+final class OwnedDescriptor: Sendable {
+    let fd: Int32
+    init(_ fd: Int32) { self.fd = fd }
+    deinit { Glibc.close(fd) }
+}
+
+/// The memory one chunk read goes into. The ring holds it (as the slot's
+/// `keepAlive`) until the kernel's completion, so an abandoned read never
+/// writes into freed memory.
+final class ChunkBox: @unchecked Sendable {
+    // `@unchecked Sendable`: the kernel writes `bytes` while the read is in
+    // flight; the reader takes them only after observing the completion
+    // (an acquire on the slot's phase), and the ring only releases the box.
+    var bytes: [UInt8]
+    let address: UnsafeMutableRawPointer
+
+    init(size: Int) {
+        bytes = [UInt8](repeating: 0, count: size)
+        address = bytes.withUnsafeMutableBytes { $0.baseAddress! }
+    }
+}
+
+/// The iterator's state: the reads in flight, in file order.
+final class ChunkReader {
+    private struct Read {
+        let slot: OperationSlot
+        let box: ChunkBox
+        let offset: Int64
+        let length: Int
+    }
+
+    private let core: RingCore
+    private let descriptor: OwnedDescriptor?
+    private var openError: UringError?
+    private let path: FilePath?
+    private let size: Int
+    private let readAhead: Int
+    /// Positional reads with read-ahead, or reads at the current position.
+    private let positional: Bool
+    private var nextOffset: Int64
+    private var inFlight = FIFO<Read>()
+    private var finished = false
+
+    init(_ chunks: FileChunks) {
+        core = chunks.core
+        path = chunks.path
+        size = chunks.size
+        nextOffset = chunks.offset
+        switch chunks.source {
+        case .success(let descriptor):
+            self.descriptor = descriptor
+            positional = lseek(descriptor.fd, 0, SEEK_CUR) >= 0
+        case .failure(let error):
+            descriptor = nil
+            openError = error
+            positional = false
+        }
+        readAhead = positional ? chunks.readAhead : 1
+    }
+
+    deinit {
+        abandonAll()
+    }
+
+    nonisolated(nonsending) func next() async throws -> [UInt8]? {
+        if finished { return nil }
+        if let openError {
+            finished = true
+            throw openError
+        }
+        do {
+            try fill()
+        } catch {
+            finish()
+            throw error
+        }
+        guard let head = inFlight.popFirst() else {
+            finish()
+            return nil
+        }
+        let completion = await core.completion(of: head.slot)
+        let n: Int
+        do {
+            n = Int(try core.check(completion, .read, path: path))
+        } catch {
+            finish()
+            throw error
+        }
+        if n == 0 {
+            finish()
+            return nil
+        }
+        var bytes = head.box.bytes
+        head.box.bytes = []
+        bytes.removeLast(bytes.count - n)
+        if positional && n < head.length {
+            // A short read before the end: the reads behind it started at the
+            // wrong offsets. Drop them and continue right after this one.
+            abandonAll()
+            nextOffset = head.offset + Int64(n)
+        }
+        return bytes
+    }
+
+    private func fill() throws {
+        guard let descriptor else { return }
+        while inFlight.count < readAhead {
+            try core.admit(.read, path: path)
+            let box = ChunkBox(size: size)
+            let offset = nextOffset
+            let position = positional ? UInt64(offset) : DescriptorIO.currentPosition
+            let fd = descriptor.fd
+            let length = UInt32(min(size, DescriptorIO.maximumTransfer))
+            let slot = core.submit(keepAlive: box) {
+                io_uring_prep_read(&$0, fd, box.address, length, position)
+            }
+            inFlight.append(Read(slot: slot, box: box, offset: offset, length: Int(length)))
+            if positional { nextOffset += Int64(length) }
+        }
+    }
+
+    private func finish() {
+        finished = true
+        abandonAll()
+    }
+
+    private func abandonAll() {
+        while let read = inFlight.popFirst() {
+            core.abandon(read.slot)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// File system operations by path, performed through the ring.
+extension RingActor {
+    /// Removes the file (or symbolic link) at `path` (`unlinkat`).
+    public nonisolated(nonsending) func removeFile(at path: FilePath) async throws {
+        let name = try storage(for: path, .removeFile)
+        _ = try await core.perform(.removeFile, path: path, keepAlive: name) {
+            io_uring_prep_unlinkat(&$0, AT_FDCWD, name.pointer, 0)
+        }
+    }
+
+    /// Removes the empty directory at `path` (`unlinkat` with `AT_REMOVEDIR`).
+    public nonisolated(nonsending) func removeDirectory(at path: FilePath) async throws {
+        let name = try storage(for: path, .removeDirectory)
+        _ = try await core.perform(.removeDirectory, path: path, keepAlive: name) {
+            io_uring_prep_unlinkat(&$0, AT_FDCWD, name.pointer, AT_REMOVEDIR)
+        }
+    }
+
+    /// Renames `source` to `destination`, replacing it if it exists
+    /// (`renameat`).
+    public nonisolated(nonsending) func rename(_ source: FilePath, to destination: FilePath) async throws {
+        let from = try storage(for: source, .rename)
+        let to = try storage(for: destination, .rename)
+        let both = PathPair(from, to)
+        _ = try await core.perform(.rename, path: source, keepAlive: both) {
+            io_uring_prep_renameat(&$0, AT_FDCWD, from.pointer, AT_FDCWD, to.pointer, 0)
+        }
+    }
+
+    /// Creates a directory at `path` (`mkdirat`).
+    public nonisolated(nonsending) func createDirectory(
+        at path: FilePath, permissions: FilePermissions = FilePermissions(rawValue: 0o755)
+    ) async throws {
+        let name = try storage(for: path, .createDirectory)
+        _ = try await core.perform(.createDirectory, path: path, keepAlive: name) {
+            io_uring_prep_mkdirat(&$0, AT_FDCWD, name.pointer, permissions.rawValue)
+        }
+    }
+
+    /// The metadata of the object at `path` (`statx`).
+    ///
+    /// - Parameter followingSymlinks: When false, describes a symbolic link
+    ///   itself rather than its target.
+    public nonisolated(nonsending) func metadata(
+        at path: FilePath, followingSymlinks: Bool = true
+    ) async throws -> FileMetadata {
+        _ = try storage(for: path, .metadata)
+        return try await DescriptorIO.statx(
+            core: core, directory: AT_FDCWD, path: path, reportedPath: path,
+            flags: followingSymlinks ? 0 : AT_SYMLINK_NOFOLLOW)
+    }
+
+    private nonisolated func storage(for path: FilePath, _ operation: UringOperation) throws -> PathStorage {
+        if path.isEmpty { throw UringError.invalid(operation, path: path, "the path is empty") }
+        return PathStorage(path)
+    }
+}
+
+/// Keeps two paths alive for one request.
+final class PathPair: Sendable {
+    let first: PathStorage
+    let second: PathStorage
+    init(_ first: PathStorage, _ second: PathStorage) {
+        self.first = first
+        self.second = second
+    }
+}

@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "Uring", targets: ["Uring"]),
         .executable(name: "uring-cat", targets: ["uring-cat"]),
+        .executable(name: "uring-bench", targets: ["uring-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -35,6 +36,19 @@ let package = Package(
             name: "uring-cat",
             dependencies: ["Uring"],
             path: "Examples/uring-cat",
+            swiftSettings: strict
+        ),
+        // Benchmarks: the library against the same loops in C on liburing.
+        // Run in release: swift run -c release uring-bench nop
+        .target(
+            name: "CBaseline",
+            path: "Benchmarks/Sources/CBaseline",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        .executableTarget(
+            name: "uring-bench",
+            dependencies: ["Uring", "CBaseline"],
+            path: "Benchmarks/Sources/uring-bench",
             swiftSettings: strict
         ),
         // Test-only: installs a seccomp filter so a child process can check

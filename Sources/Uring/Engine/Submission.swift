@@ -77,11 +77,15 @@ extension RingCore {
     /// pool. Task cancellation cancels the request in the kernel, and this
     /// still waits for its completion, so memory the request uses stays valid.
     nonisolated(nonsending) func completion(of slot: OperationSlot) async -> Completion {
-        let userData = slot.userData
-        await withTaskCancellationHandler {
-            await waitForCompletion(slot)
-        } onCancel: {
-            requestCancellation(userData)
+        // Fast path: the request completed while it was submitted (a NOP, a
+        // read from the page cache): no cancellation handler, no suspension.
+        if slot.phase.load(ordering: .acquiring) != OperationSlot.Phase.completed.rawValue {
+            let userData = slot.userData
+            await withTaskCancellationHandler {
+                await waitForCompletion(slot)
+            } onCancel: {
+                requestCancellation(userData)
+            }
         }
         let completion = Completion(result: slot.result, flags: slot.flags, aborted: slot.abortedByShutdown)
         pool.release(slot)

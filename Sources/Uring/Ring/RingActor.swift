@@ -41,26 +41,27 @@ public actor RingActor {
         self.executor = try RingExecutor(options: options)
     }
 
-    /// Runs `body` with a new ring whose thread is the preferred executor of
-    /// the task and of its child tasks, then shuts the ring down.
+    /// Runs `body` on a new ring's thread, isolated to the ring, with the
+    /// ring's executor preferred by the task and by its child tasks; then
+    /// shuts the ring down, whether `body` returned or threw.
     ///
     /// Inside `body`, operations reach the kernel without any thread hop.
     public nonisolated(nonsending) static func run<Result>(
         options: RingOptions = RingOptions(),
-        _ body: (RingActor) async throws -> Result
+        _ body: (isolated RingActor) async throws -> sending Result
     ) async throws -> Result {
         let ring = try RingActor(options: options)
-        let result: Result
+        let outcome: Swift.Result<Result, any Error>
         do {
-            result = try await withTaskExecutorPreference(ring.executor) {
+            let value = try await withTaskExecutorPreference(ring.executor) {
                 try await body(ring)
             }
+            outcome = .success(value)
         } catch {
-            await ring.shutdown()
-            throw error
+            outcome = .failure(error)
         }
         await ring.shutdown()
-        return result
+        return try outcome.get()
     }
 
     private static let sharedRing = Result<RingActor, UringError> { () throws(UringError) in

@@ -104,7 +104,7 @@ struct UringBench {
         let tasks = 32
         if wanted("c") {
         let c = try await RingActor.run { ring in
-            try await best(rounds, ops: ops) {
+            let result = try await best(rounds, ops: ops) {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for _ in 0..<tasks {
                         group.addTask {
@@ -114,6 +114,8 @@ struct UringBench {
                     try await group.waitForAll()
                 }
             }
+            if CommandLine.arguments.contains("--verbose") { print(ring.statistics) }
+            return result
         }
         line("(c) 32 tasks, ring executor preferred", c, c32, "C(32/submit)", goal: ">= 0.5")
         }

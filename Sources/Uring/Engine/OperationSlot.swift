@@ -95,15 +95,27 @@ final class OperationSlot: @unchecked Sendable {
 
 /// A growable pool of slots. Slots are allocated once and reused, so steady
 /// state makes no allocation per operation.
-final class SlotPool: Sendable {
-    private struct State: ~Copyable {
+///
+/// The ring thread keeps a private free list, so the common case on that
+/// thread takes no lock; other threads share a locked list.
+final class SlotPool: @unchecked Sendable {
+    // `@unchecked Sendable`: `local` is touched only on the ring thread (the
+    // caller passes `onRingThread`, computed from the thread identity);
+    // `shared` is a mutex.
+    private struct Shared: ~Copyable {
         var free: [OperationSlot] = []
         var created: UInt32 = 0
     }
-    private let state = Mutex(State())
+    private let shared = Mutex(Shared())
+    private var local: [OperationSlot] = []
+    private let localCount = Atomic<Int>(0)
 
-    func acquire() -> OperationSlot {
-        state.withLock { state in
+    func acquire(onRingThread: Bool) -> OperationSlot {
+        if onRingThread, let slot = local.popLast() {
+            localCount.store(local.count, ordering: .relaxed)
+            return slot
+        }
+        return shared.withLock { state in
             if let slot = state.free.popLast() { return slot }
             let slot = OperationSlot(index: state.created)
             state.created += 1
@@ -111,13 +123,20 @@ final class SlotPool: Sendable {
         }
     }
 
-    func release(_ slot: OperationSlot) {
+    func release(_ slot: OperationSlot, onRingThread: Bool) {
         slot.recycle()
-        state.withLock { $0.free.append(slot) }
+        if onRingThread && local.count < 4096 {
+            local.append(slot)
+            localCount.store(local.count, ordering: .relaxed)
+        } else {
+            shared.withLock { $0.free.append(slot) }
+        }
     }
 
     /// Slots created so far (in use or free).
-    var createdCount: Int { state.withLock { Int($0.created) } }
+    var createdCount: Int { shared.withLock { Int($0.created) } }
     /// Slots currently handed out.
-    var inUseCount: Int { state.withLock { Int($0.created) - $0.free.count } }
+    var inUseCount: Int {
+        shared.withLock { Int($0.created) - $0.free.count } - localCount.load(ordering: .relaxed)
+    }
 }

@@ -15,8 +15,15 @@ import SystemPackage
 /// immutable after `init`, atomics, or the `inbox` mutex.
 final class RingCore: @unchecked Sendable {
     /// Work handed over by other threads.
+    /// A job and the executor it was enqueued on.
+    struct QueuedJob {
+        let job: UnownedJob
+        /// Enqueued on the actor's serial executor (else on the task executor).
+        let onActor: Bool
+    }
+
     struct Inbox: ~Copyable {
-        var jobs: [UnownedJob] = []
+        var jobs: [QueuedJob] = []
         var submissions: [OperationSlot] = []
         var cancellations: [UInt64] = []
         var shutdownWaiters: [UnsafeContinuation<Void, Never>] = []
@@ -57,11 +64,12 @@ final class RingCore: @unchecked Sendable {
     let wakeUpCount = Atomic<UInt64>(0)
     let overflowCount = Atomic<UInt64>(0)
     let droppedCount = Atomic<UInt64>(0)
+    let enterCount = Atomic<UInt64>(0)
 
     // MARK: Ring thread only
 
     let ring: UnsafeMutablePointer<io_uring>
-    var localJobs = FIFO<UnownedJob>()
+    var localJobs = FIFO<QueuedJob>()
     var pending = FIFO<OperationSlot>()
     var kernelTable: [OperationSlot?] = []
     /// Requests in the kernel that will post a completion: user operations and
@@ -73,7 +81,7 @@ final class RingCore: @unchecked Sendable {
     var ringOpen = true
     var shuttingDown = false
     var pendingShutdownWaiters: [UnsafeContinuation<Void, Never>] = []
-    var scratchJobs: [UnownedJob] = []
+    var scratchJobs: [QueuedJob] = []
     var scratchSubmissions: [OperationSlot] = []
     var scratchCancellations: [UInt64] = []
 
@@ -209,11 +217,12 @@ final class RingCore: @unchecked Sendable {
     // MARK: Entry points from any thread
 
     /// Queues a job for the ring thread.
-    func enqueue(_ job: UnownedJob) {
+    func enqueue(_ job: UnownedJob, onActor: Bool) {
+        let queued = QueuedJob(job: job, onActor: onActor)
         if isRingThread {
-            localJobs.append(job)
+            localJobs.append(queued)
         } else {
-            post { $0.jobs.append(job) }
+            post { $0.jobs.append(queued) }
         }
     }
 
@@ -249,6 +258,7 @@ final class RingCore: @unchecked Sendable {
             wakeUps: wakeUpCount.load(ordering: .relaxed),
             completionQueueOverflows: overflowCount.load(ordering: .relaxed),
             droppedCompletions: droppedCount.load(ordering: .relaxed),
+            kernelEnters: enterCount.load(ordering: .relaxed),
             slotsCreated: pool.createdCount,
             slotsInUse: pool.inUseCount)
     }

@@ -48,8 +48,12 @@ extension RingCore {
         // Only the jobs queued now: those they queue wait for the next round,
         // so their requests go to the kernel together.
         var budget = localJobs.count
-        while budget > 0, let job = localJobs.popFirst() {
-            job.runSynchronously(isolatedTo: serial, taskExecutor: task)
+        while budget > 0, let queued = localJobs.popFirst() {
+            if queued.onActor {
+                queued.job.runSynchronously(isolatedTo: serial, taskExecutor: task)
+            } else {
+                queued.job.runSynchronously(on: task)
+            }
             budget -= 1
         }
     }
@@ -142,10 +146,28 @@ extension RingCore {
         }
     }
 
+    /// Puts one slot straight into the SQ (the caller checked for room).
+    func registerInKernel(_ slot: OperationSlot) {
+        let index = Int(slot.index)
+        if index >= kernelTable.count {
+            kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
+        }
+        kernelTable[index] = slot
+        let userData = slot.userData
+        slot.ringUserData = userData
+        slot.ringSide = .inKernel
+        slot.cancelBeforeSubmit = false
+        _ = cu_sq_push(ring, &slot.request, userData)
+        kernelInFlight += 1
+        unsubmitted += 1
+        submittedCount.add(1, ordering: .relaxed)
+    }
+
     /// Submits the SQ and reaps completions; with `wait`, first blocks until
     /// at least one completion arrives.
     func enterKernel(wait: Bool) {
         var result: Int32
+        enterCount.add(1, ordering: .relaxed)
         repeat {
             result = wait ? io_uring_submit_and_wait(ring, 1) : io_uring_submit_and_get_events(ring)
         } while result == -EINTR
@@ -219,7 +241,7 @@ extension RingCore {
         case .waiting:
             slot.continuation!.resume()
         case .detached:
-            pool.release(slot)
+            pool.release(slot, onRingThread: true)
         default:
             break  // The caller is polling and will see `.completed`.
         }

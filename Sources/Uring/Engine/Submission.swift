@@ -27,10 +27,11 @@ extension RingCore {
     /// Prepares one request and hands it to the ring. The returned slot must
     /// be given to ``completion(of:)`` or ``abandon(_:)``.
     func submit(keepAlive: AnyObject? = nil, _ prepare: (inout io_uring_sqe) -> Void) -> OperationSlot {
-        let slot = pool.acquire()
+        let onRingThread = isRingThread
+        let slot = pool.acquire(onRingThread: onRingThread)
         prepare(&slot.request)
         slot.keepAlive = keepAlive
-        hand(slot)
+        hand(slot, onRingThread: onRingThread)
         return slot
     }
 
@@ -42,7 +43,7 @@ extension RingCore {
         var slots: [OperationSlot] = []
         slots.reserveCapacity(count)
         for step in 0..<count {
-            let slot = pool.acquire()
+            let slot = pool.acquire(onRingThread: isRingThread)
             prepare(step, &slot.request)
             if step < count - 1 { slot.request.flags |= CU_IOSQE_IO_LINK }
             slot.chainLength = 0
@@ -50,17 +51,25 @@ extension RingCore {
             slots.append(slot)
         }
         slots[0].chainLength = count
-        hand(slots[0])
+        hand(slots[0], onRingThread: isRingThread)
         return slots
     }
 
-    private func hand(_ head: OperationSlot) {
+    private func hand(_ head: OperationSlot, onRingThread: Bool) {
         var next: OperationSlot? = head
         while let slot = next {
             slot.phase.store(OperationSlot.Phase.posted.rawValue, ordering: .relaxed)
             next = slot.chainNext
         }
-        if isRingThread {
+        if onRingThread {
+            if head.chainLength == 1 && pending.isEmpty && ringOpen && !shuttingDown
+                && kernelInFlight < maximumInFlight && cu_sq_space(ring) > 0
+            {
+                // Straight into the SQ: nothing is queued ahead of it.
+                registerInKernel(head)
+                if localJobs.isEmpty { enterKernel(wait: false) }
+                return
+            }
             acceptPosted(head)
             // Nothing else is runnable: submit now and look for the result, so
             // a request that completes during submission needs no suspension.
@@ -88,7 +97,7 @@ extension RingCore {
             }
         }
         let completion = Completion(result: slot.result, flags: slot.flags, aborted: slot.abortedByShutdown)
-        pool.release(slot)
+        pool.release(slot, onRingThread: isRingThread)
         return completion
     }
 
@@ -124,7 +133,7 @@ extension RingCore {
             expected: OperationSlot.Phase.posted.rawValue,
             desired: OperationSlot.Phase.detached.rawValue,
             ordering: .acquiringAndReleasing)
-        if !detached { pool.release(slot) }
+        if !detached { pool.release(slot, onRingThread: isRingThread) }
     }
 
     /// Performs one request and returns its non-negative result, or throws:

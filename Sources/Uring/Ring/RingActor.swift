@@ -17,7 +17,7 @@ import SystemPackage
 /// }
 /// ```
 public actor RingActor {
-    /// The ring's executor: one thread, serial and task executor at once.
+    /// The ring's task executor: the ring thread, for `withTaskExecutorPreference`.
     public nonisolated let executor: RingExecutor
 
     /// The options the ring was created with.
@@ -25,7 +25,7 @@ public actor RingActor {
 
     /// The ring thread, as this actor's executor.
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
-        executor.asUnownedSerialExecutor()
+        executor.serial.asUnownedSerialExecutor()
     }
 
     nonisolated var core: RingCore { executor.core }

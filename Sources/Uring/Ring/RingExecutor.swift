@@ -1,15 +1,21 @@
-/// The executor behind a ``RingActor``: one dedicated thread that runs jobs
-/// and drives the ring between them.
+/// The executor behind a ``RingActor``'s task tree: one dedicated thread that
+/// runs jobs and drives the ring between them.
 ///
-/// It is both the actor's `SerialExecutor` and a `TaskExecutor`, so
-/// `withTaskExecutorPreference(ring.executor)` keeps a whole task tree on the
-/// ring thread, where operations reach the kernel without a thread hop.
-public final class RingExecutor: SerialExecutor, TaskExecutor {
+/// `withTaskExecutorPreference(ring.executor)` (what ``RingActor/run(options:_:)``
+/// does) keeps a whole task tree on the ring thread, where operations reach
+/// the kernel without a thread hop. The actor itself runs on the same thread
+/// through a companion serial executor; the two are separate objects only so
+/// the thread knows whether a job is the actor's or the task tree's, and runs
+/// each without an extra hop.
+public final class RingExecutor: TaskExecutor {
     let core: RingCore
+    let serial: RingSerialExecutor
 
     init(options: RingOptions) throws(UringError) {
-        core = try RingCore(options: options)
-        try core.start(serial: UnownedSerialExecutor(ordinary: self), task: UnownedTaskExecutor(ordinary: self))
+        let core = try RingCore(options: options)
+        self.core = core
+        self.serial = RingSerialExecutor(core: core)
+        try core.start(serial: serial.asUnownedSerialExecutor(), task: UnownedTaskExecutor(ordinary: self))
     }
 
     deinit {
@@ -21,14 +27,9 @@ public final class RingExecutor: SerialExecutor, TaskExecutor {
         }
     }
 
-    /// Queues a job to run on the ring thread.
+    /// Queues a job of a task that prefers this executor.
     public func enqueue(_ job: consuming ExecutorJob) {
-        core.enqueue(UnownedJob(job))
-    }
-
-    /// This executor as an unowned serial executor.
-    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        UnownedSerialExecutor(ordinary: self)
+        core.enqueue(UnownedJob(job), onActor: false)
     }
 
     /// This executor as an unowned task executor.
@@ -36,16 +37,31 @@ public final class RingExecutor: SerialExecutor, TaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
 
-    /// Traps unless the caller runs on the ring thread.
-    public func checkIsolated() {
+    /// Whether the calling thread is this ring's thread.
+    public var isCurrentThread: Bool { core.isRingThread }
+}
+
+/// The ``RingActor``'s serial executor: the same thread as ``RingExecutor``.
+final class RingSerialExecutor: SerialExecutor {
+    let core: RingCore
+
+    init(core: RingCore) {
+        self.core = core
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        core.enqueue(UnownedJob(job), onActor: true)
+    }
+
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    func checkIsolated() {
         precondition(core.isRingThread, "expected to run on the ring's thread")
     }
 
-    /// Whether the caller runs on the ring thread.
-    public func isIsolatingCurrentContext() -> Bool? {
+    func isIsolatingCurrentContext() -> Bool? {
         core.isRingThread
     }
-
-    /// Whether the calling thread is this ring's thread.
-    public var isCurrentThread: Bool { core.isRingThread }
 }

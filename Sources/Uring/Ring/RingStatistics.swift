@@ -17,6 +17,8 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     /// Completions the kernel reports as dropped outright (always 0 on kernels
     /// with `IORING_FEAT_NODROP`, which every supported kernel has).
     public var droppedCompletions: UInt64
+    /// Calls into the kernel to submit or reap (each `io_uring_enter`).
+    public var kernelEnters: UInt64
     /// Operation slots allocated so far (they are reused).
     public var slotsCreated: Int
     /// Operation slots in use right now.
@@ -24,6 +26,6 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         "submitted \(submitted), completed \(completed), in flight \(inFlight), wake-ups \(wakeUps), "
-            + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), slots \(slotsInUse)/\(slotsCreated)"
+            + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), enters \(kernelEnters), slots \(slotsInUse)/\(slotsCreated)"
     }
 }

@@ -1,10 +1,9 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-let strict: [SwiftSetting] = [
-    .swiftLanguageMode(.v6),
-    .enableExperimentalFeature("Lifetimes"),
-]
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+// The library returns spans that borrow its buffers (`@_lifetime`).
+let library: [SwiftSetting] = strict + [.enableExperimentalFeature("Lifetimes")]
 
 let package = Package(
     name: "swift-uring",
@@ -30,7 +29,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/Uring",
-            swiftSettings: strict
+            swiftSettings: library
         ),
         .executableTarget(
             name: "uring-cat",

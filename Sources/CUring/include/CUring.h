@@ -1,9 +1,6 @@
 #ifndef SWIFT_URING_CURING_H
 #define SWIFT_URING_CURING_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 
 // liburing.h defines _XOPEN_SOURCE/_GNU_SOURCE before its own system includes.
 // Clang modules then see two different definitions of fd_set and friends, so
@@ -24,12 +21,19 @@
 // kernel's first makes both modules see one definition of every io_uring
 // struct, which Clang then merges instead of reporting a conflict.
 #include <linux/io_uring.h>
+#include <linux/stat.h>
 #include <liburing.h>
 
-/// Open flags Swift does not import from <fcntl.h> (they vary by architecture).
-static const int CU_O_DIRECT = O_DIRECT;
-static const int CU_O_SYNC = O_SYNC;
-static const int CU_O_PATH = O_PATH;
+/// Open flags that <fcntl.h> hides without _GNU_SOURCE, which this header
+/// must not define (it would change fd_set as Swift's Glibc module sees it).
+#if defined(__aarch64__) || defined(__arm__)
+static const int CU_O_DIRECT = 0200000;
+#else
+static const int CU_O_DIRECT = 040000;
+#endif
+static const int CU_O_SYNC = 04010000;
+static const int CU_O_PATH = 010000000;
+static const int CU_AT_EMPTY_PATH = 0x1000;
 
 /// Flag values that Swift cannot import from the enum-typed macros.
 static const unsigned char CU_IOSQE_IO_LINK = IOSQE_IO_LINK;

@@ -27,7 +27,12 @@ extension RingCore {
                 if unsubmitted > 0 || kernelInFlight > 0 {
                     enterKernel(wait: false)
                 }
-                if shuttingDown { finishShutdownIfDrained() }
+                if shuttingDown {
+                    // Never sleep while shutting down: this either closes the
+                    // ring or waits in the kernel for the stragglers.
+                    finishShutdownIfDrained()
+                    continue
+                }
             }
             if !localJobs.isEmpty || hasRemoteWork.load(ordering: .acquiring) { continue }
             if !ringOpen && exitRequestedAndIdle() { break }

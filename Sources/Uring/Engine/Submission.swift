@@ -155,6 +155,9 @@ extension RingCore {
         let result = completion.result
         if result >= 0 { return result }
         if result == -ECANCELED && Task.isCancelled { throw CancellationError() }
+        if result == -ECANCELED && !acceptsWork.load(ordering: .acquiring) {
+            throw UringError.shutDown(operation, path: path)
+        }
         if result == -EINVAL && !isSupported(operation) { throw UringError.unsupported(operation, path: path) }
         throw UringError.system(operation, -result, path: path)
     }

@@ -105,7 +105,7 @@ struct DescriptorIO {
     }
 
     nonisolated(nonsending) func metadata() async throws -> FileMetadata {
-        try await Self.statx(core: core, directory: fd, path: nil, reportedPath: path, flags: AT_EMPTY_PATH)
+        try await Self.statx(core: core, directory: fd, path: nil, reportedPath: path, flags: CU_AT_EMPTY_PATH)
     }
 
     /// `statx` of `path` relative to `directory`, or of `directory` itself

@@ -1,0 +1,146 @@
+import Foundation
+import Glibc
+import SystemPackage
+import Testing
+
+@testable import Uring
+
+/// Every suite nests in this one, so tests run one at a time and counts of
+/// process-wide resources (descriptors, threads) are exact.
+@Suite(.serialized) enum AllTests {}
+
+/// A directory of its own for one test, removed when the value goes away.
+final class Scratch: @unchecked Sendable {
+    let path: String
+
+    init() {
+        var template = Array("/tmp/uring-tests-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed: \(errno)")
+        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func file(_ name: String) -> FilePath { FilePath("\(path)/\(name)") }
+
+    /// Writes `bytes` to a new file and returns its path.
+    @discardableResult
+    func write(_ name: String, _ bytes: [UInt8]) -> FilePath {
+        let target = file(name)
+        let created = FileManager.default.createFile(atPath: target.string, contents: Data(bytes))
+        precondition(created, "could not create \(target)")
+        return target
+    }
+
+    /// Descriptors of this process that point into this directory.
+    var openDescriptors: Int { descriptors(matching: { $0.hasPrefix(path) }) }
+}
+
+/// The targets of this process's open descriptors that match `filter`.
+func descriptors(matching filter: (String) -> Bool) -> Int {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    var count = 0
+    for entry in entries {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/fd/\(entry)", &buffer, buffer.count - 1)
+        if n > 0 && filter(String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)) { count += 1 }
+    }
+    return count
+}
+
+/// What descriptor `fd` refers to, such as `pipe:[1234]` or a path.
+func descriptorTarget(_ fd: Int32) -> String? {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+    guard n > 0 else { return nil }
+    return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// All open descriptors of this process.
+func openDescriptorCount() -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
+}
+
+/// Threads of this process.
+func threadCount() -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []).count
+}
+
+/// A deterministic pseudo-random byte pattern (xorshift), so failures repeat.
+func pattern(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
+    var state = seed | 1
+    var bytes = [UInt8](repeating: 0, count: count)
+    var i = 0
+    while i < count {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        var word = state
+        for _ in 0..<8 where i < count {
+            bytes[i] = UInt8(truncatingIfNeeded: word)
+            word >>= 8
+            i += 1
+        }
+    }
+    return bytes
+}
+
+/// FNV-1a over bytes.
+struct Checksum {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func update(_ bytes: some Sequence<UInt8>) {
+        for byte in bytes {
+            value ^= UInt64(byte)
+            value &*= 0x100_0000_01b3
+        }
+    }
+    static func of(_ bytes: some Sequence<UInt8>) -> UInt64 {
+        var sum = Checksum()
+        sum.update(bytes)
+        return sum.value
+    }
+}
+
+/// A pipe as two raw descriptors (read end, write end), close-on-exec.
+func makePipe() -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [0, 0]
+    let result = pipe(&fds)
+    precondition(result == 0, "pipe2 failed: \(errno)")
+    return (fds[0], fds[1])
+}
+
+/// The directory holding the test binary and the package's other products.
+var productsDirectory: String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+    return (exe as NSString).deletingLastPathComponent
+}
+
+/// Runs a program to completion and returns its status, stdout and stderr.
+/// Output goes through files, so a chatty child can never block on a pipe.
+func run(_ executable: String, _ arguments: [String], stdinPath: String? = nil) throws -> (
+    status: Int32, stdout: Data, stderr: Data
+) {
+    let scratch = Scratch()
+    let outPath = scratch.path + "/stdout"
+    let errPath = scratch.path + "/stderr"
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    process.standardOutput = out
+    process.standardError = err
+    if let stdinPath { process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: stdinPath)) }
+    try process.run()
+    process.waitUntilExit()
+    try out.close()
+    try err.close()
+    return (
+        process.terminationStatus,
+        try Data(contentsOf: URL(fileURLWithPath: outPath)),
+        try Data(contentsOf: URL(fileURLWithPath: errPath))
+    )
+}

@@ -109,6 +109,7 @@ extension AlignedBuffer: IOBuffer {
 /// code that moves buffers by ownership (into task groups, across tasks).
 ///
 /// The buffer is present whatever the outcome, so an error never loses it.
+@frozen
 public struct IOResult<Buffer: IOBuffer & ~Copyable>: ~Copyable {
     /// The buffer, returned to its owner.
     public var buffer: Buffer

@@ -123,9 +123,23 @@ struct DescriptorIO {
         return FileMetadata(buffer.pointer.pointee)
     }
 
+    /// Closes the descriptor; it is closed whatever happens, even when the
+    /// task is cancelled or the ring is shut down (then synchronously).
     nonisolated(nonsending) func close() async throws {
-        _ = try await core.perform(.close, path: path) {
-            io_uring_prep_close(&$0, fd)
+        if Task.isCancelled || !core.acceptsWork.load(ordering: .acquiring) {
+            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path) }
+            return
+        }
+        do {
+            _ = try await core.perform(.close, path: path) {
+                io_uring_prep_close(&$0, fd)
+            }
+        } catch let error as UringError where error.kind != .ringShutDown {
+            throw error
+        } catch {
+            // Cancelled (or the ring shut down) before the kernel ran it: the
+            // descriptor is still open, so close it here.
+            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path) }
         }
     }
 }

@@ -1,0 +1,277 @@
+import Glibc
+import SystemPackage
+import Testing
+
+@testable import Uring
+
+extension AllTests {
+    @Suite("Files")
+    struct FileTests {
+        @Test("write at offsets, read back, and read short at the end of the file")
+        func readWriteAndShortReads() async throws {
+            let scratch = Scratch()
+            try await RingActor.run { ring in
+                let path = scratch.file("data")
+                let file = try await File.open(path, .readWrite, options: [.create, .exclusive], on: ring)
+                let content = pattern(count: 100)
+                #expect(try await file.write(content, at: 0) == 100)
+
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                #expect(try await file.read(into: &buffer, at: 0) == 100)
+                #expect(Array(buffer[..<100]) == content)
+                #expect(buffer.count == 4096, "the buffer keeps its size")
+                #expect(try await file.read(into: &buffer, at: 50) == 50)
+                #expect(Array(buffer[..<50]) == Array(content[50...]))
+                #expect(try await file.read(into: &buffer, at: 100) == 0, "at the end of the file")
+                #expect(try await file.read(into: &buffer, at: 1 << 40) == 0, "far past the end")
+
+                var all = [UInt8](repeating: 0, count: 250)
+                #expect(try await file.readAll(into: &all, at: 0) == 100)
+                try await file.close()
+            }
+            #expect(scratch.openDescriptors == 0)
+        }
+
+        @Test("reads and writes at the current position advance it; append writes at the end")
+        func currentPosition() async throws {
+            let scratch = Scratch()
+            try await RingActor.run { ring in
+                let path = scratch.file("log")
+                let writer = try await File.open(path, .writeOnly, options: [.create, .append], on: ring)
+                try await writer.writeAll(Array("one ".utf8))
+                try await writer.writeAll(Array("two".utf8))
+                try await writer.close()
+
+                let reader = try await File.open(path, on: ring)
+                var first = [UInt8](repeating: 0, count: 4)
+                var second = [UInt8](repeating: 0, count: 16)
+                #expect(try await reader.read(into: &first) == 4)
+                #expect(try await reader.read(into: &second) == 3)
+                #expect(String(decoding: first, as: UTF8.self) == "one ")
+                #expect(String(decoding: second[..<3], as: UTF8.self) == "two")
+                #expect(try await reader.readToEnd() == Array("one two".utf8))
+            }
+            #expect(scratch.openDescriptors == 0)
+        }
+
+        @Test("vectored reads and writes")
+        func vectored() async throws {
+            let scratch = Scratch()
+            let ring = try RingActor()
+            let file = try await File.open(
+                scratch.file("v"), .readWrite, options: [.create, .truncate], on: ring)
+            let parts: [[UInt8]] = [Array("abc".utf8), Array("defgh".utf8), Array("ij".utf8)]
+            #expect(try await file.write(parts, at: 10) == 10)
+            var targets: [[UInt8]] = [[0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+            #expect(try await file.read(into: &targets, at: 10) == 10)
+            #expect(targets[0] == Array("ab".utf8))
+            #expect(targets[1] == Array("cdefg".utf8))
+            #expect(Array(targets[2][..<3]) == Array("hij".utf8))
+            try await file.close()
+            await ring.shutdown()
+        }
+
+        @Test("sync, syncData, preallocate and metadata")
+        func durabilityAndMetadata() async throws {
+            let scratch = Scratch()
+            try await RingActor.run { ring in
+                let path = scratch.file("m")
+                let file = try await File.open(
+                    path, .readWrite, options: [.create], permissions: FilePermissions(rawValue: 0o600), on: ring)
+                try await file.writeAll(pattern(count: 1000), at: 0)
+                try await file.sync()
+                try await file.syncData()
+                try await file.preallocate(at: 0, length: 1 << 20, keepingSize: true)
+                var metadata = try await file.metadata()
+                #expect(metadata.type == .regular)
+                #expect(metadata.size == 1000)
+                #expect(metadata.permissions == FilePermissions(rawValue: 0o600))
+                #expect(metadata.allocatedBytes >= 1 << 20)
+                try await file.preallocate(at: 0, length: 4096 * 3)
+                metadata = try await file.metadata()
+                #expect(metadata.size == 4096 * 3)
+                try await file.close()
+
+                let byPath = try await ring.metadata(at: path)
+                #expect(byPath.inode == metadata.inode)
+                let directory = try await ring.metadata(at: FilePath(scratch.path))
+                #expect(directory.type == .directory)
+            }
+        }
+
+        @Test("path operations: mkdir, rename, unlink, rmdir, and open relative to a directory")
+        func pathOperations() async throws {
+            let scratch = Scratch()
+            try await RingActor.run { ring in
+                let dir = scratch.file("sub")
+                try await ring.createDirectory(at: dir)
+                let directory = try await Directory.open(dir, on: ring)
+                let file = try await File.open("a.txt", relativeTo: directory, .writeOnly, options: [.create])
+                try await file.writeAll(Array("hello".utf8))
+                try await file.close()
+                #expect(try await directory.metadata(of: "a.txt").size == 5)
+                try await directory.close()
+
+                try await ring.rename(dir.appending("a.txt"), to: dir.appending("b.txt"))
+                await #expect(throws: UringError.self) { try await ring.metadata(at: dir.appending("a.txt")) }
+                #expect(try await ring.metadata(at: dir.appending("b.txt")).size == 5)
+                try await ring.removeFile(at: dir.appending("b.txt"))
+                try await ring.removeDirectory(at: dir)
+                await #expect(throws: UringError.self) { try await ring.metadata(at: dir) }
+            }
+            #expect(scratch.openDescriptors == 0)
+        }
+
+        @Test("a file dropped without close() is closed by its deinit")
+        func deinitCloses() async throws {
+            let scratch = Scratch()
+            let ring = try RingActor()
+            do {
+                let file = try await File.open(scratch.file("x"), .writeOnly, options: .create, on: ring)
+                #expect(scratch.openDescriptors == 1)
+                _ = file.descriptor
+            }
+            #expect(scratch.openDescriptors == 0)
+            await ring.shutdown()
+        }
+
+        @Test(
+            "chunks are byte-identical to the file, whatever the chunk size",
+            arguments: [(10_000, 4096), (8192, 4096), (1, 7), (0, 100), (300_001, 65_536)])
+        func chunksMatchFile(size: Int, chunk: Int) async throws {
+            let scratch = Scratch()
+            let content = pattern(count: size, seed: UInt64(size + 1))
+            let path = scratch.write("f", content)
+            try await RingActor.run { ring in
+                let file = try await File.open(path, on: ring)
+                var collected: [UInt8] = []
+                var sizes: [Int] = []
+                for try await piece in file.chunks(size: chunk, readAhead: 3) {
+                    collected += piece
+                    sizes.append(piece.count)
+                }
+                #expect(collected == content)
+                #expect(sizes.dropLast().allSatisfy { $0 == chunk })
+                try await file.close()
+            }
+            #expect(scratch.openDescriptors == 0)
+        }
+
+        @Test("stopping chunks early cancels the read-ahead and leaks nothing")
+        func chunksStopEarly() async throws {
+            let scratch = Scratch()
+            let path = scratch.write("big", pattern(count: 1 << 20))
+            let ring = try RingActor()
+            let file = try await File.open(path, on: ring)
+            var seen = 0
+            for try await piece in file.chunks(size: 4096, readAhead: 8) {
+                seen += piece.count
+                if seen >= 3 * 4096 { break }
+            }
+            #expect(seen == 3 * 4096)
+            #expect(scratch.openDescriptors == 1, "only the file; the sequence's duplicate is closed")
+            try await file.close()
+            // Abandoned reads give their slots back once the kernel is done.
+            try await ring.nop()
+            for _ in 0..<200 where ring.statistics.slotsInUse > 0 { try await ring.sleep(for: .milliseconds(1)) }
+            #expect(ring.statistics.slotsInUse == 0)
+            #expect(ring.statistics.inFlight == 0)
+            #expect(scratch.openDescriptors == 0)
+            await ring.shutdown()
+        }
+
+        @Test("chunks outlive the file they came from")
+        func chunksOutliveFile() async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 50_000)
+            let path = scratch.write("f", content)
+            let ring = try RingActor()
+            let file = try await File.open(path, on: ring)
+            let chunks = file.chunks(size: 8192)
+            try await file.close()
+            var collected: [UInt8] = []
+            for try await piece in chunks { collected += piece }
+            #expect(collected == content)
+            await ring.shutdown()
+        }
+
+        @Test("100 MiB written then read back through chunks has the same checksum")
+        func hundredMiB() async throws {
+            let scratch = Scratch()
+            let total = 100 << 20
+            let block = pattern(count: 1 << 20, seed: 42)
+            var expected = Checksum()
+            try await RingActor.run { ring in
+                let path = scratch.file("large")
+                let file = try await File.open(path, .readWrite, options: [.create, .truncate], on: ring)
+                var offset: Int64 = 0
+                var block = block
+                for index in 0..<(total / block.count) {
+                    block[0] = UInt8(truncatingIfNeeded: index)  // every block differs
+                    try await file.writeAll(block, at: offset)
+                    expected.update(block)
+                    offset += Int64(block.count)
+                }
+                #expect(try await file.metadata().size == Int64(total))
+                var actual = Checksum()
+                var count = 0
+                for try await piece in file.chunks(size: 1 << 20, readAhead: 4) {
+                    actual.update(piece)
+                    count += piece.count
+                }
+                #expect(count == total)
+                #expect(actual.value == expected.value)
+                try await file.close()
+            }
+        }
+
+        @Test(
+            "AlignedBuffer works with O_DIRECT and exposes its bytes as a span",
+            .enabled(if: directIOWorksInTmp(), "the file system under /tmp refuses O_DIRECT"))
+        func alignedDirect() async throws {
+            let scratch = Scratch()
+            let ring = try RingActor()
+            let path = scratch.file("direct")
+            let file = try await File.open(path, .readWrite, options: [.create, .direct], on: ring)
+            var buffer = AlignedBuffer(count: 8192)
+            #expect(Int(bitPattern: buffer.withUnsafeIOBytes { $0.baseAddress }) % AlignedBuffer.pageSize == 0)
+            buffer.withUnsafeMutableBytes { bytes in
+                for i in 0..<bytes.count { bytes[i] = UInt8(truncatingIfNeeded: i * 7) }
+            }
+            try await file.writeAll(buffer, at: 0)
+            var back = AlignedBuffer(count: 8192)
+            #expect(try await file.read(into: &back, at: 0) == 8192)
+            let span = back.bytes
+            #expect(span.byteCount == 8192)
+            #expect(span.unsafeLoad(fromByteOffset: 7, as: UInt8.self) == UInt8(truncatingIfNeeded: 49))
+            #expect(back.copyBytes() == buffer.copyBytes())
+            try await file.close()
+            await ring.shutdown()
+        }
+
+        @Test("ownership form: the buffer comes back with the count, or with the error")
+        func ownershipForm() async throws {
+            let scratch = Scratch()
+            let path = scratch.write("o", pattern(count: 64))
+            let ring = try RingActor()
+            let file = try await File.open(path, on: ring)
+            var result = await file.read(into: AlignedBuffer(count: 4096), at: 0)
+            #expect(try result.count == 64)
+            #expect(result.buffer.count == 4096)
+            #expect(result.buffer[0] == pattern(count: 1)[0])
+            result = await file.read(into: result.buffer, at: -1)
+            #expect(throws: UringError.self) { try result.count }
+            #expect(result.buffer.count == 4096, "the buffer survives the error")
+            try await file.close()
+            await ring.shutdown()
+        }
+    }
+}
+
+/// Whether a file under /tmp can be opened with O_DIRECT (tmpfs cannot).
+func directIOWorksInTmp() -> Bool {
+    let scratch = Scratch()
+    let fd = open(scratch.path + "/probe", O_CREAT | O_RDWR | OpenOptions.direct.rawValue, 0o600)
+    if fd >= 0 { close(fd) }
+    return fd >= 0
+}

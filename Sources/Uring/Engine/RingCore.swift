@@ -138,6 +138,9 @@ final class RingCore: @unchecked Sendable {
             }
             io_uring_free_probe(probe)
         }
+        for operation in options.treatedAsUnsupported {
+            if let opcode = operation.opcode { supported[Int(opcode)] = false }
+        }
         self.ring = ring
         self.ringFD = ring.pointee.ring_fd
         self.eventFD = efd

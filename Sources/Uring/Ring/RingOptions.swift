@@ -31,6 +31,10 @@ public struct RingOptions: Sendable {
     /// thread wake-up at all. Zero turns polling off.
     public var callerSpin: Duration = .microseconds(20)
 
+    /// Operations treated as missing from the kernel's probe, so tests can
+    /// check the `unsupported` path on a kernel that has everything.
+    var treatedAsUnsupported: Set<UringOperation> = []
+
     /// The defaults.
     public init() {}
 

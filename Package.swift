@@ -65,6 +65,7 @@ let package = Package(
                 "Uring",
                 "CUring",
                 "uring-sandbox-probe",
+                "uring-cat",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Tests/UringTests",

@@ -114,8 +114,8 @@ public struct File: ~Copyable, Sendable {
         try await io.readAll(into: address(of: &buffer), count: buffer.count, offset: offset)
     }
 
-    /// Ownership form of ``read(into:at:)-(inout_,_)``: the buffer moves in and
-    /// comes back inside the result, together with the count or the error.
+    /// Ownership form of reading at an offset: the buffer moves in and comes
+    /// back inside the result, together with the count or the error.
     public func read<Buffer: IOBuffer & ~Copyable>(into buffer: consuming Buffer, at offset: Int64) async -> IOResult<Buffer> {
         var owned = buffer
         do {
@@ -141,7 +141,9 @@ public struct File: ~Copyable, Sendable {
 
     /// Reads the whole file from `offset` into a new array.
     ///
-    /// - Parameter maximumSize: Fail with `EFBIG` rather than read more.
+    /// - Parameters:
+    ///   - offset: Where to start reading.
+    ///   - maximumSize: Fail with `EFBIG` rather than read more.
     public func readToEnd(from offset: Int64 = 0, maximumSize: Int = 1 << 30) async throws -> [UInt8] {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
@@ -184,7 +186,8 @@ public struct File: ~Copyable, Sendable {
         try await io.writeAll(from: address(of: buffer), count: buffer.count, offset: nil)
     }
 
-    /// Ownership form of ``write(_:at:)``.
+    /// Ownership form of writing at an offset: the buffer moves in and comes
+    /// back inside the result, together with the count or the error.
     public func write<Buffer: IOBuffer & ~Copyable>(consuming buffer: consuming Buffer, at offset: Int64) async -> IOResult<Buffer> {
         do {
             let n = try await write(buffer, at: offset)

@@ -43,8 +43,10 @@ extension RingActor {
 
     /// The metadata of the object at `path` (`statx`).
     ///
-    /// - Parameter followingSymlinks: When false, describes a symbolic link
-    ///   itself rather than its target.
+    /// - Parameters:
+    ///   - path: The object to describe.
+    ///   - followingSymlinks: When false, describes a symbolic link itself
+    ///     rather than its target.
     public nonisolated(nonsending) func metadata(
         at path: FilePath, followingSymlinks: Bool = true
     ) async throws -> FileMetadata {

@@ -347,8 +347,10 @@ extension RingCore {
 
     /// Closes the ring once nothing is left in the kernel.
     private func finishShutdownIfDrained() {
-        guard kernelInFlight == 0, pending.isEmpty else {
-            if kernelInFlight > 0 && unsubmitted == 0 {
+        // The wake-up read counts too: the kernel must be done with its
+        // buffer before the ring (and later the buffer) goes away.
+        guard kernelInFlight == 0, pending.isEmpty, !wakeArmed else {
+            if (kernelInFlight > 0 || wakeArmed) && unsubmitted == 0 {
                 // Wait for the stragglers (for example a read already running
                 // in a worker thread, which cannot be interrupted).
                 enterKernel(wait: true)

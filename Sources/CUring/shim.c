@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "CUring.h"
 #include <errno.h>
 #include <stdio.h>
@@ -37,4 +38,8 @@ int cu_thread_start(pthread_t *thread, void *(*body)(void *), void *context) {
 int cu_enable_ring(struct io_uring *ring) {
     int ret = (int)syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
     return ret < 0 ? -errno : ret;
+}
+
+int cu_thread_set_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

@@ -71,6 +71,7 @@ extension AllTests {
 
         @Test("no descriptor or slot leaks across a mixed workload, counted in /proc/self/fd")
         func noLeakedDescriptors() async throws {
+            await waitForRingThreadsToEnd()
             let before = openDescriptorCount()
             do {
                 let scratch = Scratch()
@@ -96,10 +97,9 @@ extension AllTests {
                     #expect(ring.statistics.slotsInUse >= 0)
                 }
             }
-            // Rings close their descriptors as their threads end.
-            for _ in 0..<500 where openDescriptorCount() > before {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+            // Rings close their last descriptor as their threads end.
+            await waitForRingThreadsToEnd()
+            #expect(threads(named: "uring-ring") == 0)
             #expect(openDescriptorCount() == before)
         }
     }

@@ -160,24 +160,22 @@ struct RingTests {
 
     @Test("rings can be created and shut down many times without leaking threads or descriptors")
     func createAndShutdownLoop() async throws {
-        let threadsBefore = threadCount()
+        await waitForRingThreadsToEnd()
         let fdsBefore = openDescriptorCount()
         for _ in 0..<200 {
             let ring = try RingActor(options: RingOptions(entries: 4))
             try await ring.nop()
             await ring.shutdown()
         }
-        // Ring threads end shortly after their last reference goes; wait for
-        // that (bounded), then compare.
-        for _ in 0..<500 where threadCount() > threadsBefore || openDescriptorCount() > fdsBefore {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        #expect(threadCount() <= threadsBefore)
-        #expect(openDescriptorCount() <= fdsBefore)
+        // Ring threads end shortly after their last reference goes.
+        await waitForRingThreadsToEnd()
+        #expect(threads(named: "uring-ring") == 0)
+        #expect(openDescriptorCount() == fdsBefore)
     }
 
     @Test("a ring dropped without shutdown cleans up after itself")
     func deinitWithoutShutdown() async throws {
+        await waitForRingThreadsToEnd()
         let fdsBefore = openDescriptorCount()
         do {
             let ring = try RingActor()

@@ -62,6 +62,23 @@ func openDescriptorCount() -> Int {
     ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
 }
 
+/// Threads of this process whose name is `name`.
+func threads(named name: String) -> Int {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    return tasks.filter { task in
+        let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+        return comm.trimmingCharacters(in: .whitespacesAndNewlines) == name
+    }.count
+}
+
+/// Waits (bounded, about 5 s) until the rings of earlier tests have ended
+/// their threads, so process-wide descriptor counts are stable.
+func waitForRingThreadsToEnd() async {
+    for _ in 0..<500 where threads(named: "uring-ring") > 0 {
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+}
+
 /// Threads of this process.
 func threadCount() -> Int {
     ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []).count

@@ -114,6 +114,9 @@ static inline int cu_sq_push(struct io_uring *ring, const struct io_uring_sqe *i
 /// but does not export it.) Returns 0 or -errno.
 int cu_enable_ring(struct io_uring *ring);
 
+/// Names the calling thread (15 bytes at most); returns 0 or an errno.
+int cu_thread_set_name(const char *name);
+
 /// Starts a POSIX thread running `body(context)`; returns 0 or an errno.
 int cu_thread_start(pthread_t *thread, void *(*body)(void *), void *context);
 

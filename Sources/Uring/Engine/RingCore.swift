@@ -47,6 +47,7 @@ final class RingCore: @unchecked Sendable {
     let maximumInFlight: Int
     let idleSpinNanos: UInt64
     let callerSpinNanos: UInt64
+    let threadName: String
     /// The io_uring file descriptor (for sharing workers).
     let ringFD: Int32
     private(set) var serialExecutor: UnownedSerialExecutor?
@@ -198,6 +199,7 @@ final class RingCore: @unchecked Sendable {
         self.maximumInFlight = max(1, options.maximumInFlight ?? room)
         self.idleSpinNanos = options.idleSpin.nanoseconds
         self.callerSpinNanos = options.callerSpin.nanoseconds
+        self.threadName = String(decoding: options.threadName.utf8.prefix(15), as: UTF8.self)
     }
 
     private static func creationError(_ code: Int32) -> UringError {

@@ -7,6 +7,7 @@ import Glibc
 extension RingCore {
     func runLoop() {
         threadID.store(UInt(pthread_self()), ordering: .releasing)
+        _ = cu_thread_set_name(threadName)
         let enabled = cu_enable_ring(ring)
         if enabled < 0 {
             // Without an enabled ring nothing can be submitted: fail new work

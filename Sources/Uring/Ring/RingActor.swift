@@ -65,7 +65,9 @@ public actor RingActor {
     }
 
     private static let sharedRing = Result<RingActor, UringError> { () throws(UringError) in
-        try RingActor()
+        var options = RingOptions()
+        options.threadName = "uring-shared"
+        return try RingActor(options: options)
     }
 
     /// A ring created on first use with default options and kept for the

@@ -31,6 +31,10 @@ public struct RingOptions: Sendable {
     /// thread wake-up at all. Zero turns polling off.
     public var callerSpin: Duration = .microseconds(20)
 
+    /// The ring thread's name, as `top -H`, `ps -L` and debuggers show it
+    /// (at most 15 bytes are kept).
+    public var threadName = "uring-ring"
+
     /// Operations treated as missing from the kernel's probe, so tests can
     /// check the `unsupported` path on a kernel that has everything.
     var treatedAsUnsupported: Set<UringOperation> = []

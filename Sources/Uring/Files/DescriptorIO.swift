@@ -30,21 +30,24 @@ struct DescriptorIO {
     }
 
     nonisolated(nonsending) func read(into address: UnsafeMutableRawPointer, count: Int, offset: Int64?) async throws -> Int {
-        try validate(.read, count: count, offset: offset)
-        let length = UInt32(min(count, Self.maximumTransfer))
-        let position = offset.map { UInt64($0) } ?? Self.currentPosition
-        let n = try await core.perform(.read, path: path) {
-            io_uring_prep_read(&$0, fd, address, length, position)
-        }
-        return Int(n)
+        try await transfer(.read, address, count: count, offset: offset)
     }
 
     nonisolated(nonsending) func write(from address: UnsafeRawPointer, count: Int, offset: Int64?) async throws -> Int {
-        try validate(.write, count: count, offset: offset)
+        try await transfer(.write, UnsafeMutableRawPointer(mutating: address), count: count, offset: offset)
+    }
+
+    /// One read or write of at most `maximumTransfer` bytes; for a write the
+    /// kernel only reads from `address`.
+    private nonisolated(nonsending) func transfer(
+        _ operation: UringOperation, _ address: UnsafeMutableRawPointer, count: Int, offset: Int64?
+    ) async throws -> Int {
+        try validate(operation, count: count, offset: offset)
         let length = UInt32(min(count, Self.maximumTransfer))
         let position = offset.map { UInt64($0) } ?? Self.currentPosition
-        let n = try await core.perform(.write, path: path) {
-            io_uring_prep_write(&$0, fd, address, length, position)
+        let opcode = operation == .read ? IORING_OP_READ : IORING_OP_WRITE
+        let n = try await core.perform(operation, path: path) {
+            io_uring_prep_rw(Int32(opcode.rawValue), &$0, fd, address, length, position)
         }
         return Int(n)
     }

@@ -54,11 +54,11 @@ extension AllTests {
             let core = ring.core
             let time = KernelTimespec(.milliseconds(2))
             let events = EventLog()
-            let slot = core.submit(keepAlive: time) { request in
+            let slot = core.submit(keepAlive: time, onIntermediateCompletion: { result, _ in events.append(result) }) {
+                request in
                 // IORING_TIMEOUT_MULTISHOT (1 << 6), kernel 6.4+: fire 3 times.
                 io_uring_prep_timeout(&request, time.pointer, 3, 1 << 6)
             }
-            slot.onIntermediateCompletion = { result, flags in events.append(result) }
             let final = await core.completion(of: slot)
             if final.result == -EINVAL {
                 withKnownIssue("this kernel lacks multishot timeouts (6.4+)") { Issue.record("EINVAL") }

@@ -102,11 +102,11 @@ final class SlotPool: @unchecked Sendable {
     // `@unchecked Sendable`: `local` is touched only on the ring thread (the
     // caller passes `onRingThread`, computed from the thread identity);
     // `shared` is a mutex.
-    private struct Shared: ~Copyable {
+    private struct Shared {
         var free: [OperationSlot] = []
         var created: UInt32 = 0
     }
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
     private var local: [OperationSlot] = []
     private let localCount = Atomic<Int>(0)
 

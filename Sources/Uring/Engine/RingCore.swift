@@ -22,7 +22,7 @@ final class RingCore: @unchecked Sendable {
         let onActor: Bool
     }
 
-    struct Inbox: ~Copyable {
+    struct Inbox {
         var jobs: [QueuedJob] = []
         var submissions: [OperationSlot] = []
         var cancellations: [UInt64] = []
@@ -55,7 +55,7 @@ final class RingCore: @unchecked Sendable {
 
     // MARK: Shared
 
-    let inbox = Mutex(Inbox())
+    let inbox = Locked(Inbox())
     let hasRemoteWork = Atomic<Bool>(false)
     let threadID = Atomic<UInt>(0)
     /// False once shutdown began: new operations fail at once.

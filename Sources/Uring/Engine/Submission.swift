@@ -26,11 +26,19 @@ extension RingCore {
 
     /// Prepares one request and hands it to the ring. The returned slot must
     /// be given to ``completion(of:)`` or ``abandon(_:)``.
-    func submit(keepAlive: AnyObject? = nil, _ prepare: (inout io_uring_sqe) -> Void) -> OperationSlot {
+    ///
+    /// - Parameter onIntermediateCompletion: For multishot requests: runs on
+    ///   the ring thread for each completion flagged `IORING_CQE_F_MORE`.
+    func submit(
+        keepAlive: AnyObject? = nil,
+        onIntermediateCompletion: ((_ result: Int32, _ flags: UInt32) -> Void)? = nil,
+        _ prepare: (inout io_uring_sqe) -> Void
+    ) -> OperationSlot {
         let onRingThread = isRingThread
         let slot = pool.acquire(onRingThread: onRingThread)
         prepare(&slot.request)
         slot.keepAlive = keepAlive
+        slot.onIntermediateCompletion = onIntermediateCompletion
         hand(slot, onRingThread: onRingThread)
         return slot
     }

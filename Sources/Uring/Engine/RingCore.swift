@@ -70,7 +70,8 @@ final class RingCore: @unchecked Sendable {
     // MARK: Ring thread only
 
     let ring: UnsafeMutablePointer<io_uring>
-    let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Where the wake-up read puts the eventfd counter.
+    let wakeBuffer: UnsafeMutablePointer<UInt64>
 
     /// The ring thread's own state, kept behind a pointer. Its fields are
     /// touched only on the ring thread, so the dynamic exclusivity checks
@@ -162,7 +163,6 @@ final class RingCore: @unchecked Sendable {
         let created = io_uring_queue_init_params(options.entries, ring, &params)
         guard created == 0 else {
             ring.deallocate()
-            wakeBuffer.deallocate()
             throw Self.creationError(-created)
         }
         let efd = eventfd(0, Int32(EFD_CLOEXEC))
@@ -170,7 +170,6 @@ final class RingCore: @unchecked Sendable {
             let code = Glibc.errno
             io_uring_queue_exit(ring)
             ring.deallocate()
-            wakeBuffer.deallocate()
             throw .system(.createRing, code)
         }
         var supported = [Bool](repeating: false, count: 256)
@@ -185,7 +184,10 @@ final class RingCore: @unchecked Sendable {
         for operation in options.treatedAsUnsupported {
             if let opcode = operation.opcode { supported[Int(opcode)] = false }
         }
+        // Nothing throws from here on, so nothing allocated below can leak.
         self.ring = ring
+        self.wakeBuffer = .allocate(capacity: 1)
+        self.wakeBuffer.initialize(to: 0)
         self.local = .allocate(capacity: 1)
         self.local.initialize(to: RingThreadState())
         self.ringFD = ring.pointee.ring_fd

@@ -128,6 +128,15 @@ struct Checksum {
     }
 }
 
+/// The seed for randomized tests: `URING_TEST_SEED` if set (to replay a
+/// reported failure), else a fresh random one. Tests print the seed they used.
+func testSeed() -> UInt64 {
+    if let text = ProcessInfo.processInfo.environment["URING_TEST_SEED"], let seed = UInt64(text) {
+        return seed
+    }
+    return UInt64.random(in: 0...UInt64.max)
+}
+
 /// A pipe as two raw descriptors (read end, write end), close-on-exec.
 func makePipe() -> (read: Int32, write: Int32) {
     var fds: [Int32] = [0, 0]

@@ -5,7 +5,7 @@ import Testing
 @testable import Uring
 
 extension AllTests {
-    @Suite("Cancellation")
+    @Suite("Cancellation", .checksDescriptorLeaks)
     struct CancellationTests {
         /// Reads from a pipe that never gets data, cancels, and checks the
         /// caller gets `CancellationError` and its untouched buffer.

@@ -6,7 +6,7 @@ import Testing
 @testable import Uring
 
 extension AllTests {
-    @Suite("Engine internals")
+    @Suite("Engine internals", .checksDescriptorLeaks)
     struct EngineTests {
         @Test("a linked chain runs in order, and a failed step cancels the rest")
         func linkedChain() async throws {

@@ -6,7 +6,7 @@ import Testing
 @testable import Uring
 
 extension AllTests {
-    @Suite("Errors")
+    @Suite("Errors", .checksDescriptorLeaks)
     struct ErrorTests {
         @Test("a missing path: ENOENT, naming the operation and the path, nothing leaked")
         func missingPath() async throws {

@@ -3,7 +3,7 @@ import Glibc
 import Testing
 
 extension AllTests {
-    @Suite("uring-cat example")
+    @Suite("uring-cat example", .checksDescriptorLeaks)
     struct UringCatTests {
         var uringCat: String { productsDirectory + "/uring-cat" }
 

@@ -5,7 +5,7 @@ import Testing
 @testable import Uring
 
 extension AllTests {
-    @Suite("Files")
+    @Suite("Files", .checksDescriptorLeaks)
     struct FileTests {
         @Test("write at offsets, read back, and read short at the end of the file")
         func readWriteAndShortReads() async throws {

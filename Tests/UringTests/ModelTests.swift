@@ -200,7 +200,7 @@ struct LibraryRunner {
 }
 
 extension AllTests {
-    @Suite("Randomized sequences against a model")
+    @Suite("Randomized sequences against a model", .checksDescriptorLeaks)
     struct ModelTests {
         /// Runs `steps`; returns the first step whose observation differs from
         /// the model's, with both observations.

@@ -5,7 +5,7 @@ import Testing
 @testable import Uring
 
 extension AllTests {
-@Suite("Ring and executor")
+@Suite("Ring and executor", .checksDescriptorLeaks)
 struct RingTests {
     @Test("an awaited NOP makes a round trip and the counters balance")
     func nopRoundTrip() async throws {

@@ -25,7 +25,7 @@ extension Result where Failure == any Error {
 }
 
 extension AllTests {
-    @Suite("Stress")
+    @Suite("Stress", .checksDescriptorLeaks)
     struct StressTests {
         /// What one worker saw; summed and checked at the end.
         struct Tally: Sendable {

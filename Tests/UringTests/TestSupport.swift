@@ -60,7 +60,11 @@ func descriptorTarget(_ fd: Int32) -> String? {
 /// What every open descriptor refers to, for failure messages.
 func openDescriptorTargets() -> [String] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-    return entries.compactMap { Int32($0) }.sorted().map { "\($0): \(descriptorTarget($0) ?? "?")" }
+    // A descriptor gone by the time it is read (the directory listing's own)
+    // is left out.
+    return entries.compactMap { Int32($0) }.sorted().compactMap { fd in
+        descriptorTarget(fd).map { "\(fd): \($0)" }
+    }
 }
 
 /// All open descriptors of this process.
@@ -153,29 +157,60 @@ var productsDirectory: String {
 
 /// Runs a program to completion and returns its status, stdout and stderr.
 /// Output goes through files, so a chatty child can never block on a pipe.
+/// Uses posix_spawn directly: Foundation's Process would open run-loop
+/// descriptors in this process that the leak checks would then see.
 func run(_ executable: String, _ arguments: [String], stdinPath: String? = nil) throws -> (
     status: Int32, stdout: Data, stderr: Data
 ) {
     let scratch = Scratch()
     let outPath = scratch.path + "/stdout"
     let errPath = scratch.path + "/stderr"
-    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    process.standardOutput = out
-    process.standardError = err
-    if let stdinPath { process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: stdinPath)) }
-    try process.run()
-    process.waitUntilExit()
-    try out.close()
-    try err.close()
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 0, stdinPath ?? "/dev/null", O_RDONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { for arg in argv { free(arg) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    guard spawned == 0 else { throw Errno(rawValue: spawned) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // WIFEXITED / WEXITSTATUS, which Swift does not import (they are macros).
+    let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     return (
-        process.terminationStatus,
+        exitStatus,
         try Data(contentsOf: URL(fileURLWithPath: outPath)),
         try Data(contentsOf: URL(fileURLWithPath: errPath))
     )
+}
+
+/// A suite trait: the suite as a whole must end with exactly the descriptors
+/// it started with (compared by what they refer to, after earlier rings'
+/// threads have ended).
+struct DescriptorLeakCheck: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        // The shared ring lives for the whole process; create it up front so
+        // it is not counted against whichever suite touches it first.
+        _ = try? RingActor.shared
+        await waitForRingThreadsToEnd()
+        let before = openDescriptorTargets().map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? $0 }
+        try await function()
+        await waitForRingThreadsToEnd()
+        let after = openDescriptorTargets().map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? $0 }
+        #expect(
+            after.sorted() == before.sorted(),
+            "suite \(test.name) changed the open descriptors: before \(before.sorted()), after \(after.sorted())")
+    }
+}
+
+extension Trait where Self == DescriptorLeakCheck {
+    /// Checks that a suite leaks no descriptors (see ``DescriptorLeakCheck``).
+    static var checksDescriptorLeaks: Self { DescriptorLeakCheck() }
 }

@@ -1,10 +1,13 @@
-// A child process for the tests: denies io_uring_setup with a seccomp filter,
-// then tries to use io_uring and prints what the library reported.
+// A child process for the tests: puts itself in a hostile environment, then
+// uses io_uring and prints what the library reported.
 //
-//     uring-sandbox-probe ring|shared|open PATH
+//     uring-sandbox-probe ring|shared|open PATH   io_uring_setup denied by seccomp
+//     uring-sandbox-probe nofile PATH             RLIMIT_NOFILE nearly reached
+//     uring-sandbox-probe memlock                 RLIMIT_MEMLOCK set to zero
 //
-// Exit status: 0 if io_uring worked anyway, 2 if the library reported
-// `ringUnavailable`, 1 for any other error, 3 if seccomp could not be set up.
+// Exit status: 0 when the library behaved as the mode expects, 2 if it
+// reported `ringUnavailable`, 1 for anything else, 3 if the environment could
+// not be set up.
 
 import CSeccomp
 import Glibc
@@ -13,11 +16,6 @@ import Uring
 
 let arguments = CommandLine.arguments
 let mode = arguments.count > 1 ? arguments[1] : "ring"
-let denied = cseccomp_deny_io_uring_setup(EPERM)
-guard denied == 0 else {
-    print("seccomp unavailable: \(denied)")
-    exit(3)
-}
 
 func report(_ error: any Error) -> Never {
     guard let error = error as? UringError else {
@@ -30,18 +28,87 @@ func report(_ error: any Error) -> Never {
     exit(error.kind == .ringUnavailable ? 2 : 1)
 }
 
-do {
-    switch mode {
-    case "shared":
-        _ = try RingActor.shared
-    case "open":
-        let file = try await File.open(FilePath(arguments[2]))
-        try await file.close()
-    default:
-        _ = try RingActor()
+func openDescriptors() -> Int {
+    var count = 0
+    if let dir = opendir("/proc/self/fd") {
+        while readdir(dir) != nil { count += 1 }
+        closedir(dir)
     }
-    print("io_uring worked")
+    return count - 3  // ".", ".." and the directory's own descriptor
+}
+
+switch mode {
+case "nofile":
+    // Leave room for the ring's own two descriptors and three files.
+    let ring: RingActor
+    do { ring = try RingActor() } catch { report(error) }
+    var limit = rlimit(rlim_cur: rlim_t(openDescriptors() + 3), rlim_max: rlim_t(openDescriptors() + 3))
+    guard setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+        print("setrlimit failed: \(errno)")
+        exit(3)
+    }
+    let path = FilePath(arguments[2])
+    var opened: [FileDescriptor] = []
+    while true {
+        do {
+            let file = try await File.open(path, on: ring)
+            opened.append(file.takeDescriptor())
+            if opened.count > 100 { print("the limit was not enforced"); exit(1) }
+        } catch let error as UringError where error.errno == .tooManyOpenFiles {
+            print("opened \(opened.count), then: \(error)")
+            break
+        } catch {
+            report(error)
+        }
+    }
+    // Closing one makes room again, and the ring still works.
+    try? opened.removeLast().close()
+    do {
+        let file = try await File.open(path, on: ring)
+        try await file.close()
+        print("reopened after closing one")
+    } catch {
+        report(error)
+    }
+    for fd in opened { try? fd.close() }
+    await ring.shutdown()
     exit(0)
-} catch {
-    report(error)
+
+case "memlock":
+    var limit = rlimit(rlim_cur: 0, rlim_max: 0)
+    guard setrlimit(__rlimit_resource_t(8) /* RLIMIT_MEMLOCK */, &limit) == 0 else {
+        print("setrlimit failed: \(errno)")
+        exit(3)
+    }
+    do {
+        let ring = try RingActor(options: RingOptions(entries: 4096))
+        try await ring.nop()
+        print("ring created and used with RLIMIT_MEMLOCK 0 (the kernel does not charge rings to it)")
+        await ring.shutdown()
+        exit(0)
+    } catch {
+        report(error)
+    }
+
+default:
+    let denied = cseccomp_deny_io_uring_setup(EPERM)
+    guard denied == 0 else {
+        print("seccomp unavailable: \(denied)")
+        exit(3)
+    }
+    do {
+        switch mode {
+        case "shared":
+            _ = try RingActor.shared
+        case "open":
+            let file = try await File.open(FilePath(arguments[2]))
+            try await file.close()
+        default:
+            _ = try RingActor()
+        }
+        print("io_uring worked")
+        exit(0)
+    } catch {
+        report(error)
+    }
 }

@@ -184,3 +184,32 @@ extension AllTests {
         }
     }
 }
+
+extension AllTests {
+    @Suite("Hostile environment", .checksDescriptorLeaks)
+    struct HostileEnvironmentTests {
+        var probe: String { productsDirectory + "/uring-sandbox-probe" }
+
+        @Test("RLIMIT_NOFILE reached: open fails with a typed EMFILE naming the path, and the ring keeps working")
+        func descriptorLimit() throws {
+            let result = try run(probe, ["nofile", "/etc/hostname"])
+            let output = String(decoding: result.stdout, as: UTF8.self)
+            try #require(result.status != 3, "could not set RLIMIT_NOFILE: \(output)")
+            #expect(result.status == 0, "\(output)")
+            #expect(output.contains("open '/etc/hostname': Too many open files (EMFILE)"), "\(output)")
+            #expect(output.contains("reopened after closing one"))
+        }
+
+        @Test("RLIMIT_MEMLOCK of zero: the ring is created, or creation fails with a clear memory error")
+        func memlockLimit() throws {
+            let result = try run(probe, ["memlock"])
+            let output = String(decoding: result.stdout, as: UTF8.self)
+            try #require(result.status != 3, "could not set RLIMIT_MEMLOCK: \(output)")
+            // Kernels since 5.12 charge rings to the memory cgroup, not to
+            // RLIMIT_MEMLOCK; older ones refuse with ENOMEM.
+            #expect(
+                result.status == 0 || (result.status == 2 && output.contains("RLIMIT_MEMLOCK")),
+                "\(output)")
+        }
+    }
+}

@@ -20,7 +20,11 @@ import Synchronization
 ///   saw `.completed`, then gives the slot back to the pool (a lock).
 /// - `continuation` is written by the caller before its releasing
 ///   compare-exchange to `.waiting`, and read by the ring thread only after
-///   its acquiring exchange saw `.waiting`.
+///   its acquiring exchange saw `.waiting`. The ring then stores `.resumed`
+///   (releasing) before resuming, and the resumed caller loads the phase
+///   (acquiring) before it touches the slot again, so even the ring's last
+///   read is ordered before the slot's reuse without relying on how the
+///   executor synchronizes a resumption.
 final class OperationSlot: @unchecked Sendable {
     /// Where the slot is in its hand-off between the caller and the ring.
     enum Phase: UInt8 {
@@ -34,6 +38,9 @@ final class OperationSlot: @unchecked Sendable {
         case completed
         /// The caller walked away: the ring recycles the slot on completion.
         case detached
+        /// After `.waiting`: the ring has read the continuation and is about
+        /// to resume it; it touches the slot no more.
+        case resumed
     }
 
     /// What the ring thread knows about the slot (ring thread only).

@@ -245,7 +245,9 @@ extension RingCore {
         let before = slot.phase.exchange(OperationSlot.Phase.completed.rawValue, ordering: .acquiringAndReleasing)
         switch OperationSlot.Phase(rawValue: before) {
         case .waiting:
-            slot.continuation!.resume()
+            let continuation = slot.continuation!
+            slot.phase.store(OperationSlot.Phase.resumed.rawValue, ordering: .releasing)
+            continuation.resume()
         case .detached:
             pool.release(slot, onRingThread: true)
         default:

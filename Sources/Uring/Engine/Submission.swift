@@ -104,6 +104,13 @@ extension RingCore {
                 requestCancellation(userData)
             }
         }
+        // Acquire the ring's last release on this slot (`.completed`, or
+        // `.resumed` if this task was suspended). A resumption already
+        // implies it through the executor's queue, but the slot's protocol
+        // should not lean on how executors synchronize (and ThreadSanitizer
+        // cannot see inside Dispatch).
+        let phase = slot.phase.load(ordering: .acquiring)
+        assert(phase == OperationSlot.Phase.completed.rawValue || phase == OperationSlot.Phase.resumed.rawValue)
         let completion = Completion(result: slot.result, flags: slot.flags, aborted: slot.abortedByShutdown)
         pool.release(slot, onRingThread: isRingThread)
         return completion

@@ -159,7 +159,9 @@ var productsDirectory: String {
 /// Output goes through files, so a chatty child can never block on a pipe.
 /// Uses posix_spawn directly: Foundation's Process would open run-loop
 /// descriptors in this process that the leak checks would then see.
-func run(_ executable: String, _ arguments: [String], stdinPath: String? = nil) throws -> (
+func run(
+    _ executable: String, _ arguments: [String], stdinPath: String? = nil, environment extra: [String] = []
+) throws -> (
     status: Int32, stdout: Data, stderr: Data
 ) {
     let scratch = Scratch()
@@ -173,8 +175,19 @@ func run(_ executable: String, _ arguments: [String], stdinPath: String? = nil) 
     posix_spawn_file_actions_addopen(&actions, 0, stdinPath ?? "/dev/null", O_RDONLY, 0)
     let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for arg in argv { free(arg) } }
+    // This process's environment, with `extra` replacing same-named entries.
+    let overridden = Set(extra.map { $0.prefix(while: { $0 != "=" }) + "=" })
+    var environment: [UnsafeMutablePointer<CChar>?] = []
+    var index = 0
+    while let entry = environ[index] {
+        let text = String(cString: entry)
+        if !overridden.contains(where: { text.hasPrefix($0) }) { environment.append(strdup(entry)) }
+        index += 1
+    }
+    environment += extra.map { strdup($0) } + [nil]
+    defer { for entry in environment { free(entry) } }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environment)
     guard spawned == 0 else { throw Errno(rawValue: spawned) }
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

@@ -114,12 +114,25 @@ final class SlotPool: @unchecked Sendable {
         var created: UInt32 = 0
     }
     private let shared = Locked(Shared())
-    private var local: [OperationSlot] = []
+    /// The ring thread's free list, behind a pointer for the same reason as
+    /// `RingCore.local`: no dynamic exclusivity checks on the hot path (it
+    /// took `uring-bench nop` mode (a) from about 0.63 to 0.68 of C here).
+    private let local: UnsafeMutablePointer<[OperationSlot]>
     private let localCount = Atomic<Int>(0)
 
+    init() {
+        local = .allocate(capacity: 1)
+        local.initialize(to: [])
+    }
+
+    deinit {
+        local.deinitialize(count: 1)
+        local.deallocate()
+    }
+
     func acquire(onRingThread: Bool) -> OperationSlot {
-        if onRingThread, let slot = local.popLast() {
-            localCount.store(local.count, ordering: .relaxed)
+        if onRingThread, let slot = local.pointee.popLast() {
+            localCount.store(local.pointee.count, ordering: .relaxed)
             return slot
         }
         return shared.withLock { state in
@@ -132,9 +145,9 @@ final class SlotPool: @unchecked Sendable {
 
     func release(_ slot: OperationSlot, onRingThread: Bool) {
         slot.recycle()
-        if onRingThread && local.count < 4096 {
-            local.append(slot)
-            localCount.store(local.count, ordering: .relaxed)
+        if onRingThread && local.pointee.count < 4096 {
+            local.pointee.append(slot)
+            localCount.store(local.pointee.count, ordering: .relaxed)
         } else {
             shared.withLock { $0.free.append(slot) }
         }

@@ -112,3 +112,22 @@ final class EventLog: @unchecked Sendable {
     private(set) var values: [Int32] = []
     func append(_ value: Int32) { values.append(value) }
 }
+
+extension AllTests.EngineTests {
+    @Test("callers off the ring thread stop polling long for results that come late")
+    func adaptiveCallerSpin() async throws {
+        var options = RingOptions()
+        options.callerSpin = .microseconds(40)
+        let ring = try RingActor(options: options)
+        #expect(ring.core.spinBudget.load(ordering: .relaxed) == 40_000)
+        // Each 2 ms sleep misses the polling window, from an ordinary task.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for _ in 0..<8 { try await ring.sleep(for: .milliseconds(2)) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(ring.core.spinBudget.load(ordering: .relaxed) == RingCore.minimumSpin)
+        await ring.shutdown()
+    }
+}

@@ -47,6 +47,12 @@ final class RingCore: @unchecked Sendable {
     let maximumInFlight: Int
     let idleSpinNanos: UInt64
     let callerSpinNanos: UInt64
+    /// The current polling budget of callers off the ring thread (adapts
+    /// between `minimumSpin` and `callerSpinNanos`).
+    let spinBudget = Atomic<UInt64>(0)
+    /// The least a caller polls once polling is on, so it keeps discovering
+    /// when results come back quickly again.
+    static let minimumSpin: UInt64 = 5_000
     let threadName: String
     /// The io_uring file descriptor (for sharing workers).
     let ringFD: Int32
@@ -201,6 +207,7 @@ final class RingCore: @unchecked Sendable {
         self.maximumInFlight = max(1, options.maximumInFlight ?? room)
         self.idleSpinNanos = options.idleSpin.nanoseconds
         self.callerSpinNanos = options.callerSpin.nanoseconds
+        self.spinBudget.store(callerSpinNanos, ordering: .relaxed)
         self.threadName = String(decoding: options.threadName.utf8.prefix(15), as: UTF8.self)
     }
 

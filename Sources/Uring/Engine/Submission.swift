@@ -121,13 +121,24 @@ extension RingCore {
         if callerSpinNanos > 0 && !isRingThread {
             // Poll briefly: a result that arrives now needs no wake-up of this
             // thread, which is the dominant cost of a cross-thread round trip.
-            let deadline = cu_monotonic_ns() &+ callerSpinNanos
+            // The budget adapts: it halves after each miss (down to a small
+            // floor that keeps probing) and doubles after each hit (up to
+            // `callerSpin`), so slow operations such as idle socket reads do
+            // not burn a core polling.
+            let budget = spinBudget.load(ordering: .relaxed)
+            let deadline = cu_monotonic_ns() &+ budget
             var round = 0
+            var hit = true
             while slot.phase.load(ordering: .acquiring) != completed {
                 cu_cpu_relax()
                 round &+= 1
-                if round & 31 == 0 && cu_monotonic_ns() > deadline { break }
+                if round & 31 == 0 && cu_monotonic_ns() > deadline {
+                    hit = false
+                    break
+                }
             }
+            let next = hit ? min(callerSpinNanos, budget &* 2) : max(Self.minimumSpin, budget / 2)
+            if next != budget { spinBudget.store(next, ordering: .relaxed) }
         }
         if slot.phase.load(ordering: .acquiring) == completed { return }
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in

@@ -26,9 +26,12 @@ public struct RingOptions: Sendable {
     public var maximumInFlight: Int? = nil
     /// How long the ring thread polls for new work before it sleeps.
     public var idleSpin: Duration = .microseconds(50)
-    /// How long a caller that is not on the ring thread polls for its result
-    /// before it suspends. A result that comes back within this time costs no
-    /// thread wake-up at all. Zero turns polling off.
+    /// The longest a caller that is not on the ring thread polls for its
+    /// result before it suspends. A result that comes back within this time
+    /// costs no thread wake-up at all. The actual budget adapts: it shrinks
+    /// while results keep arriving too late to catch and grows
+    /// back when they arrive in time (it never drops below 5 µs). Zero turns
+    /// polling off.
     public var callerSpin: Duration = .microseconds(20)
 
     /// The ring thread's name, as `top -H`, `ps -L` and debuggers show it

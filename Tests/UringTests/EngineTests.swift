@@ -131,3 +131,78 @@ extension AllTests.EngineTests {
         await ring.shutdown()
     }
 }
+
+extension AllTests.EngineTests {
+    @Test(
+        "requests queued behind the in-flight limit go in as room frees up, with no one posting",
+        .timeLimit(.minutes(1)))
+    func queuedRequestsFlowWithoutPosts() async throws {
+        var options = RingOptions(entries: 4)
+        options.maximumInFlight = 2
+        let ring = try RingActor(options: options)
+        // Ordinary tasks poll for their results, so completions queue no jobs
+        // on the ring thread: only the ring itself can move the queue along.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<64 {
+                group.addTask { try await ring.sleep(for: .microseconds(300)) }
+            }
+            try await group.waitForAll()
+        }
+        let stats = ring.statistics
+        #expect(stats.submitted == 64 && stats.completed == 64, "\(stats)")
+        await ring.shutdown()
+    }
+
+    @Test("a request queued behind the in-flight limit is cancelled at once", .timeLimit(.minutes(1)))
+    func cancelQueuedRequest() async throws {
+        var options = RingOptions(entries: 4)
+        options.maximumInFlight = 1
+        let ring = try RingActor(options: options)
+        await withTaskGroup(of: Void.self) { outer in
+            // This one holds the only place in the kernel.
+            outer.addTask { try? await ring.sleep(for: .seconds(3600)) }
+            while ring.statistics.inFlight == 0 { await Task.yield() }
+            let outcome = await withTaskGroup(of: String.self) { inner in
+                inner.addTask {
+                    do {
+                        try await ring.nop()
+                        return "completed"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                while ring.statistics.slotsInUse < 2 { await Task.yield() }
+                inner.cancelAll()
+                return await inner.next()!
+            }
+            #expect(outcome == "cancelled")
+            #expect(ring.statistics.inFlight == 1, "the long sleep is still in the kernel")
+            outer.cancelAll()
+        }
+        await ring.shutdown()
+    }
+
+    @Test("a descriptor number reused after chunks stop early receives no stray read")
+    func noStrayReadsAfterEarlyStop() async throws {
+        let scratch = Scratch()
+        let path = scratch.write("big", pattern(count: 1 << 20))
+        let ring = try RingActor()
+        let file = try await File.open(path, on: ring)
+        let message = pattern(count: 512, seed: 9)
+        for _ in 0..<100 {
+            for try await _ in file.chunks(size: 4096, readAhead: 8) { break }
+            // A new pipe likely takes the number the sequence's duplicate had.
+            let (readEnd, writeEnd) = makePipe()
+            _ = message.withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) }
+            close(writeEnd)
+            var received = [UInt8](repeating: 0, count: 1024)
+            let n = received.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+            close(readEnd)
+            #expect(n == message.count && Array(received[..<max(n, 0)]) == message, "a stray read took pipe data")
+        }
+        try await file.close()
+        await ring.shutdown()
+    }
+}

@@ -83,6 +83,9 @@ public struct AlignedBuffer: ~Copyable, @unchecked Sendable {
 }
 
 extension AlignedBuffer: IOBuffer {
+    /// This library's conformance.
+    public static var _ioBufferConformance: IOBufferConformance { IOBufferConformance() }
+
     /// Calls `body` with the buffer's bytes.
     public func withUnsafeIOBytes<Result, Failure: Error>(
         _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result

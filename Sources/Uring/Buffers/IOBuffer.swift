@@ -5,10 +5,17 @@
 /// ever lent: a read takes it `inout`, a write `borrowing`, and it is the
 /// caller's again on every path, success, error or cancellation.
 ///
-/// Conforming types must keep their bytes at one address while the value is
-/// neither mutated nor destroyed, even when the value itself is moved. Both
-/// `[UInt8]` (heap storage) and ``AlignedBuffer`` (its own allocation) do.
+/// The protocol is closed: only this library's types conform (`[UInt8]` and
+/// ``AlignedBuffer``). The kernel uses a buffer's address after the closures
+/// below have returned, which is sound only for storage that stays at one
+/// address while the value is neither mutated nor destroyed, even when the
+/// value itself is moved. Heap storage owned by the value has that property;
+/// a type that keeps small contents inline, as `Data` does, would not.
 public protocol IOBuffer: ~Copyable, Sendable {
+    /// Proof that the conformance comes from this library (its initializer
+    /// is not public).
+    static var _ioBufferConformance: IOBufferConformance { get }
+
     /// The number of bytes an operation may read into or write from.
     var count: Int { get }
 
@@ -23,7 +30,15 @@ public protocol IOBuffer: ~Copyable, Sendable {
     ) throws(Failure) -> Result
 }
 
+/// A token only this library can create, which closes ``IOBuffer``.
+public struct IOBufferConformance: Sendable {
+    init() {}
+}
+
 extension Array: IOBuffer where Element == UInt8 {
+    /// This library's conformance.
+    public static var _ioBufferConformance: IOBufferConformance { IOBufferConformance() }
+
     /// Calls `body` with the array's bytes, for the kernel to read.
     public func withUnsafeIOBytes<Result, Failure: Error>(
         _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result

@@ -31,6 +31,8 @@ final class RingCore: @unchecked Sendable {
         var exitRequested = false
         /// The ring thread is (about to be) asleep: a poster must wake it.
         var sleeping = false
+        /// The ring thread has ended: nothing posted now would be seen.
+        var exited = false
     }
 
     static let wakeTag: UInt64 = .max
@@ -89,7 +91,7 @@ final class RingCore: @unchecked Sendable {
         _read { yield local.pointee.localJobs }
         _modify { yield &local.pointee.localJobs }
     }
-    var pending: FIFO<OperationSlot> {
+    var pending: FIFO<PendingEntry> {
         _read { yield local.pointee.pending }
         _modify { yield &local.pointee.pending }
     }
@@ -106,6 +108,11 @@ final class RingCore: @unchecked Sendable {
     var unsubmitted: Int {
         get { local.pointee.unsubmitted }
         set { local.pointee.unsubmitted = newValue }
+    }
+    /// True while `reap()` walks the CQ, so nothing re-enters it.
+    var reaping: Bool {
+        get { local.pointee.reaping }
+        set { local.pointee.reaping = newValue }
     }
     var wakeArmed: Bool {
         get { local.pointee.wakeArmed }
@@ -292,6 +299,29 @@ final class RingCore: @unchecked Sendable {
         post { $0.cancellations.append(userData) }
     }
 
+    /// Hands a request (and the rest of its chain) to the ring thread. If
+    /// that thread has already ended, the request fails here as aborted.
+    func postSubmission(_ head: OperationSlot) {
+        let accepted = inbox.withLock { inbox -> Bool in
+            if inbox.exited { return false }
+            inbox.submissions.append(head)
+            return true
+        }
+        if accepted {
+            post { _ in }
+            return
+        }
+        var next: OperationSlot? = head
+        while let slot = next {
+            next = slot.chainNext
+            slot.abortedByShutdown = true
+            slot.result = -ECANCELED
+            // Nobody else holds the slot: the ring thread is gone.
+            let before = slot.phase.exchange(OperationSlot.Phase.completed.rawValue, ordering: .acquiringAndReleasing)
+            if before == OperationSlot.Phase.detached.rawValue { pool.release(slot, onRingThread: false) }
+        }
+    }
+
     /// Runs `change` on the inbox and wakes the ring thread if it sleeps.
     func post(_ change: (inout Inbox) -> Void) {
         let mustWake = inbox.withLock { inbox in
@@ -325,10 +355,19 @@ final class RingCore: @unchecked Sendable {
     }
 }
 
+/// A request waiting for room in the kernel, with the `user_data` it had when
+/// queued: an entry whose slot has since finished (cancelled while queued)
+/// is stale and skipped.
+struct PendingEntry {
+    let slot: OperationSlot
+    let userData: UInt64
+}
+
 /// What only the ring thread reads and writes (see `RingCore.local`).
 struct RingThreadState {
     var localJobs = FIFO<RingCore.QueuedJob>()
-    var pending = FIFO<OperationSlot>()
+    var pending = FIFO<PendingEntry>()
+    var reaping = false
     var kernelTable: [OperationSlot?] = []
     var kernelInFlight = 0
     var unsubmitted = 0

@@ -36,6 +36,8 @@ extension RingCore {
                 }
             }
             if !localJobs.isEmpty || hasRemoteWork.load(ordering: .acquiring) { continue }
+            // Completions reaped above may have made room for queued requests.
+            if ringOpen && canFlush { continue }
             if !ringOpen && exitRequestedAndIdle() { break }
             if ringOpen && !shuttingDown && spinForWork() { continue }
             sleep()
@@ -43,8 +45,20 @@ extension RingCore {
         threadID.store(0, ordering: .releasing)
     }
 
+    /// Ends the loop if asked to and nothing is left; from then on, posted
+    /// submissions fail at once (see `postSubmission`).
     private func exitRequestedAndIdle() -> Bool {
-        inbox.withLock { $0.exitRequested && $0.jobs.isEmpty } && localJobs.isEmpty
+        guard localJobs.isEmpty else { return false }
+        return inbox.withLock { inbox in
+            guard inbox.exitRequested && inbox.jobs.isEmpty && inbox.submissions.isEmpty else { return false }
+            inbox.exited = true
+            return true
+        }
+    }
+
+    /// Whether queued requests could go to the kernel now.
+    var canFlush: Bool {
+        !pending.isEmpty && kernelInFlight < maximumInFlight
     }
 
     // MARK: Jobs
@@ -100,10 +114,11 @@ extension RingCore {
                 kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
             }
             kernelTable[index] = slot
-            slot.ringUserData = slot.userData
+            let userData = slot.userData
+            slot.ringUserData = userData
             slot.ringSide = .pending
             slot.cancelBeforeSubmit = false
-            pending.append(slot)
+            pending.append(PendingEntry(slot: slot, userData: userData))
             next = slot.chainNext
         }
         if !ringOpen || shuttingDown { flushPending() }
@@ -114,7 +129,11 @@ extension RingCore {
     /// Moves pending requests into the SQ while the in-flight limit allows.
     func flushPending() {
         while let head = pending.first {
-            let length = head.chainLength
+            if head.slot.ringUserData != head.userData || head.slot.ringSide != .pending {
+                _ = pending.popFirst()  // finished while queued (cancelled)
+                continue
+            }
+            let length = head.slot.chainLength
             if ringOpen && !shuttingDown {
                 if kernelInFlight + length > maximumInFlight && kernelInFlight > 0 { return }
                 if Int(cu_sq_space(ring)) < length {
@@ -126,9 +145,9 @@ extension RingCore {
             chain.reserveCapacity(length)
             var cancelled = false
             for _ in 0..<length {
-                guard let slot = pending.popFirst() else { break }
-                cancelled = cancelled || slot.cancelBeforeSubmit
-                chain.append(slot)
+                guard let entry = pending.popFirst() else { break }
+                cancelled = cancelled || entry.slot.cancelBeforeSubmit
+                chain.append(entry.slot)
             }
             if !ringOpen || shuttingDown {
                 for slot in chain {
@@ -186,9 +205,26 @@ extension RingCore {
         reap()
     }
 
+    /// Submits, then waits for one completion or until the time is up; then
+    /// reaps.
+    private func waitForCompletion(atMostNanoseconds nanoseconds: Int) {
+        var timeout = __kernel_timespec(
+            tv_sec: Int64(nanoseconds / 1_000_000_000), tv_nsec: Int64(nanoseconds % 1_000_000_000))
+        var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
+        enterCount.add(1, ordering: .relaxed)
+        let result = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &timeout, nil)
+        if result >= 0 { unsubmitted = max(0, unsubmitted - Int(result)) }
+        reap()
+    }
+
     /// Reads every available completion.
     @discardableResult
     func reap() -> Int {
+        // A multishot handler that submits on the ring thread must not walk
+        // the CQ again while this walk has not advanced its head.
+        if reaping { return 0 }
+        reaping = true
+        defer { reaping = false }
         var total = 0
         while true {
             let ready = cu_cq_ready(ring)
@@ -205,6 +241,7 @@ extension RingCore {
             // with GETEVENTS moves them into the CQ.
             overflowCount.add(1, ordering: .relaxed)
             _ = io_uring_get_events(ring)
+            reaping = false
             total += reap()
         }
         let dropped = UInt64(cu_cq_dropped(ring))
@@ -261,7 +298,14 @@ extension RingCore {
         guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData else { return }
         switch slot.ringSide {
         case .pending:
-            slot.cancelBeforeSubmit = true
+            if slot.chainLength == 1 && slot.chainNext == nil {
+                // Finish it now: a request queued behind the in-flight limit
+                // must not wait for room just to be cancelled. Its queue
+                // entry is now stale and will be skipped.
+                finish(slot, result: -ECANCELED, flags: 0)
+            } else {
+                slot.cancelBeforeSubmit = true  // a chain goes or fails as one
+            }
         case .inKernel:
             var request = io_uring_sqe()
             io_uring_prep_cancel64(&request, userData, 0)
@@ -291,7 +335,7 @@ extension RingCore {
             if hasRemoteWork.load(ordering: .acquiring) { return true }
             if kernelInFlight > 0 && round & 7 == 0 {
                 enterKernel(wait: false)
-                if !localJobs.isEmpty { return true }
+                if !localJobs.isEmpty || canFlush { return true }
             }
             cu_cpu_relax()
             round &+= 1
@@ -318,7 +362,9 @@ extension RingCore {
                 pushInternal(&request, tag: Self.wakeTag)
                 wakeArmed = true
             }
-            enterKernel(wait: true)
+            // Arming may have reaped completions; wait only if that left
+            // nothing to do.
+            if localJobs.isEmpty && !canFlush { enterKernel(wait: true) }
         } else {
             var value: UInt64 = 0
             _ = withUnsafeMutableBytes(of: &value) { read(eventFD, $0.baseAddress, 8) }
@@ -353,10 +399,12 @@ extension RingCore {
         // The wake-up read counts too: the kernel must be done with its
         // buffer before the ring (and later the buffer) goes away.
         guard kernelInFlight == 0, pending.isEmpty, !wakeArmed else {
-            if (kernelInFlight > 0 || wakeArmed) && unsubmitted == 0 {
+            if (kernelInFlight > 0 || wakeArmed) && unsubmitted == 0 && localJobs.isEmpty {
                 // Wait for the stragglers (for example a read already running
-                // in a worker thread, which cannot be interrupted).
-                enterKernel(wait: true)
+                // in a worker thread, which cannot be interrupted), but at most
+                // 10 ms at a time: nothing can wake this wait, and jobs may be
+                // posted meanwhile.
+                waitForCompletion(atMostNanoseconds: 10_000_000)
             }
             return
         }

@@ -75,18 +75,19 @@ extension RingCore {
             {
                 // Straight into the SQ: nothing is queued ahead of it.
                 registerInKernel(head)
-                if localJobs.isEmpty { enterKernel(wait: false) }
+                if localJobs.isEmpty && !reaping { enterKernel(wait: false) }
                 return
             }
             acceptPosted(head)
             // Nothing else is runnable: submit now and look for the result, so
             // a request that completes during submission needs no suspension.
-            if localJobs.isEmpty && ringOpen && !shuttingDown {
+            // (Not from inside `reap`, which must not be re-entered.)
+            if localJobs.isEmpty && ringOpen && !shuttingDown && !reaping {
                 flushPending()
                 enterKernel(wait: false)
             }
         } else {
-            post { $0.submissions.append(head) }
+            postSubmission(head)
         }
     }
 

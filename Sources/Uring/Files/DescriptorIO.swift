@@ -77,16 +77,18 @@ struct DescriptorIO {
         return done
     }
 
+    /// A vectored read or write. The request holds `vectors` until the
+    /// kernel's completion (the kernel reads the array when it submits).
     nonisolated(nonsending) func vectored(
-        _ operation: UringOperation, _ vectors: UnsafeMutablePointer<iovec>, count: Int, total: Int, offset: Int64?
+        _ operation: UringOperation, _ vectors: IOVectors, total: Int, offset: Int64?
     ) async throws -> Int {
         try validate(operation, count: total, offset: offset)
         let position = offset.map { UInt64($0) } ?? Self.currentPosition
-        let n = try await core.perform(operation, path: path) {
+        let n = try await core.perform(operation, path: path, keepAlive: vectors) {
             if operation == .readVectored {
-                io_uring_prep_readv(&$0, fd, vectors, UInt32(count), position)
+                io_uring_prep_readv(&$0, fd, vectors.pointer, UInt32(vectors.count), position)
             } else {
-                io_uring_prep_writev(&$0, fd, vectors, UInt32(count), position)
+                io_uring_prep_writev(&$0, fd, vectors.pointer, UInt32(vectors.count), position)
             }
         }
         return Int(n)
@@ -129,7 +131,7 @@ struct DescriptorIO {
     /// Closes the descriptor; it is closed whatever happens, even when the
     /// task is cancelled or the ring is shut down (then synchronously).
     nonisolated(nonsending) func close() async throws {
-        if Task.isCancelled || !core.acceptsWork.load(ordering: .acquiring) {
+        if Task.isCancelled || !core.acceptsWork.load(ordering: .acquiring) || !core.isSupported(.close) {
             if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path) }
             return
         }
@@ -159,7 +161,9 @@ final class StatxBuffer {
 }
 
 /// Heap storage for an iovec array, freed when the request is done.
-final class IOVectors {
+final class IOVectors: @unchecked Sendable {
+    // `@unchecked Sendable`: filled before the request is handed over, then
+    // only read (by the kernel); the slot only keeps it alive.
     let pointer: UnsafeMutablePointer<iovec>
     let count: Int
     init(count: Int) {

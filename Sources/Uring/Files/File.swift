@@ -136,7 +136,9 @@ public struct File: ~Copyable, Sendable {
             vectors.pointer[i] = iovec(iov_base: buffers[i].stableMutableAddress(), iov_len: count)
             total += count
         }
-        return try await io.vectored(.readVectored, vectors.pointer, count: buffers.count, total: total, offset: offset)
+        // `buffers` is inout, so it is the caller's and alive until this
+        // returns, which is after the kernel's completion.
+        return try await io.vectored(.readVectored, vectors, total: total, offset: offset)
     }
 
     /// Reads the whole file from `offset` into a new array.
@@ -209,7 +211,7 @@ public struct File: ~Copyable, Sendable {
         }
         // `buffers` is a parameter, alive until this call returns, which is
         // after the kernel's completion.
-        let n = try await io.vectored(.writeVectored, vectors.pointer, count: buffers.count, total: total, offset: offset)
+        let n = try await io.vectored(.writeVectored, vectors, total: total, offset: offset)
         withExtendedLifetime(buffers) {}
         return n
     }

@@ -28,7 +28,7 @@ extension File {
     ///   - offset: Where to start.
     public func chunks(size: Int = 64 * 1024, readAhead: Int = 4, from offset: Int64 = 0) -> FileChunks {
         FileChunks(
-            core: ring.core, duplicating: descriptor.rawValue, path: path, size: size, readAhead: readAhead,
+            ring: ring, duplicating: descriptor.rawValue, path: path, size: size, readAhead: readAhead,
             offset: offset)
     }
 }
@@ -38,15 +38,17 @@ public struct FileChunks: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     public typealias Failure = any Error
 
-    let core: RingCore
+    /// Keeps the ring (and its thread) alive while the sequence exists.
+    let ring: RingActor
+    var core: RingCore { ring.core }
     let source: Result<OwnedDescriptor, UringError>
     let path: FilePath?
     let size: Int
     let readAhead: Int
     let offset: Int64
 
-    init(core: RingCore, duplicating fd: Int32, path: FilePath?, size: Int, readAhead: Int, offset: Int64) {
-        self.core = core
+    init(ring: RingActor, duplicating fd: Int32, path: FilePath?, size: Int, readAhead: Int, offset: Int64) {
+        self.ring = ring
         self.path = path
         self.size = size
         self.readAhead = Swift.max(1, readAhead)
@@ -94,17 +96,20 @@ final class OwnedDescriptor: Sendable {
     deinit { Glibc.close(fd) }
 }
 
-/// The memory one chunk read goes into. The ring holds it (as the slot's
-/// `keepAlive`) until the kernel's completion, so an abandoned read never
-/// writes into freed memory.
+/// The memory one chunk read goes into, and the descriptor it reads from. The
+/// ring holds it (as the slot's `keepAlive`) until the kernel's completion, so
+/// an abandoned read never writes into freed memory, and the descriptor is not
+/// closed (and its number reused) while a read of it may still be submitted.
 final class ChunkBox: @unchecked Sendable {
     // `@unchecked Sendable`: the kernel writes `bytes` while the read is in
     // flight; the reader takes them only after observing the completion
     // (an acquire on the slot's phase), and the ring only releases the box.
     var bytes: [UInt8]
     let address: UnsafeMutableRawPointer
+    let descriptor: OwnedDescriptor
 
-    init(size: Int) {
+    init(size: Int, descriptor: OwnedDescriptor) {
+        self.descriptor = descriptor
         bytes = [UInt8](repeating: 0, count: size)
         address = bytes.withUnsafeMutableBytes { $0.baseAddress! }
     }
@@ -119,7 +124,8 @@ final class ChunkReader {
         let length: Int
     }
 
-    private let core: RingCore
+    private let ring: RingActor
+    private var core: RingCore { ring.core }
     private let descriptor: OwnedDescriptor?
     private var openError: UringError?
     private let path: FilePath?
@@ -132,7 +138,7 @@ final class ChunkReader {
     private var finished = false
 
     init(_ chunks: FileChunks) {
-        core = chunks.core
+        ring = chunks.ring
         path = chunks.path
         size = chunks.size
         nextOffset = chunks.offset
@@ -196,7 +202,7 @@ final class ChunkReader {
         guard let descriptor else { return }
         while inFlight.count < readAhead {
             try core.admit(.read, path: path)
-            let box = ChunkBox(size: size)
+            let box = ChunkBox(size: size, descriptor: descriptor)
             let offset = nextOffset
             let position = positional ? UInt64(offset) : DescriptorIO.currentPosition
             let fd = descriptor.fd

@@ -8,7 +8,9 @@ import SystemPackage
 /// closed or moved file cannot be used again; the compiler refuses it.
 /// Operations borrow the file; ``close()`` consumes it and reports errors.
 /// A file that is dropped without `close()` is closed synchronously in its
-/// `deinit`.
+/// `deinit`, on whichever thread drops it; prefer `close()` for files on
+/// file systems where closing can block (NFS), so it happens in the kernel's
+/// own time rather than on the ring thread.
 ///
 /// Reads take the buffer `inout` and writes take it `borrowing`: the buffer
 /// is lent to the kernel for exactly the length of the call and is the

@@ -19,8 +19,13 @@ extension File {
     ///
     /// The sequence reads from its own duplicate of the descriptor, so it may
     /// outlive the `File`. When iteration stops early, or the task is
-    /// cancelled, the reads still in flight are cancelled and their memory
-    /// is released once the kernel is done with it.
+    /// cancelled, the reads still in flight are cancelled; their memory, and
+    /// the duplicate descriptor, are released once the kernel is done with
+    /// them.
+    ///
+    /// The chunks are ordinary arrays, not aligned, so a file opened with
+    /// ``OpenOptions/direct`` fails here with `EINVAL`; read such files with
+    /// ``AlignedBuffer`` and `read(into: &buffer, at:)`.
     ///
     /// - Parameters:
     ///   - size: Bytes per chunk.

@@ -56,9 +56,13 @@ extension RingCore {
         }
     }
 
-    /// Whether queued requests could go to the kernel now.
+    /// Whether the request (or chain) at the head of the queue could go to
+    /// the kernel now.
     var canFlush: Bool {
-        !pending.isEmpty && kernelInFlight < maximumInFlight
+        guard let head = pending.first else { return false }
+        // A stale head (cancelled while queued) is skipped by the flush.
+        let length = head.slot.ringUserData == head.userData ? max(1, head.slot.chainLength) : 1
+        return kernelInFlight == 0 || kernelInFlight + length <= maximumInFlight
     }
 
     // MARK: Jobs
@@ -207,7 +211,7 @@ extension RingCore {
 
     /// Submits, then waits for one completion or until the time is up; then
     /// reaps.
-    private func waitForCompletion(atMostNanoseconds nanoseconds: Int) {
+    private func waitInKernel(atMostNanoseconds nanoseconds: Int) {
         var timeout = __kernel_timespec(
             tv_sec: Int64(nanoseconds / 1_000_000_000), tv_nsec: Int64(nanoseconds % 1_000_000_000))
         var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
@@ -404,7 +408,7 @@ extension RingCore {
                 // in a worker thread, which cannot be interrupted), but at most
                 // 10 ms at a time: nothing can wake this wait, and jobs may be
                 // posted meanwhile.
-                waitForCompletion(atMostNanoseconds: 10_000_000)
+                waitInKernel(atMostNanoseconds: 10_000_000)
             }
             return
         }

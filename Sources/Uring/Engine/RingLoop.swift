@@ -109,19 +109,26 @@ extension RingCore {
         if beginShutdown { startShutdown() }
     }
 
+    /// Records a slot the ring now owns, so completions and cancellations can
+    /// find it by `user_data`; returns that `user_data`.
+    private func track(_ slot: OperationSlot, as side: OperationSlot.RingSide) -> UInt64 {
+        let index = Int(slot.index)
+        if index >= kernelTable.count {
+            kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
+        }
+        kernelTable[index] = slot
+        let userData = slot.userData
+        slot.ringUserData = userData
+        slot.ringSide = side
+        slot.cancelBeforeSubmit = false
+        return userData
+    }
+
     /// Takes a posted slot (and the rest of its chain) into the pending queue.
     func acceptPosted(_ head: OperationSlot) {
         var next: OperationSlot? = head
         while let slot = next {
-            let index = Int(slot.index)
-            if index >= kernelTable.count {
-                kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
-            }
-            kernelTable[index] = slot
-            let userData = slot.userData
-            slot.ringUserData = userData
-            slot.ringSide = .pending
-            slot.cancelBeforeSubmit = false
+            let userData = track(slot, as: .pending)
             pending.append(PendingEntry(slot: slot, userData: userData))
             next = slot.chainNext
         }
@@ -177,15 +184,7 @@ extension RingCore {
 
     /// Puts one slot straight into the SQ (the caller checked for room).
     func registerInKernel(_ slot: OperationSlot) {
-        let index = Int(slot.index)
-        if index >= kernelTable.count {
-            kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
-        }
-        kernelTable[index] = slot
-        let userData = slot.userData
-        slot.ringUserData = userData
-        slot.ringSide = .inKernel
-        slot.cancelBeforeSubmit = false
+        let userData = track(slot, as: .inKernel)
         _ = cu_sq_push(ring, &slot.request, userData)
         kernelInFlight += 1
         unsubmitted += 1

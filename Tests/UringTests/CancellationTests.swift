@@ -12,25 +12,19 @@ extension AllTests {
         static func cancelIdleRead(on ring: RingActor) async throws {
             let (readEnd, writeEnd) = makePipe()
             defer { close(writeEnd) }
-            let outcome = await withTaskGroup(of: String.self) { group in
-                group.addTask {
-                    // The file moves into the child task that uses it.
-                    let file = File(adopting: FileDescriptor(rawValue: readEnd), on: ring)
-                    var buffer = [UInt8](repeating: 7, count: 100)
-                    do {
-                        let n = try await file.read(into: &buffer)
-                        return "read \(n)"
-                    } catch is CancellationError {
-                        let intact = buffer.count == 100 && buffer.allSatisfy { $0 == 7 }
-                        return intact ? "cancelled, buffer intact" : "cancelled, buffer changed"
-                    } catch {
-                        return "error \(error)"
-                    }
+            let outcome = await cancelOnceInFlight(on: ring) {
+                // The file moves into the child task that uses it.
+                let file = File(adopting: FileDescriptor(rawValue: readEnd), on: ring)
+                var buffer = [UInt8](repeating: 7, count: 100)
+                do {
+                    let n = try await file.read(into: &buffer)
+                    return "read \(n)"
+                } catch is CancellationError {
+                    let intact = buffer.count == 100 && buffer.allSatisfy { $0 == 7 }
+                    return intact ? "cancelled, buffer intact" : "cancelled, buffer changed"
+                } catch {
+                    return "error \(error)"
                 }
-                // Cancel only once the read is in the kernel.
-                while ring.statistics.inFlight == 0 { await Task.yield() }
-                group.cancelAll()
-                return await group.next()!
             }
             #expect(outcome == "cancelled, buffer intact")
             #expect(ring.statistics.inFlight == 0)
@@ -128,22 +122,17 @@ extension AllTests {
             let ring = try RingActor()
             let (readEnd, writeEnd) = makePipe()
             let pipeName = descriptorTarget(readEnd)!
-            let result = await withTaskGroup(of: String.self) { group in
-                group.addTask {
-                    let file = File(adopting: FileDescriptor(rawValue: readEnd), on: ring)
-                    do {
-                        for try await _ in file.chunks(size: 1024) {}
-                        return "ended"
-                    } catch is CancellationError {
-                        try? await file.close()
-                        return "cancelled"
-                    } catch {
-                        return "\(error)"
-                    }
+            let result = await cancelOnceInFlight(on: ring) {
+                let file = File(adopting: FileDescriptor(rawValue: readEnd), on: ring)
+                do {
+                    for try await _ in file.chunks(size: 1024) {}
+                    return "ended"
+                } catch is CancellationError {
+                    try? await file.close()
+                    return "cancelled"
+                } catch {
+                    return "\(error)"
                 }
-                while ring.statistics.inFlight == 0 { await Task.yield() }
-                group.cancelAll()
-                return await group.next()!
             }
             #expect(result == "cancelled")
             close(writeEnd)

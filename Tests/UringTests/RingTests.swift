@@ -238,20 +238,15 @@ struct RingTests {
         try await ring.sleep(for: .milliseconds(20))
         #expect(ContinuousClock.now - start >= .milliseconds(19))
 
-        let outcome = await withTaskGroup(of: String.self) { group in
-            group.addTask {
-                do {
-                    try await ring.sleep(for: .seconds(3600))
-                    return "slept"
-                } catch is CancellationError {
-                    return "cancelled"
-                } catch {
-                    return "\(error)"
-                }
+        let outcome = await cancelOnceInFlight(on: ring) {
+            do {
+                try await ring.sleep(for: .seconds(3600))
+                return "slept"
+            } catch is CancellationError {
+                return "cancelled"
+            } catch {
+                return "\(error)"
             }
-            while ring.statistics.inFlight == 0 { await Task.yield() }
-            group.cancelAll()
-            return await group.next()!
         }
         #expect(outcome == "cancelled")
         await ring.shutdown()

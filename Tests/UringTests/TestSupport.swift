@@ -92,11 +92,6 @@ func waitForRingThreadsToEnd() async {
     }
 }
 
-/// Threads of this process.
-func threadCount() -> Int {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []).count
-}
-
 /// A deterministic pseudo-random byte pattern (xorshift), so failures repeat.
 func pattern(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
     var state = seed | 1
@@ -198,6 +193,19 @@ func run(
         try Data(contentsOf: URL(fileURLWithPath: outPath)),
         try Data(contentsOf: URL(fileURLWithPath: errPath))
     )
+}
+
+/// Runs `operation` in a child task, cancels it once the ring has a request
+/// in the kernel, and returns what the child reported.
+func cancelOnceInFlight(
+    on ring: RingActor, _ operation: @escaping @Sendable () async -> String
+) async -> String {
+    await withTaskGroup(of: String.self) { group in
+        group.addTask(operation: operation)
+        while ring.statistics.inFlight == 0 { await Task.yield() }
+        group.cancelAll()
+        return await group.next()!
+    }
 }
 
 /// A suite trait: the suite as a whole must end with exactly the descriptors

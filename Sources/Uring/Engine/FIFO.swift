@@ -11,10 +11,6 @@ struct FIFO<Element> {
         storage.append(element)
     }
 
-    mutating func append(contentsOf elements: [Element]) {
-        storage.append(contentsOf: elements)
-    }
-
     var first: Element? { isEmpty ? nil : storage[head] }
 
     mutating func popFirst() -> Element? {
@@ -29,12 +25,5 @@ struct FIFO<Element> {
             head = 0
         }
         return element
-    }
-
-    mutating func removeAll() -> [Element] {
-        let rest = Array(storage[head...])
-        storage.removeAll(keepingCapacity: true)
-        head = 0
-        return rest
     }
 }

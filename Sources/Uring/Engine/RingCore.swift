@@ -302,15 +302,12 @@ final class RingCore: @unchecked Sendable {
     /// Hands a request (and the rest of its chain) to the ring thread. If
     /// that thread has already ended, the request fails here as aborted.
     func postSubmission(_ head: OperationSlot) {
-        let accepted = inbox.withLock { inbox -> Bool in
+        let accepted = postIfAccepted { inbox in
             if inbox.exited { return false }
             inbox.submissions.append(head)
             return true
         }
-        if accepted {
-            post { _ in }
-            return
-        }
+        if accepted { return }
         var next: OperationSlot? = head
         while let slot = next {
             next = slot.chainNext
@@ -324,14 +321,24 @@ final class RingCore: @unchecked Sendable {
 
     /// Runs `change` on the inbox and wakes the ring thread if it sleeps.
     func post(_ change: (inout Inbox) -> Void) {
-        let mustWake = inbox.withLock { inbox in
+        _ = postIfAccepted { inbox in
             change(&inbox)
+            return true
+        }
+    }
+
+    /// Like `post`, in one lock, but `change` may decline by returning false;
+    /// then nothing is signalled. Returns what `change` returned.
+    private func postIfAccepted(_ change: (inout Inbox) -> Bool) -> Bool {
+        let (accepted, mustWake) = inbox.withLock { inbox -> (Bool, Bool) in
+            guard change(&inbox) else { return (false, false) }
             hasRemoteWork.store(true, ordering: .releasing)
             let sleeping = inbox.sleeping
             inbox.sleeping = false
-            return sleeping
+            return (true, sleeping)
         }
         if mustWake { signalWake() }
+        return accepted
     }
 
     func signalWake() {

@@ -152,30 +152,30 @@ extension RingCore {
                     if Int(cu_sq_space(ring)) < length { return }
                 }
             }
-            var chain: [OperationSlot] = []
-            chain.reserveCapacity(length)
+            // The chain's slots are linked, and queued back to back.
             var cancelled = false
-            for _ in 0..<length {
-                guard let entry = pending.popFirst() else { break }
-                cancelled = cancelled || entry.slot.cancelBeforeSubmit
-                chain.append(entry.slot)
+            var member: OperationSlot? = head.slot
+            while let slot = member {
+                cancelled = cancelled || slot.cancelBeforeSubmit
+                member = slot.chainNext
             }
-            if !ringOpen || shuttingDown {
-                for slot in chain {
+            for _ in 0..<length { _ = pending.popFirst() }
+            let open = ringOpen && !shuttingDown
+            member = head.slot
+            while let slot = member {
+                member = slot.chainNext  // read first: a finished slot goes back to its caller
+                if !open {
                     slot.abortedByShutdown = true
                     finish(slot, result: -ECANCELED, flags: 0)
+                } else if cancelled {
+                    finish(slot, result: -ECANCELED, flags: 0)
+                } else {
+                    let pushed = withUnsafePointer(to: &slot.request) { cu_sq_push(ring, $0, slot.ringUserData) }
+                    precondition(pushed == 1, "SQ space was checked above")
+                    slot.ringSide = .inKernel
                 }
-                continue
             }
-            if cancelled {
-                for slot in chain { finish(slot, result: -ECANCELED, flags: 0) }
-                continue
-            }
-            for slot in chain {
-                let pushed = withUnsafePointer(to: &slot.request) { cu_sq_push(ring, $0, slot.ringUserData) }
-                precondition(pushed == 1, "SQ space was checked above")
-                slot.ringSide = .inKernel
-            }
+            if !open || cancelled { continue }
             kernelInFlight += length
             unsubmitted += length
             submittedCount.add(UInt64(length), ordering: .relaxed)

@@ -23,6 +23,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case createRing = "io_uring_setup"
     case duplicate = "dup"
 
+    /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
 
     /// The io_uring opcode behind the operation, or nil when it needs none.

@@ -40,7 +40,9 @@ extension File {
 
 /// Chunks of a file, read ahead through the ring. See ``File/chunks(size:readAhead:from:)``.
 public struct FileChunks: AsyncSequence, Sendable {
+    /// Each chunk is a new array of the bytes read.
     public typealias Element = [UInt8]
+    /// A ``UringError`` or `CancellationError`.
     public typealias Failure = any Error
 
     /// Keeps the ring (and its thread) alive while the sequence exists.

@@ -28,6 +28,7 @@ public struct FileTimestamp: Sendable, Hashable, Comparable {
         self.nanoseconds = nanoseconds
     }
 
+    /// Whether `a` is earlier than `b`.
     public static func < (a: Self, b: Self) -> Bool {
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
     }
@@ -92,6 +93,7 @@ public struct FileMetadata: Sendable, Hashable {
             ? FileTimestamp(seconds: s.stx_btime.tv_sec, nanoseconds: s.stx_btime.tv_nsec) : nil
     }
 
+    /// Whether every field is equal.
     public static func == (a: Self, b: Self) -> Bool {
         a.type == b.type && a.size == b.size && a.permissions == b.permissions && a.userID == b.userID
             && a.groupID == b.groupID && a.linkCount == b.linkCount && a.inode == b.inode
@@ -100,6 +102,7 @@ public struct FileMetadata: Sendable, Hashable {
             && a.created == b.created
     }
 
+    /// Hashes the identifying fields (inode, device, size, modification).
     public func hash(into hasher: inout Hasher) {
         hasher.combine(inode)
         hasher.combine(device.major)

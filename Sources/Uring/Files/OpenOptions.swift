@@ -8,6 +8,7 @@ import SystemPackage
 /// Every descriptor the library opens is close-on-exec unless the options
 /// include ``inheritedByChildProcesses``.
 public struct OpenOptions: OptionSet, Sendable, Hashable {
+    /// The `O_*` flags, plus the library's own `inheritedByChildProcesses` bit.
     public let rawValue: Int32
 
     /// Creates options from raw `O_*` flags.

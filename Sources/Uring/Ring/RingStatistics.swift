@@ -24,6 +24,7 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     /// Operation slots in use right now.
     public var slotsInUse: Int
 
+    /// All counters on one line.
     public var description: String {
         "submitted \(submitted), completed \(completed), in flight \(inFlight), wake-ups \(wakeUps), "
             + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), enters \(kernelEnters), slots \(slotsInUse)/\(slotsCreated)"

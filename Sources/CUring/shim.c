@@ -40,6 +40,22 @@ int cu_enable_ring(struct io_uring *ring) {
     return ret < 0 ? -errno : ret;
 }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CU_THREAD_SANITIZER 1
+#endif
+#endif
+
+#ifdef CU_THREAD_SANITIZER
+void __tsan_ignore_thread_begin(void);
+void __tsan_ignore_thread_end(void);
+void cu_tsan_ignore_accesses_begin(void) { __tsan_ignore_thread_begin(); }
+void cu_tsan_ignore_accesses_end(void) { __tsan_ignore_thread_end(); }
+#else
+void cu_tsan_ignore_accesses_begin(void) {}
+void cu_tsan_ignore_accesses_end(void) {}
+#endif
+
 int cu_thread_set_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }

@@ -120,4 +120,10 @@ int cu_thread_set_name(const char *name);
 /// Starts a POSIX thread running `body(context)`; returns 0 or an errno.
 int cu_thread_start(pthread_t *thread, void *(*body)(void *), void *context);
 
+/// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
+/// thread's memory accesses; synchronization is still recorded. Elsewhere
+/// these do nothing.
+void cu_tsan_ignore_accesses_begin(void);
+void cu_tsan_ignore_accesses_end(void);
+
 #endif

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <string.h>
+#include <sys/mman.h>
 
 struct io_uring_probe *cu_probe_ring(struct io_uring *ring) {
     size_t len = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
@@ -55,6 +57,31 @@ void cu_tsan_ignore_accesses_end(void) { __tsan_ignore_thread_end(); }
 void cu_tsan_ignore_accesses_begin(void) {}
 void cu_tsan_ignore_accesses_end(void) {}
 #endif
+
+struct io_uring_buf_ring *cu_setup_buf_ring(struct io_uring *ring, unsigned entries, unsigned short group) {
+    size_t length = (size_t)entries * sizeof(struct io_uring_buf);
+    void *memory = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (memory == MAP_FAILED) return NULL;
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (unsigned long)memory;
+    reg.ring_entries = entries;
+    reg.bgid = group;
+    int ret = io_uring_register_buf_ring(ring, &reg, 0);
+    if (ret < 0) {
+        munmap(memory, length);
+        errno = -ret;
+        return NULL;
+    }
+    struct io_uring_buf_ring *br = memory;
+    io_uring_buf_ring_init(br);
+    return br;
+}
+
+void cu_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned entries, unsigned short group, int registered) {
+    if (registered) io_uring_unregister_buf_ring(ring, group);
+    munmap(br, (size_t)entries * sizeof(struct io_uring_buf));
+}
 
 int cu_thread_set_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);

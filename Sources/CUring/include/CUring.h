@@ -16,6 +16,8 @@
 #include <sched.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
 // swift-system's CSystem module includes the kernel's <linux/io_uring.h>;
 // liburing ships its own copy under the same include guard. Including the
 // kernel's first makes both modules see one definition of every io_uring
@@ -119,6 +121,93 @@ int cu_thread_set_name(const char *name);
 
 /// Starts a POSIX thread running `body(context)`; returns 0 or an errno.
 int cu_thread_start(pthread_t *thread, void *(*body)(void *), void *context);
+
+/// Opcodes newer than the 6.1 headers (the probe decides at run time).
+#define CU_IORING_OP_BIND 56
+#define CU_IORING_OP_LISTEN 57
+
+/// bind(2) as a request (kernel 6.11+; liburing 2.3 has no helper).
+static inline void cu_prep_bind(struct io_uring_sqe *sqe, int fd, const struct sockaddr *addr, socklen_t length) {
+    io_uring_prep_rw(CU_IORING_OP_BIND, sqe, fd, addr, 0, length);
+}
+
+/// listen(2) as a request (kernel 6.11+; liburing 2.3 has no helper).
+static inline void cu_prep_listen(struct io_uring_sqe *sqe, int fd, int backlog) {
+    io_uring_prep_rw(CU_IORING_OP_LISTEN, sqe, fd, 0, backlog, 0);
+}
+
+/// setsockopt(2) as a socket command (IORING_OP_URING_CMD with
+/// SOCKET_URING_OP_SETSOCKOPT, kernel 6.7+). The 6.1 headers lack the named
+/// SQE fields, so they are set through the members that share their place.
+static inline void cu_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level, int name, const void *value, int length) {
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, 0, 0, 0);
+    sqe->off = 3; /* cmd_op = SOCKET_URING_OP_SETSOCKOPT */
+    sqe->addr = (uint64_t)(uint32_t)level | ((uint64_t)(uint32_t)name << 32);
+    sqe->splice_fd_in = length; /* optlen */
+    sqe->addr3 = (uint64_t)(uintptr_t)value; /* optval */
+}
+
+/// Bytes of control data that carry one descriptor (SCM_RIGHTS).
+static inline unsigned cu_rights_space(void) { return CMSG_SPACE(sizeof(int)); }
+
+/// Puts `fd` into `control` (cu_rights_space() bytes) as SCM_RIGHTS, and
+/// points `message` at it.
+static inline void cu_rights_pack(struct msghdr *message, void *control, int fd) {
+    message->msg_control = control;
+    message->msg_controllen = CMSG_SPACE(sizeof(int));
+    struct cmsghdr *header = CMSG_FIRSTHDR(message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof(int));
+}
+
+/// The first descriptor a received message carries as SCM_RIGHTS, or -1.
+/// Any further descriptors in the message are closed.
+static inline int cu_rights_unpack(struct msghdr *message) {
+    int found = -1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(message); header; header = CMSG_NXTHDR(message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+            if (found < 0) found = fd; else close(fd);
+        }
+    }
+    return found;
+}
+
+/// Marks a request to take its buffer from provided-buffer group `group`.
+static inline void cu_sqe_select_buffer(struct io_uring_sqe *sqe, unsigned short group) {
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = group;
+}
+
+/// Sets bits in the request's `ioprio` field (multishot flags of accept and recv).
+static inline void cu_sqe_or_ioprio(struct io_uring_sqe *sqe, unsigned short bits) {
+    sqe->ioprio |= bits;
+}
+
+/// A provided-buffer ring: `entries` (a power of two) descriptors in memory
+/// shared with the kernel, registered as group `group`. Returns NULL and sets
+/// errno on failure. (liburing 2.3 lacks io_uring_setup_buf_ring.)
+struct io_uring_buf_ring *cu_setup_buf_ring(struct io_uring *ring, unsigned entries, unsigned short group);
+
+/// Unregisters and unmaps a ring made by cu_setup_buf_ring. With `registered`
+/// false (the io_uring is already closed) it only unmaps.
+void cu_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned entries, unsigned short group, int registered);
+
+/// Gives buffer `id` (at `address`, `length` bytes) back to the kernel.
+static inline void cu_buf_ring_give(struct io_uring_buf_ring *br, unsigned entries, void *address, unsigned length, unsigned short id) {
+    io_uring_buf_ring_add(br, address, length, id, io_uring_buf_ring_mask(entries), 0);
+    io_uring_buf_ring_advance(br, 1);
+}
+
+/// The buffer id a completion carries (valid when IORING_CQE_F_BUFFER is set).
+static inline unsigned short cu_cqe_buffer_id(unsigned flags) {
+    return (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT);
+}
 
 /// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
 /// thread's memory accesses; synchronization is still recorded. Elsewhere

@@ -71,6 +71,9 @@ final class OperationSlot: @unchecked Sendable {
     /// For multishot requests: runs on the ring thread for every completion
     /// that carries `IORING_CQE_F_MORE`.
     var onIntermediateCompletion: ((_ result: Int32, _ flags: UInt32) -> Void)?
+    /// For requests nobody awaits (see `RingCore.submitStream`): runs once,
+    /// for the final completion, after the slot went back to the pool.
+    var onFinalCompletion: ((_ result: Int32, _ flags: UInt32) -> Void)?
 
     // Ring thread only.
     var ringSide: RingSide = .none
@@ -96,6 +99,7 @@ final class OperationSlot: @unchecked Sendable {
         continuation = nil
         keepAlive = nil
         onIntermediateCompletion = nil
+        onFinalCompletion = nil
         phase.store(Phase.idle.rawValue, ordering: .relaxed)
     }
 }

@@ -26,6 +26,8 @@ final class RingCore: @unchecked Sendable {
         var jobs: [QueuedJob] = []
         var submissions: [OperationSlot] = []
         var cancellations: [UInt64] = []
+        /// Closures to run on the ring thread (see `onRingThread`).
+        var actions: [@Sendable (_ ringOpen: Bool) -> Void] = []
         var shutdownWaiters: [UnsafeContinuation<Void, Never>] = []
         var shutdownRequested = false
         var exitRequested = false
@@ -74,6 +76,8 @@ final class RingCore: @unchecked Sendable {
     let overflowCount = Atomic<UInt64>(0)
     let droppedCount = Atomic<UInt64>(0)
     let enterCount = Atomic<UInt64>(0)
+    /// Provided-buffer group ids: the next never used, and those given back.
+    private let bufferGroups = Locked((next: 0, free: [UInt16]()))
 
     // MARK: Ring thread only
 
@@ -142,6 +146,10 @@ final class RingCore: @unchecked Sendable {
         _read { yield local.pointee.scratchCancellations }
         _modify { yield &local.pointee.scratchCancellations }
     }
+    var scratchActions: [@Sendable (_ ringOpen: Bool) -> Void] {
+        _read { yield local.pointee.scratchActions }
+        _modify { yield &local.pointee.scratchActions }
+    }
 
     /// Creates the ring on the calling thread, disabled, so failures surface
     /// here as typed errors. The ring thread enables it, which makes that
@@ -209,9 +217,10 @@ final class RingCore: @unchecked Sendable {
         self.kernelFeatures = params.features
         self.submissionEntries = params.sq_entries
         self.completionEntries = params.cq_entries
-        // Keep one CQ entry for the wake-up read and a few for cancellations.
-        let room = max(1, Int(params.cq_entries) - 1 - min(8, Int(params.cq_entries) / 4))
-        self.maximumInFlight = max(1, options.maximumInFlight ?? room)
+        // No limit by default: sockets keep requests in the kernel for as long
+        // as a peer is silent, and a limit could starve the request that
+        // would end the wait. Overflowing completions wait in the kernel.
+        self.maximumInFlight = max(1, options.maximumInFlight ?? Int.max / 2)
         self.idleSpinNanos = options.idleSpin.nanoseconds
         self.callerSpinNanos = options.callerSpin.nanoseconds
         self.spinBudget.store(callerSpinNanos, ordering: .relaxed)
@@ -299,6 +308,52 @@ final class RingCore: @unchecked Sendable {
         post { $0.cancellations.append(userData) }
     }
 
+    /// A provided-buffer group id no other pool of this ring uses.
+    func allocateBufferGroup() -> UInt16? {
+        bufferGroups.withLock { groups in
+            if let id = groups.free.popLast() { return id }
+            guard groups.next <= Int(UInt16.max) else { return nil }
+            defer { groups.next += 1 }
+            return UInt16(groups.next)
+        }
+    }
+
+    func releaseBufferGroup(_ id: UInt16) {
+        bufferGroups.withLock { $0.free.append(id) }
+    }
+
+    /// Runs `action` on the ring thread (now, if this is it), for work the
+    /// kernel accepts only from the ring's single issuer, such as registering
+    /// a buffer ring. `action` learns whether the ring is still open; if the
+    /// ring thread has ended, it runs here with `false`.
+    func onRingThread(_ action: @escaping @Sendable (_ ringOpen: Bool) -> Void) {
+        if isRingThread {
+            action(ringOpen)
+            return
+        }
+        let accepted = postIfAccepted { inbox in
+            if inbox.exited { return false }
+            inbox.actions.append(action)
+            return true
+        }
+        if !accepted { action(false) }
+    }
+
+    /// Runs `body` on the ring thread and returns its result.
+    nonisolated(nonsending) func onRingThread<Value: Sendable>(
+        _ body: @escaping @Sendable (_ ringOpen: Bool) -> Value
+    ) async -> Value {
+        if isRingThread { return body(ringOpen) }
+        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Value, Never>) in
+            onRingThread { (open: Bool) in
+                let value = body(open)
+                cu_tsan_ignore_accesses_begin()
+                continuation.resume(returning: value)
+                cu_tsan_ignore_accesses_end()
+            }
+        }
+    }
+
     /// Hands a request (and the rest of its chain) to the ring thread. If
     /// that thread has already ended, the request fails here as aborted.
     func postSubmission(_ head: OperationSlot) {
@@ -311,6 +366,11 @@ final class RingCore: @unchecked Sendable {
         var next: OperationSlot? = head
         while let slot = next {
             next = slot.chainNext
+            if let handler = slot.onFinalCompletion {
+                pool.release(slot, onRingThread: false)
+                handler(-ECANCELED, 0)
+                continue
+            }
             slot.abortedByShutdown = true
             slot.result = -ECANCELED
             // Nobody else holds the slot: the ring thread is gone.
@@ -385,4 +445,5 @@ struct RingThreadState {
     var scratchJobs: [RingCore.QueuedJob] = []
     var scratchSubmissions: [OperationSlot] = []
     var scratchCancellations: [UInt64] = []
+    var scratchActions: [@Sendable (_ ringOpen: Bool) -> Void] = []
 }

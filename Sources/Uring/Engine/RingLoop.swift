@@ -50,7 +50,7 @@ extension RingCore {
     private func exitRequestedAndIdle() -> Bool {
         guard localJobs.isEmpty else { return false }
         return inbox.withLock { inbox in
-            guard inbox.exitRequested && inbox.jobs.isEmpty && inbox.submissions.isEmpty else { return false }
+            guard inbox.exitRequested && inbox.jobs.isEmpty && inbox.submissions.isEmpty && inbox.actions.isEmpty else { return false }
             inbox.exited = true
             return true
         }
@@ -92,6 +92,7 @@ extension RingCore {
             swap(&inbox.jobs, &scratchJobs)
             swap(&inbox.submissions, &scratchSubmissions)
             swap(&inbox.cancellations, &scratchCancellations)
+            swap(&inbox.actions, &scratchActions)
             if inbox.shutdownRequested || inbox.exitRequested {
                 pendingShutdownWaiters.append(contentsOf: inbox.shutdownWaiters)
                 inbox.shutdownWaiters.removeAll()
@@ -106,6 +107,8 @@ extension RingCore {
         scratchSubmissions.removeAll(keepingCapacity: true)
         for userData in scratchCancellations { cancel(userData) }
         scratchCancellations.removeAll(keepingCapacity: true)
+        for action in scratchActions { action(ringOpen) }
+        scratchActions.removeAll(keepingCapacity: true)
         if beginShutdown { startShutdown() }
     }
 
@@ -280,6 +283,11 @@ extension RingCore {
     func finish(_ slot: OperationSlot, result: Int32, flags: UInt32) {
         slot.ringSide = .none
         slot.ringUserData = 0
+        if let handler = slot.onFinalCompletion {
+            pool.release(slot, onRingThread: true)
+            handler(result, flags & ~IORING_CQE_F_MORE)
+            return
+        }
         slot.result = result
         slot.flags = flags
         let before = slot.phase.exchange(OperationSlot.Phase.completed.rawValue, ordering: .acquiringAndReleasing)

@@ -18,9 +18,11 @@ struct Completion {
 /// ever writes the real submission queue, which keeps `SINGLE_ISSUER` sound.
 extension RingCore {
     /// Checks that a new request may start.
-    func admit(_ operation: UringOperation, path: FilePath?) throws {
-        guard acceptsWork.load(ordering: .acquiring) else { throw UringError.shutDown(operation, path: path) }
-        guard isSupported(operation) else { throw UringError.unsupported(operation, path: path) }
+    func admit(_ operation: UringOperation, path: FilePath?, address: SocketAddress? = nil) throws {
+        guard acceptsWork.load(ordering: .acquiring) else {
+            throw UringError.shutDown(operation, path: path).about(address)
+        }
+        guard isSupported(operation) else { throw UringError.unsupported(operation, path: path).about(address) }
         try Task.checkCancellation()
     }
 
@@ -41,6 +43,33 @@ extension RingCore {
         slot.onIntermediateCompletion = onIntermediateCompletion
         hand(slot, onRingThread: onRingThread)
         return slot
+    }
+
+    /// Prepares a request whose every completion goes to `handler`, on the
+    /// ring thread, and which nobody awaits: the pattern of multishot
+    /// requests feeding a sequence. The last call is the one without
+    /// `IORING_CQE_F_MORE` in its flags; by then the slot is back in the pool
+    /// and `keepAlive` released. Returns the request's `user_data`, for
+    /// ``requestCancellation(_:)``.
+    ///
+    /// If the ring has ended, `handler` runs at once, on this thread, with
+    /// `-ECANCELED`.
+    @discardableResult
+    func submitStream(
+        keepAlive: AnyObject? = nil,
+        handler: @escaping @Sendable (_ result: Int32, _ flags: UInt32) -> Void,
+        _ prepare: (inout io_uring_sqe) -> Void
+    ) -> UInt64 {
+        let onRingThread = isRingThread
+        let slot = pool.acquire(onRingThread: onRingThread)
+        prepare(&slot.request)
+        slot.keepAlive = keepAlive
+        slot.onIntermediateCompletion = handler
+        slot.onFinalCompletion = handler
+        // Read before handing over: the slot may be recycled during `hand`.
+        let userData = slot.userData
+        hand(slot, onRingThread: onRingThread)
+        return userData
     }
 
     /// Prepares a chain of requests linked with `IOSQE_IO_LINK`: each starts
@@ -167,25 +196,34 @@ extension RingCore {
     /// `CancellationError` if the task was cancelled and the request with it,
     /// ``UringError`` otherwise.
     nonisolated(nonsending) func perform(
-        _ operation: UringOperation, path: FilePath? = nil, keepAlive: AnyObject? = nil,
-        _ prepare: (inout io_uring_sqe) -> Void
+        _ operation: UringOperation, path: FilePath? = nil, address: SocketAddress? = nil,
+        keepAlive: AnyObject? = nil, _ prepare: (inout io_uring_sqe) -> Void
     ) async throws -> Int32 {
-        try admit(operation, path: path)
+        try admit(operation, path: path, address: address)
         let slot = submit(keepAlive: keepAlive, prepare)
         let completion = await completion(of: slot)
-        return try check(completion, operation, path: path)
+        return try check(completion, operation, path: path, address: address)
     }
 
     /// Turns a completion into a result or the right error.
-    func check(_ completion: Completion, _ operation: UringOperation, path: FilePath?) throws -> Int32 {
-        if completion.aborted { throw UringError.shutDown(operation, path: path) }
+    func check(
+        _ completion: Completion, _ operation: UringOperation, path: FilePath?, address: SocketAddress? = nil
+    ) throws -> Int32 {
+        if completion.aborted { throw UringError.shutDown(operation, path: path).about(address) }
         let result = completion.result
         if result >= 0 { return result }
-        if result == -ECANCELED && Task.isCancelled { throw CancellationError() }
+        throw error(for: result, operation, path: path, address: address)
+    }
+
+    /// The error a negative result stands for.
+    func error(for result: Int32, _ operation: UringOperation, path: FilePath?, address: SocketAddress?) -> any Error {
+        if result == -ECANCELED && Task.isCancelled { return CancellationError() }
         if result == -ECANCELED && !acceptsWork.load(ordering: .acquiring) {
-            throw UringError.shutDown(operation, path: path)
+            return UringError.shutDown(operation, path: path).about(address)
         }
-        if result == -EINVAL && !isSupported(operation) { throw UringError.unsupported(operation, path: path) }
-        throw UringError.system(operation, -result, path: path)
+        if result == -EINVAL && !isSupported(operation) {
+            return UringError.unsupported(operation, path: path).about(address)
+        }
+        return UringError.system(operation, -result, path: path).about(address)
     }
 }

@@ -22,6 +22,19 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case timeout
     case createRing = "io_uring_setup"
     case duplicate = "dup"
+    case socket
+    case bind
+    case listen
+    case accept
+    case connect
+    case send
+    case receive = "recv"
+    case sendMessage = "sendmsg"
+    case receiveMessage = "recvmsg"
+    case sendZeroCopy = "send_zc"
+    case shutdown
+    case socketOption = "sockopt"
+    case registerBuffers = "register_buffers"
 
     /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
@@ -44,7 +57,19 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .rename: 35
         case .removeFile, .removeDirectory: 36
         case .createDirectory: 37
-        case .createRing, .duplicate: nil
+        case .sendMessage: 9
+        case .receiveMessage: 10
+        case .accept: 13
+        case .connect: 16
+        case .send: 26
+        case .receive: 27
+        case .shutdown: 34
+        case .socket: 45
+        case .socketOption: 46
+        case .sendZeroCopy: 47
+        case .bind: 56
+        case .listen: 57
+        case .createRing, .duplicate, .registerBuffers: nil
         }
     }
 }
@@ -77,18 +102,29 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
     public var errno: Errno
     /// The path the operation was about, when there is one.
     public var path: FilePath?
+    /// The socket address the operation was about, when there is one.
+    public var address: SocketAddress?
     /// More detail for the reader, when the error number alone is not enough.
     public var detail: String?
 
     /// Creates an error.
     public init(
-        _ kind: Kind, operation: UringOperation, errno: Errno, path: FilePath? = nil, detail: String? = nil
+        _ kind: Kind, operation: UringOperation, errno: Errno, path: FilePath? = nil,
+        address: SocketAddress? = nil, detail: String? = nil
     ) {
         self.kind = kind
         self.operation = operation
         self.errno = errno
         self.path = path
+        self.address = address
         self.detail = detail
+    }
+
+    /// The same error, about `address`.
+    func about(_ address: SocketAddress?) -> UringError {
+        var copy = self
+        if copy.address == nil { copy.address = address }
+        return copy
     }
 
     static func system(_ operation: UringOperation, _ code: Int32, path: FilePath? = nil) -> UringError {
@@ -116,6 +152,7 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         var text = operation.description
         if let path { text += " '\(path)'" }
+        if let address { text += " \(address)" }
         text += ": "
         switch kind {
         case .system:
@@ -138,6 +175,9 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         26: "ETXTBSY", 27: "EFBIG", 28: "ENOSPC", 29: "ESPIPE", 30: "EROFS", 31: "EMLINK", 32: "EPIPE",
         36: "ENAMETOOLONG", 38: "ENOSYS", 39: "ENOTEMPTY", 40: "ELOOP", 75: "EOVERFLOW", 95: "EOPNOTSUPP",
         104: "ECONNRESET", 108: "ESHUTDOWN", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 122: "EDQUOT",
-        125: "ECANCELED",
+        125: "ECANCELED", 88: "ENOTSOCK", 89: "EDESTADDRREQ", 90: "EMSGSIZE", 92: "ENOPROTOOPT",
+        93: "EPROTONOSUPPORT", 94: "ESOCKTNOSUPPORT", 97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL",
+        100: "ENETDOWN", 101: "ENETUNREACH", 103: "ECONNABORTED", 105: "ENOBUFS", 106: "EISCONN",
+        107: "ENOTCONN", 113: "EHOSTUNREACH",
     ]
 }

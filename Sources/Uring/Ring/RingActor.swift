@@ -30,6 +30,22 @@ public actor RingActor {
 
     nonisolated var core: RingCore { executor.core }
 
+    /// The pool multishot receives use when given none (created on first use).
+    private nonisolated let sharedPool = Locked<ReceiveBufferPool?>(nil)
+
+    /// The ring's shared receive pool: 256 buffers of 16 KiB, created on
+    /// first use.
+    nonisolated(nonsending) func sharedReceivePool() async throws -> ReceiveBufferPool {
+        if let pool = sharedPool.withLock({ $0 }) { return pool }
+        let made = try await ReceiveBufferPool(bufferCount: 256, bufferSize: 16 * 1024, core: core)
+        // Two first users may race; the loser's pool is dropped (and unregistered).
+        return sharedPool.withLock { pool in
+            if let existing = pool { return existing }
+            pool = made
+            return made
+        }
+    }
+
     /// Creates a ring and starts its thread.
     ///
     /// - Throws: ``UringError`` of kind ``UringError/Kind/ringUnavailable``

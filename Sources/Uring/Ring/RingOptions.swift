@@ -21,8 +21,15 @@ public struct RingOptions: Sendable {
     /// (`IORING_SETUP_ATTACH_WQ`).
     public var sharesWorkersWith: RingActor? = nil
     /// The most operations the ring lets into the kernel at once. Callers past
-    /// this wait in order. `nil` means the completion queue's size, so the
-    /// completion queue never overflows from single-shot operations.
+    /// this wait in order. `nil` (the default) means no limit: completions
+    /// beyond the completion queue's size wait in the kernel
+    /// (`IORING_FEAT_NODROP`) until the ring reads them.
+    ///
+    /// Every request in the kernel counts, including receives and accepts
+    /// that wait for a peer and multishot requests, which stay in the kernel
+    /// for as long as their sequence is iterated. With many connections a
+    /// limit can therefore hold back the very send a waiting receive needs;
+    /// set one only for work whose operations finish on their own (files).
     public var maximumInFlight: Int? = nil
     /// How long the ring thread polls for new work before it sleeps.
     public var idleSpin: Duration = .microseconds(50)

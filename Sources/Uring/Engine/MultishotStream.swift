@@ -1,0 +1,217 @@
+import CUring
+import Glibc
+
+/// What `MultishotStream.next()` found under its lock.
+private enum NextStep<Element> {
+    case value(Element?)
+    case failure(any Error)
+    case wait
+}
+
+/// The state shared by a multishot request and the one consumer of what it
+/// produces: elements in arrival order, then an end.
+///
+/// The request side (completion handlers, on the ring thread) calls
+/// ``deliver(_:requestContinues:)``, ``requestEnded()``, ``finish(throwing:)``
+/// and ``waitForResources()``; the consumer calls ``next()`` and, when it
+/// stops early, ``stop()``. The stream (re)arms the request through `arm`
+/// when it starts, when the kernel ends a request that should go on, and when
+/// the consumer has drained a full queue.
+///
+/// Back-pressure: once `highWater` elements wait unconsumed, the request is
+/// cancelled, and it is armed again when the consumer has taken them. What
+/// the kernel produced in between is still delivered, so nothing is lost;
+/// the kernel holds the rest (in the socket, or the listen backlog).
+final class MultishotStream<Element: Sendable>: Sendable {
+    private struct State {
+        var queue = FIFO<Element>()
+        var end: Result<Void, any Error>?
+        var waiter: UnsafeContinuation<Element?, any Error>?
+        /// A request is in the kernel (its final completion not seen yet).
+        var armed = false
+        var userData: UInt64 = 0
+        /// The request was cancelled for back-pressure.
+        var paused = false
+        /// Waiting for the kernel's resources (provided buffers) to return.
+        var waitingForResources = false
+        var started = false
+    }
+
+    private let state = Locked(State())
+    private let core: RingCore
+    private let highWater: Int
+    /// Submits the request; returns its `user_data`.
+    private let arm: @Sendable (MultishotStream<Element>) -> UInt64
+
+    init(core: RingCore, highWater: Int, arm: @escaping @Sendable (MultishotStream<Element>) -> UInt64) {
+        self.core = core
+        self.highWater = max(1, highWater)
+        self.arm = arm
+    }
+
+    // MARK: Consumer side
+
+    /// The next element, nil at the end; throws the error that ended the
+    /// stream, or `CancellationError` when the consumer's task is cancelled
+    /// (which also stops the stream).
+    nonisolated(nonsending) func next() async throws -> Element? {
+        try Task.checkCancellation()
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Element?, any Error>) in
+                var mustArm = false
+                let step: NextStep<Element> = state.withLock { state in
+                    if !state.started {
+                        state.started = true
+                        state.armed = true
+                        mustArm = true
+                    }
+                    if let element = state.queue.popFirst() {
+                        mustArm = mustArm || claimRearm(&state)
+                        return .value(element)
+                    }
+                    switch state.end {
+                    case .success?: return .value(nil)
+                    case .failure(let error)?: return .failure(error)
+                    case nil:
+                        state.waiter = continuation
+                        return .wait
+                    }
+                }
+                if mustArm { submit() }
+                switch step {
+                case .value(let element): continuation.resume(returning: element)
+                case .failure(let error): continuation.resume(throwing: error)
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            stop(with: CancellationError())
+        }
+    }
+
+    /// The consumer is gone: cancel the request, drop what waits, and end.
+    func stop(with error: (any Error)? = nil) {
+        var dropped = FIFO<Element>()
+        let (waiter, cancel) = state.withLock { state -> (UnsafeContinuation<Element?, any Error>?, UInt64?) in
+            swap(&dropped, &state.queue)
+            if state.end == nil { state.end = error.map { .failure($0) } ?? .success(()) }
+            let waiter = state.waiter
+            state.waiter = nil
+            return (waiter, state.armed ? state.userData : nil)
+        }
+        if let cancel, cancel != 0 { core.requestCancellation(cancel) }
+        if let waiter {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
+        }
+        withExtendedLifetime(dropped) {}  // elements release their resources here, outside the lock
+    }
+
+    // MARK: Request side
+
+    /// One element from the kernel. Returns false if nobody will take it (the
+    /// stream ended); the element is then dropped, which releases it.
+    @discardableResult
+    func deliver(_ element: Element, requestContinues: Bool) -> Bool {
+        var rejected: Element? = nil
+        var cancel: UInt64 = 0
+        let waiter = state.withLock { state -> UnsafeContinuation<Element?, any Error>? in
+            if state.end != nil {
+                rejected = element
+                return nil
+            }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.queue.append(element)
+            if state.queue.count >= highWater && requestContinues && state.armed && !state.paused {
+                state.paused = true
+                cancel = state.userData
+            }
+            return nil
+        }
+        if cancel != 0 { core.requestCancellation(cancel) }
+        if let waiter { resume(waiter, returning: element) }
+        return rejected == nil
+    }
+
+    /// The kernel ended the request (its completion without `F_MORE`) and
+    /// nothing is wrong: arm it again unless the stream is over, the queue is
+    /// full, or resources are short.
+    func requestEnded() {
+        let mustArm = state.withLock { state -> Bool in
+            state.armed = false
+            state.paused = false
+            return claimRearm(&state)
+        }
+        if mustArm { submit() }
+    }
+
+    /// The request ended for lack of a resource the consumer gives back
+    /// (provided buffers); ``resourcesReturned()`` re-arms it.
+    func waitForResources() {
+        state.withLock { state in
+            state.armed = false
+            state.paused = false
+            state.waitingForResources = true
+        }
+    }
+
+    /// Resources came back: re-arm if the stream is waiting for them.
+    func resourcesReturned() {
+        let mustArm = state.withLock { state -> Bool in
+            guard state.waitingForResources else { return false }
+            state.waitingForResources = false
+            return claimRearm(&state)
+        }
+        if mustArm { submit() }
+    }
+
+    /// Whether the stream still waits for resources.
+    var isWaitingForResources: Bool { state.withLock { $0.waitingForResources && $0.end == nil } }
+
+    /// Ends the stream: normally with nil, or with `error` once the queue is
+    /// drained.
+    func finish(throwing error: (any Error)?) {
+        let waiter = state.withLock { state -> UnsafeContinuation<Element?, any Error>? in
+            state.armed = false
+            if state.end == nil { state.end = error.map { .failure($0) } ?? .success(()) }
+            guard state.queue.isEmpty, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return waiter
+        }
+        guard let waiter else { return }
+        cu_tsan_ignore_accesses_begin()
+        if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
+        cu_tsan_ignore_accesses_end()
+    }
+
+    // MARK: Arming
+
+    /// Marks the request armed if it should be re-armed now; the caller then
+    /// calls ``submit()`` outside the lock.
+    private func claimRearm(_ state: inout State) -> Bool {
+        guard state.started, state.end == nil, !state.armed, !state.waitingForResources,
+            state.queue.count < highWater
+        else { return false }
+        state.armed = true
+        return true
+    }
+
+    private func submit() {
+        let userData = arm(self)
+        let cancel = state.withLock { state -> Bool in
+            state.userData = userData
+            // Stopped (or paused) while the request was being handed over.
+            return state.armed && (state.end != nil || state.paused)
+        }
+        if cancel { core.requestCancellation(userData) }
+    }
+
+    private func resume(_ waiter: UnsafeContinuation<Element?, any Error>, returning element: Element) {
+        // See `RingCore.resumeFromRingThread` for why accesses are not recorded.
+        cu_tsan_ignore_accesses_begin()
+        waiter.resume(returning: element)
+        cu_tsan_ignore_accesses_end()
+    }
+}

@@ -1,0 +1,153 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// A connection accepted by a listener, not yet claimed.
+///
+/// Sequence elements must be copyable, so ``IncomingConnections`` cannot
+/// yield a ``StreamConnection`` directly. It yields this small box instead;
+/// ``take()`` moves the descriptor out exactly once. A box dropped without
+/// `take()` closes its descriptor, so a connection that is never handled,
+/// or that was accepted after iteration stopped, never leaks.
+///
+/// ```swift
+/// for try await incoming in listener.connections {
+///     group.addTask { try await serve(incoming.take()) }
+/// }
+/// ```
+public final class IncomingConnection: Sendable {
+    private let descriptor: OwnedOnce
+    /// The ring that accepted the connection.
+    public let ring: RingActor
+
+    init(fd: Int32, ring: RingActor) {
+        self.descriptor = OwnedOnce(fd)
+        self.ring = ring
+    }
+
+    /// Moves the connection out of the box.
+    ///
+    /// - Throws: ``UringError`` (``UringError/Kind/invalidArgument``) if it
+    ///   was already taken.
+    public func take() throws(UringError) -> StreamConnection {
+        guard let fd = descriptor.take() else {
+            throw .invalid(.accept, "this incoming connection was already taken")
+        }
+        return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
+    }
+}
+
+/// A descriptor that can be moved out once; closed on deinit if it was not.
+final class OwnedOnce: Sendable {
+    private let fd: Locked<Int32>
+    init(_ fd: Int32) { self.fd = Locked(fd) }
+    func take() -> Int32? {
+        fd.withLock { fd in
+            guard fd >= 0 else { return nil }
+            defer { fd = -1 }
+            return fd
+        }
+    }
+    deinit {
+        let fd = fd.withLock { $0 }
+        if fd >= 0 { Glibc.close(fd) }
+    }
+}
+
+/// The connections a listener accepts, from one multishot accept request.
+/// See ``StreamListener/connections``.
+///
+/// The sequence ends only with an error (thrown), with cancellation of the
+/// iterating task (`CancellationError`), or when the listener is closed
+/// (normally). When the kernel stops the multishot request on its own, it is
+/// re-armed without the consumer noticing. At most 64 accepted connections
+/// wait unclaimed; beyond that the request is paused and new connections
+/// wait in the kernel's listen backlog.
+public struct IncomingConnections: AsyncSequence, Sendable {
+    /// An accepted connection, to be claimed with ``IncomingConnection/take()``.
+    public typealias Element = IncomingConnection
+    /// A ``UringError`` or `CancellationError`.
+    public typealias Failure = any Error
+
+    let ring: RingActor
+    let listener: OwnedDescriptor?
+    let openError: UringError?
+    let address: SocketAddress?
+    let closed: ListenerClosedFlag
+
+    /// Starts accepting (on the first call to `next()`).
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(consumer: AcceptConsumer(self))
+    }
+
+    /// Produces the accepted connections.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let consumer: AcceptConsumer
+
+        /// The next accepted connection; nil once the listener is closed.
+        public mutating func next() async throws -> IncomingConnection? {
+            try await consumer.next()
+        }
+
+        /// The next accepted connection, without leaving the caller's actor.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> IncomingConnection? {
+            try await consumer.next()
+        }
+    }
+}
+
+/// Set when the listener is closed, so the sequence ends normally.
+final class ListenerClosedFlag: Sendable {
+    private let flag = Locked(false)
+    func set() { flag.withLock { $0 = true } }
+    var isSet: Bool { flag.withLock { $0 } }
+}
+
+/// One iterator's multishot accept; stops it when the iterator goes away.
+final class AcceptConsumer: Sendable {
+    let stream: MultishotStream<IncomingConnection>?
+    let openError: Locked<UringError?>
+
+    init(_ sequence: IncomingConnections) {
+        openError = Locked(sequence.openError)
+        guard let listener = sequence.listener else {
+            stream = nil
+            return
+        }
+        let ring = sequence.ring
+        let core = ring.core
+        let address = sequence.address
+        let closed = sequence.closed
+        stream = MultishotStream(core: core, highWater: 64) { stream in
+            if !core.acceptsWork.load(ordering: .acquiring) {
+                stream.finish(throwing: UringError.shutDown(.accept).about(address))
+                return 0
+            }
+            return core.submitStream(keepAlive: listener, handler: { result, flags in
+                let continues = flags & IORING_CQE_F_MORE != 0
+                if result >= 0 {
+                    stream.deliver(IncomingConnection(fd: result, ring: ring), requestContinues: continues)
+                    if !continues { stream.requestEnded() }
+                } else if closed.isSet {
+                    stream.finish(throwing: nil)
+                } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
+                    stream.requestEnded()  // paused for back-pressure, or stopped
+                } else {
+                    stream.finish(throwing: core.error(for: result, .accept, path: nil, address: address))
+                }
+            }) {
+                io_uring_prep_multishot_accept(&$0, listener.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            }
+        }
+    }
+
+    deinit {
+        stream?.stop()
+    }
+
+    nonisolated(nonsending) func next() async throws -> IncomingConnection? {
+        if let error = openError.withLock({ error in defer { error = nil }; return error }) { throw error }
+        guard let stream else { return nil }
+        return try await stream.next()
+    }
+}

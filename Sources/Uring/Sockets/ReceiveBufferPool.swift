@@ -1,0 +1,221 @@
+import CUring
+import Glibc
+
+/// Buffers the kernel picks from when data arrives: a provided-buffer ring.
+///
+/// Multishot receives (``StreamConnection/received(from:)``) do not name a
+/// buffer up front. The kernel takes the next free one from the pool when
+/// bytes arrive, and the chunk (``ReceivedBytes``) holds it until the
+/// consumer drops the chunk; then it goes back to the kernel. An idle
+/// connection holds no buffer, so one pool serves many connections.
+///
+/// The pool bounds memory: when every buffer is in consumers' hands, the
+/// kernel stops receiving (data waits in the socket, and TCP slows the
+/// sender), and receiving resumes as buffers come back.
+///
+/// ```swift
+/// let pool = try await ReceiveBufferPool(bufferCount: 64, bufferSize: 4096, on: ring)
+/// for try await chunk in connection.received(from: pool) { … }
+/// ```
+public final class ReceiveBufferPool: Sendable {
+    /// How many buffers the pool has.
+    public let bufferCount: Int
+    /// The size of each buffer in bytes.
+    public let bufferSize: Int
+    /// The provided-buffer group id the kernel knows the pool by.
+    let group: UInt16
+    let core: RingCore
+    private let memory: Storage
+
+    private struct State {
+        /// Buffers the kernel handed out and consumers still hold.
+        var outstanding = 0
+        /// Streams whose receive stopped because the pool was empty.
+        var waiters = FIFO<MultishotStream<ReceivedBytes>>()
+    }
+    private let state = Locked(State())
+
+    /// The pool's memory: the buffers and the ring of their descriptors.
+    private final class Storage: @unchecked Sendable {
+        // `@unchecked Sendable`: the buffers are written by the kernel and
+        // read by the one consumer holding each; the descriptor ring is
+        // written only under the pool's lock (and read by the kernel).
+        let buffers: UnsafeMutableRawPointer
+        let ring: UnsafeMutablePointer<io_uring_buf_ring>
+        init(buffers: UnsafeMutableRawPointer, ring: UnsafeMutablePointer<io_uring_buf_ring>) {
+            self.buffers = buffers
+            self.ring = ring
+        }
+    }
+
+    /// Creates a pool and registers it with `ring`.
+    ///
+    /// - Parameters:
+    ///   - bufferCount: A power of two from 1 to 32,768.
+    ///   - bufferSize: Bytes per buffer; one receive completes at most this many.
+    /// - Throws: ``UringError`` of kind ``UringError/Kind/invalidArgument``
+    ///   for bad sizes, or the kernel's error (`ENOMEM`, or `EINVAL` on kernels
+    ///   before 5.19, which lack buffer rings).
+    public convenience init(bufferCount: Int = 256, bufferSize: Int = 16 * 1024, on ring: RingActor) async throws {
+        try await self.init(bufferCount: bufferCount, bufferSize: bufferSize, core: ring.core)
+    }
+
+    init(bufferCount: Int, bufferSize: Int, core: RingCore) async throws {
+        guard bufferCount > 0, bufferCount <= 32_768, bufferCount & (bufferCount - 1) == 0 else {
+            throw UringError.invalid(.registerBuffers, "bufferCount \(bufferCount) must be a power of two from 1 to 32768")
+        }
+        guard bufferSize > 0, bufferSize <= DescriptorIO.maximumTransfer else {
+            throw UringError.invalid(.registerBuffers, "bufferSize \(bufferSize) must be from 1 to \(DescriptorIO.maximumTransfer)")
+        }
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, 4096, bufferCount * bufferSize) == 0, let buffers = raw else {
+            throw UringError.system(.registerBuffers, ENOMEM)
+        }
+        guard let group = core.allocateBufferGroup() else {
+            free(buffers)
+            throw UringError(
+                .system, operation: .registerBuffers, errno: .noBufferSpace,
+                detail: "all 65536 buffer group ids of this ring are in use")
+        }
+        let entries = UInt32(bufferCount)
+        let registered = await core.onRingThread { (open: Bool) -> Result<UInt, UringError> in
+            guard open else { return .failure(.shutDown(.registerBuffers)) }
+            guard let ring = cu_setup_buf_ring(core.ring, entries, group) else {
+                return .failure(.system(.registerBuffers, Glibc.errno))
+            }
+            return .success(UInt(bitPattern: ring))
+        }
+        let ringAddress: UInt
+        switch registered {
+        case .success(let address): ringAddress = address
+        case .failure(let error):
+            free(buffers)
+            core.releaseBufferGroup(group)
+            throw error
+        }
+        self.bufferCount = bufferCount
+        self.bufferSize = bufferSize
+        self.group = group
+        self.core = core
+        self.memory = Storage(
+            buffers: buffers, ring: UnsafeMutablePointer(bitPattern: ringAddress)!)
+        for id in 0..<bufferCount { give(UInt16(id)) }
+    }
+
+    deinit {
+        // Nothing can use the group any more: every request that selects from
+        // it and every chunk holding a buffer keeps the pool alive.
+        let memory = self.memory
+        let core = self.core
+        let entries = UInt32(bufferCount)
+        let group = self.group
+        core.onRingThread { open in
+            cu_free_buf_ring(core.ring, memory.ring, entries, group, open ? 1 : 0)
+            free(memory.buffers)
+            core.releaseBufferGroup(group)
+        }
+    }
+
+    /// The address of buffer `id`.
+    func address(of id: UInt16) -> UnsafeMutableRawPointer {
+        memory.buffers + Int(id) * bufferSize
+    }
+
+    private func give(_ id: UInt16) {
+        cu_buf_ring_give(memory.ring, UInt32(bufferCount), address(of: id), UInt32(bufferSize), id)
+    }
+
+    /// Notes that the kernel filled buffer `id` and a chunk now holds it.
+    func taken() {
+        state.withLock { $0.outstanding += 1 }
+    }
+
+    /// A chunk let go of buffer `id`: back to the kernel, and a waiting
+    /// stream may receive again.
+    func giveBack(_ id: UInt16) {
+        let waiter = state.withLock { state -> MultishotStream<ReceivedBytes>? in
+            give(id)
+            state.outstanding -= 1
+            while let waiter = state.waiters.popFirst() {
+                if waiter.isWaitingForResources { return waiter }
+            }
+            return nil
+        }
+        waiter?.resourcesReturned()
+    }
+
+    /// Registers `stream` to be re-armed when a buffer comes back. Returns
+    /// true if buffers are free already (then the caller re-arms it).
+    func waitForBuffer(_ stream: MultishotStream<ReceivedBytes>) -> Bool {
+        state.withLock { state in
+            if state.outstanding < bufferCount { return true }
+            state.waiters.append(stream)
+            return false
+        }
+    }
+
+    /// Buffers currently held by consumers (or filled and not yet delivered).
+    var buffersInUse: Int { state.withLock { $0.outstanding } }
+}
+
+/// Bytes received into a pool buffer; the buffer goes back to the pool
+/// when the last reference to this chunk is gone.
+///
+/// Hold chunks only as long as needed: while a consumer holds them, the
+/// kernel cannot reuse their buffers. Copy out (`Array(chunk)`) to keep
+/// the bytes longer.
+public final class ReceivedBytes: RandomAccessCollection, Sendable {
+    private let pool: ReceiveBufferPool
+    private let id: UInt16
+    /// The number of bytes.
+    public let count: Int
+    private let base: UnsafeAddress
+
+    /// An address that may cross threads: the bytes are the chunk's alone
+    /// until it gives the buffer back.
+    private struct UnsafeAddress: @unchecked Sendable {
+        // `@unchecked Sendable`: immutable, and the memory it points to is
+        // owned by this chunk until deinit.
+        let pointer: UnsafeRawPointer
+    }
+
+    init(pool: ReceiveBufferPool, id: UInt16, count: Int) {
+        self.pool = pool
+        self.id = id
+        self.count = count
+        self.base = UnsafeAddress(pointer: UnsafeRawPointer(pool.address(of: id)))
+        pool.taken()
+    }
+
+    deinit {
+        pool.giveBack(id)
+    }
+
+    /// The first index, 0.
+    public var startIndex: Int { 0 }
+    /// One past the last index, ``count``.
+    public var endIndex: Int { count }
+
+    /// The byte at `position`.
+    public subscript(position: Int) -> UInt8 {
+        precondition(position >= 0 && position < count, "index out of range")
+        return base.pointer.load(fromByteOffset: position, as: UInt8.self)
+    }
+
+    /// Calls `body` with the bytes, valid only during the call.
+    public func withUnsafeBytes<Result, Failure: Error>(
+        _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        defer { withExtendedLifetime(self) {} }
+        return try body(UnsafeRawBufferPointer(start: base.pointer, count: count))
+    }
+
+    /// Contiguous access for the standard library's fast paths (`Array(chunk)`).
+    public func withContiguousStorageIfAvailable<Result>(
+        _ body: (UnsafeBufferPointer<UInt8>) throws -> Result
+    ) rethrows -> Result? {
+        try withUnsafeBytes { try body($0.bindMemory(to: UInt8.self)) }
+    }
+
+    var rawAddress: UnsafeRawPointer { base.pointer }
+}

@@ -1,0 +1,148 @@
+import CUring
+import Glibc
+
+/// What a stream socket receives, as chunks in order, from one multishot
+/// receive request. See ``StreamConnection/received(from:)``.
+///
+/// The kernel fills buffers of a ``ReceiveBufferPool`` as bytes arrive, and
+/// each chunk holds its buffer until the consumer drops it. The sequence
+/// ends normally when the peer closes its sending side, throws on an error
+/// (for example `ECONNRESET`), and throws `CancellationError` when the
+/// iterating task is cancelled.
+///
+/// Back-pressure: at most 16 chunks wait unconsumed, and the pool's buffers
+/// bound the rest. When the request is paused, or stopped because every
+/// buffer is in use, it is re-armed as soon as there is room again; the
+/// bytes in between wait in the socket, so nothing is lost or reordered.
+public struct ReceivedChunks: AsyncSequence, Sendable {
+    /// A chunk of received bytes, holding one pool buffer.
+    public typealias Element = ReceivedBytes
+    /// A ``UringError`` or `CancellationError`.
+    public typealias Failure = any Error
+
+    let ring: RingActor
+    let socket: Result<OwnedDescriptor, UringError>
+    let address: SocketAddress?
+    let pool: ReceiveBufferPool?
+
+    init(ring: RingActor, duplicating fd: Int32, address: SocketAddress?, pool: ReceiveBufferPool?) {
+        self.ring = ring
+        self.address = address
+        self.pool = pool
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        socket = copy >= 0 ? .success(OwnedDescriptor(copy)) : .failure(UringError.system(.duplicate, Glibc.errno).about(address))
+    }
+
+    /// Starts receiving (on the first call to `next()`).
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(consumer: ReceiveConsumer(self))
+    }
+
+    /// Produces the received chunks in order.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let consumer: ReceiveConsumer
+
+        /// The next chunk; nil once the peer has closed its side.
+        public mutating func next() async throws -> ReceivedBytes? {
+            try await consumer.next()
+        }
+
+        /// The next chunk, without leaving the caller's actor.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> ReceivedBytes? {
+            try await consumer.next()
+        }
+    }
+}
+
+/// One iterator's multishot receive; stops it when the iterator goes away.
+final class ReceiveConsumer: Sendable {
+    private struct Started {
+        var stream: MultishotStream<ReceivedBytes>?
+        var failed = false
+    }
+    private let sequence: ReceivedChunks
+    private let started = Locked(Started())
+
+    init(_ sequence: ReceivedChunks) {
+        self.sequence = sequence
+    }
+
+    deinit {
+        started.withLock { $0.stream }?.stop()
+    }
+
+    nonisolated(nonsending) func next() async throws -> ReceivedBytes? {
+        let current = started.withLock { $0 }
+        if let stream = current.stream { return try await stream.next() }
+        if current.failed { return nil }
+        do {
+            let stream = try await makeStream()
+            started.withLock { $0.stream = stream }
+            return try await stream.next()
+        } catch {
+            started.withLock { $0.failed = true }
+            throw error
+        }
+    }
+
+    private nonisolated(nonsending) func makeStream() async throws -> MultishotStream<ReceivedBytes> {
+        let socket = try sequence.socket.get()
+        let ring = sequence.ring
+        let core = ring.core
+        let address = sequence.address
+        try core.admit(.receive, path: nil, address: address)
+        let pool: ReceiveBufferPool
+        if let given = sequence.pool {
+            pool = given
+        } else {
+            pool = try await ring.sharedReceivePool()
+        }
+        guard pool.core === core else {
+            throw UringError.invalid(.receive, "the buffer pool belongs to another ring").about(address)
+        }
+        return MultishotStream(core: core, highWater: 16) { stream in
+            if !core.acceptsWork.load(ordering: .acquiring) {
+                stream.finish(throwing: UringError.shutDown(.receive).about(address))
+                return 0
+            }
+            return core.submitStream(keepAlive: ReceiveKeepAlive(socket: socket, pool: pool), handler: { result, flags in
+                let continues = flags & IORING_CQE_F_MORE != 0
+                if flags & IORING_CQE_F_BUFFER != 0 {
+                    let chunk = ReceivedBytes(pool: pool, id: cu_cqe_buffer_id(flags), count: Int(max(0, result)))
+                    if result > 0 {
+                        stream.deliver(chunk, requestContinues: continues)
+                        if !continues { stream.requestEnded() }
+                        return
+                    }
+                    // A buffer with no bytes goes straight back (dropped here).
+                }
+                if result > 0 {
+                    if !continues { stream.requestEnded() }
+                } else if result == 0 {
+                    stream.finish(throwing: nil)  // the peer closed its side
+                } else if result == -ENOBUFS {
+                    stream.waitForResources()
+                    if pool.waitForBuffer(stream) { stream.resourcesReturned() }
+                } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
+                    stream.requestEnded()  // paused for back-pressure, or stopped
+                } else {
+                    stream.finish(throwing: core.error(for: result, .receive, path: nil, address: address))
+                }
+            }) {
+                io_uring_prep_recv(&$0, socket.fd, nil, 0, 0)
+                cu_sqe_or_ioprio(&$0, UInt16(IORING_RECV_MULTISHOT))
+                cu_sqe_select_buffer(&$0, pool.group)
+            }
+        }
+    }
+}
+
+/// What a multishot receive keeps alive until its last completion.
+final class ReceiveKeepAlive: Sendable {
+    let socket: OwnedDescriptor
+    let pool: ReceiveBufferPool
+    init(socket: OwnedDescriptor, pool: ReceiveBufferPool) {
+        self.socket = socket
+        self.pool = pool
+    }
+}

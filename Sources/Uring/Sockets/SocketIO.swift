@@ -1,0 +1,187 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// The ring operations every socket type shares, written once.
+///
+/// Like `DescriptorIO` it owns nothing: the socket types own the descriptor
+/// and borrow themselves for each call. `address` is what errors name.
+struct SocketIO {
+    let core: RingCore
+    let fd: Int32
+    let address: SocketAddress?
+
+    // MARK: Creating and naming
+
+    /// Opens a socket through the ring (`IORING_OP_SOCKET`), or with the
+    /// system call on kernels whose ring lacks it. The descriptor is
+    /// close-on-exec.
+    nonisolated(nonsending) static func open(
+        domain: Int32, type: Int32, on core: RingCore, for address: SocketAddress?
+    ) async throws -> Int32 {
+        let kind = type | Int32(SOCK_CLOEXEC.rawValue)
+        if core.isSupported(.socket) {
+            let fd = try await core.perform(.socket, address: address) {
+                io_uring_prep_socket(&$0, domain, kind, 0, 0)
+            }
+            return fd
+        }
+        let fd = Glibc.socket(domain, kind, 0)
+        if fd < 0 { throw UringError.system(.socket, Glibc.errno).about(address) }
+        return fd
+    }
+
+    /// Binds to `address`: through the ring on kernels with `IORING_OP_BIND`
+    /// (6.11+), otherwise with the system call.
+    nonisolated(nonsending) func bind(to address: SocketAddress) async throws {
+        let box = SocketAddressBox(address)
+        if core.isSupported(.bind) {
+            _ = try await core.perform(.bind, address: address, keepAlive: box) {
+                cu_prep_bind(&$0, fd, box.sockaddr, box.length.pointee)
+            }
+            return
+        }
+        if Glibc.bind(fd, box.sockaddr, box.length.pointee) != 0 {
+            throw UringError.system(.bind, Glibc.errno).about(address)
+        }
+    }
+
+    /// Starts listening: through the ring on kernels with
+    /// `IORING_OP_LISTEN` (6.11+), otherwise with the system call.
+    nonisolated(nonsending) func listen(backlog: Int32) async throws {
+        if core.isSupported(.listen) {
+            _ = try await core.perform(.listen, address: address) { cu_prep_listen(&$0, fd, backlog) }
+            return
+        }
+        if Glibc.listen(fd, backlog) != 0 { throw UringError.system(.listen, Glibc.errno).about(address) }
+    }
+
+    /// Sets an integer socket option: as a ring command on kernels that have
+    /// socket commands (6.7+), otherwise with the system call.
+    nonisolated(nonsending) func setOption(level: Int32, name: Int32, value: Int32) async throws {
+        let box = IntegerBox(value)
+        if core.isSupported(.socketOption) {
+            do {
+                _ = try await core.perform(.socketOption, address: address, keepAlive: box) {
+                    cu_prep_setsockopt(&$0, fd, level, name, box.pointer, Int32(MemoryLayout<Int32>.size))
+                }
+                return
+            } catch let error as UringError where error.errno == .notSupported || error.errno == .invalidArgument {
+                // Kernels before 6.7 have the command opcode but no socket commands.
+            }
+        }
+        if setsockopt(fd, level, name, box.pointer, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            throw UringError.system(.socketOption, Glibc.errno).about(address)
+        }
+    }
+
+    /// The socket's own address (`getsockname`).
+    func localAddress() -> SocketAddress? {
+        let box = SocketAddressBox()
+        guard getsockname(fd, box.sockaddr, box.length) == 0 else { return nil }
+        return box.address
+    }
+
+    /// The connected peer's address (`getpeername`).
+    func remoteAddress() -> SocketAddress? {
+        let box = SocketAddressBox()
+        guard getpeername(fd, box.sockaddr, box.length) == 0 else { return nil }
+        return box.address
+    }
+
+    // MARK: Connecting
+
+    nonisolated(nonsending) func connect(to address: SocketAddress) async throws {
+        let box = SocketAddressBox(address)
+        _ = try await core.perform(.connect, address: address, keepAlive: box) {
+            io_uring_prep_connect(&$0, fd, box.sockaddr, box.length.pointee)
+        }
+    }
+
+    /// Accepts one connection; returns its descriptor (close-on-exec).
+    nonisolated(nonsending) func accept() async throws -> Int32 {
+        try await core.perform(.accept, address: address) {
+            io_uring_prep_accept(&$0, fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+        }
+    }
+
+    // MARK: Transfer
+
+    nonisolated(nonsending) func send(_ address: UnsafeRawPointer, count: Int) async throws -> Int {
+        try validate(.send, count: count)
+        let length = min(count, DescriptorIO.maximumTransfer)
+        let n = try await core.perform(.send, address: self.address) {
+            io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
+        }
+        return Int(n)
+    }
+
+    /// A zero-copy send: the kernel reads the caller's memory while the data
+    /// is on its way, and posts a second completion (`F_NOTIF`) once it no
+    /// longer needs it. This returns only after that second completion.
+    nonisolated(nonsending) func sendZeroCopy(_ bytes: UnsafeRawPointer, count: Int) async throws -> Int {
+        try validate(.sendZeroCopy, count: count)
+        try core.admit(.sendZeroCopy, path: nil, address: address)
+        let sent = IntegerBox(-1)
+        let length = min(count, DescriptorIO.maximumTransfer)
+        let slot = core.submit(keepAlive: sent, onIntermediateCompletion: { result, _ in
+            sent.pointer.pointee = result  // the send's own completion (F_MORE)
+        }) {
+            io_uring_prep_send_zc(&$0, fd, bytes, length, Int32(MSG_NOSIGNAL), 0)
+        }
+        let completion = await core.completion(of: slot)
+        if completion.flags & IORING_CQE_F_NOTIF == 0 {
+            // No notification follows: this was the send's only completion.
+            return Int(try core.check(completion, .sendZeroCopy, path: nil, address: address))
+        }
+        let result = sent.pointer.pointee
+        if result < 0 { throw core.error(for: result, .sendZeroCopy, path: nil, address: address) }
+        return Int(result)
+    }
+
+    /// Sends all `count` bytes, continuing after short sends.
+    nonisolated(nonsending) func sendAll(_ address: UnsafeRawPointer, count: Int) async throws {
+        try validate(.send, count: count)
+        var done = 0
+        while done < count {
+            done += try await send(address + done, count: count - done)
+        }
+    }
+
+    /// Receives at most `count` bytes; 0 means the peer closed its side.
+    nonisolated(nonsending) func receive(_ address: UnsafeMutableRawPointer, count: Int) async throws -> Int {
+        try validate(.receive, count: count)
+        let length = min(count, DescriptorIO.maximumTransfer)
+        let n = try await core.perform(.receive, address: self.address) {
+            io_uring_prep_recv(&$0, fd, address, length, 0)
+        }
+        return Int(n)
+    }
+
+    func validate(_ operation: UringOperation, count: Int) throws {
+        if count <= 0 {
+            throw UringError.invalid(operation, "the buffer is empty; pass at least one byte").about(address)
+        }
+    }
+
+    /// Shuts down one or both directions.
+    nonisolated(nonsending) func shutdown(_ how: Int32) async throws {
+        _ = try await core.perform(.shutdown, address: address) { io_uring_prep_shutdown(&$0, fd, how) }
+    }
+
+    /// Closes through the ring.
+    nonisolated(nonsending) func close() async throws {
+        _ = try await core.perform(.close, address: address) { io_uring_prep_close(&$0, fd) }
+    }
+}
+
+/// One integer the kernel reads while a request is in flight.
+final class IntegerBox: @unchecked Sendable {
+    // `@unchecked Sendable`: written once here, read by the kernel only.
+    let pointer: UnsafeMutablePointer<Int32>
+    init(_ value: Int32) {
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: value)
+    }
+    deinit { pointer.deallocate() }
+}

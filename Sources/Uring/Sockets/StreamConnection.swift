@@ -1,0 +1,237 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// A connected stream socket: TCP over IPv4 or IPv6, or a Unix-domain stream.
+///
+/// Like ``File`` it is noncopyable and owns its descriptor: `close()` closes
+/// it through the ring and reports errors, and dropping the value closes it
+/// in `deinit`. Buffers are lent for the length of each call.
+///
+/// ```swift
+/// let connection = try await StreamConnection.connect(to: .loopback(port: 8080), on: ring)
+/// try await connection.sendAll(Array("ping".utf8))
+/// for try await chunk in connection.received() {
+///     print(chunk.count, "bytes")
+/// }
+/// ```
+public struct StreamConnection: ~Copyable, Sendable {
+    /// The ring that performs this socket's operations.
+    public let ring: RingActor
+    /// The peer's address as known when the connection was made (nil for an
+    /// unnamed Unix socket).
+    public let remoteAddress: SocketAddress?
+    private var fd: Int32
+
+    /// Takes ownership of a connected stream socket's descriptor.
+    public init(adopting descriptor: FileDescriptor, on ring: RingActor) {
+        self.ring = ring
+        self.fd = descriptor.rawValue
+        self.remoteAddress = SocketIO(core: ring.core, fd: descriptor.rawValue, address: nil).remoteAddress()
+    }
+
+    init(fd: Int32, remote: SocketAddress?, on ring: RingActor) {
+        self.ring = ring
+        self.fd = fd
+        self.remoteAddress = remote
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    var io: SocketIO { SocketIO(core: ring.core, fd: fd, address: remoteAddress) }
+
+    /// The underlying descriptor, still owned by this connection.
+    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+
+    /// This end's address (`getsockname`).
+    public var localAddress: SocketAddress? { io.localAddress() }
+
+    // MARK: Connecting
+
+    /// Opens a socket of `address`'s family and connects it, all through the
+    /// ring.
+    ///
+    /// - Throws: ``UringError`` naming `address`, for example
+    ///   `connect 127.0.0.1:9: Connection refused (ECONNREFUSED)`.
+    public static func connect(to address: SocketAddress, on ring: RingActor) async throws -> StreamConnection {
+        let fd = try await SocketIO.open(domain: address.domain, type: Int32(SOCK_STREAM.rawValue), on: ring.core, for: address)
+        let connection = StreamConnection(fd: fd, remote: address, on: ring)
+        try await connection.io.connect(to: address)
+        return connection
+    }
+
+    /// A connected pair of Unix-domain stream sockets (`socketpair`), for
+    /// talking to a child process or between tasks.
+    public static func pair(on ring: RingActor) throws(UringError) -> ConnectedPair {
+        var fds: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw .system(.socket, Glibc.errno)
+        }
+        return ConnectedPair(
+            first: StreamConnection(fd: fds[0], remote: nil, on: ring),
+            second: StreamConnection(fd: fds[1], remote: nil, on: ring))
+    }
+
+    /// Two connected Unix-domain stream sockets; see ``pair(on:)``. Take
+    /// them apart with `let a = pair.first, b = pair.second`.
+    @frozen
+    public struct ConnectedPair: ~Copyable, Sendable {
+        /// One end.
+        public var first: StreamConnection
+        /// The other end.
+        public var second: StreamConnection
+    }
+
+    // MARK: Sending
+
+    /// Sends bytes from `buffer`; returns how many the kernel took (at least
+    /// one).
+    public func send<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
+        try await io.send(address(of: buffer), count: buffer.count)
+    }
+
+    /// Sends all of `buffer`, continuing after short sends.
+    public func sendAll<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws {
+        try await io.sendAll(address(of: buffer), count: buffer.count)
+    }
+
+    /// Sends all of a received chunk (for example to echo it).
+    public func sendAll(_ chunk: ReceivedBytes) async throws {
+        // The chunk is a parameter, alive (with its buffer) until this returns.
+        try await io.sendAll(chunk.rawAddress, count: chunk.count)
+        withExtendedLifetime(chunk) {}
+    }
+
+    /// Sends bytes from `buffer` without copying them into the kernel
+    /// (`SEND_ZC`); returns how many were sent. It returns once the kernel no
+    /// longer reads the buffer, which for TCP is when the peer acknowledged
+    /// the data. Worth it for large buffers; for small ones ``send(_:)`` is
+    /// faster.
+    public func sendZeroCopy<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
+        try await io.sendZeroCopy(address(of: buffer), count: buffer.count)
+    }
+
+    /// Ownership form of ``sendAll(_:)-(Buffer)``: the buffer moves in and
+    /// comes back inside the result, with the count or the error.
+    public func sendAll<Buffer: IOBuffer & ~Copyable>(consuming buffer: consuming Buffer) async -> IOResult<Buffer> {
+        do {
+            try await sendAll(buffer)
+            let count = buffer.count
+            return IOResult(buffer: buffer, outcome: .success(count))
+        } catch {
+            return IOResult(buffer: buffer, outcome: .failure(error))
+        }
+    }
+
+    // MARK: Receiving
+
+    /// Receives into `buffer`; returns the bytes received, or 0 once the
+    /// peer has closed its sending side.
+    public func receive<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer) async throws -> Int {
+        try await io.receive(address(of: &buffer), count: buffer.count)
+    }
+
+    /// Receives up to `maximumCount` bytes into a new array; the array is
+    /// empty once the peer has closed its sending side.
+    public func receive(maximumCount: Int) async throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: maximumCount)
+        let n = try await receive(into: &bytes)
+        bytes.removeLast(bytes.count - n)
+        return bytes
+    }
+
+    /// Everything the peer sends from now until it closes its side, as
+    /// chunks in order, received by one multishot request into buffers from
+    /// `pool` (the ring's shared pool when nil).
+    ///
+    /// See ``ReceivedChunks`` for back-pressure and buffer ownership.
+    public func received(from pool: ReceiveBufferPool? = nil) -> ReceivedChunks {
+        ReceivedChunks(ring: ring, duplicating: fd, address: remoteAddress, pool: pool)
+    }
+
+    // MARK: Options and shutdown
+
+    /// Turns Nagle's algorithm off (`TCP_NODELAY`) or back on.
+    public func setNoDelay(_ on: Bool = true) async throws {
+        try await io.setOption(level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: on ? 1 : 0)
+    }
+
+    /// Sets an integer socket option (`setsockopt`), through the ring where
+    /// the kernel has socket commands (6.7+).
+    public func setOption(level: Int32, name: Int32, value: Int32) async throws {
+        try await io.setOption(level: level, name: name, value: value)
+    }
+
+    /// Which direction ``shutdown(_:)`` ends.
+    public enum Direction: Sendable {
+        /// No more receiving.
+        case receiving
+        /// No more sending: the peer reads end of stream.
+        case sending
+        /// Both.
+        case both
+    }
+
+    /// Ends one or both directions (`shutdown`); the descriptor stays open.
+    public func shutdown(_ direction: Direction) async throws {
+        let how: Int32 = switch direction {
+        case .receiving: Int32(SHUT_RD)
+        case .sending: Int32(SHUT_WR)
+        case .both: Int32(SHUT_RDWR)
+        }
+        try await io.shutdown(how)
+    }
+
+    // MARK: Closing
+
+    /// Closes the socket through the ring. The descriptor is released even
+    /// when an error is thrown.
+    public consuming func close() async throws {
+        let io = self.io
+        fd = -1
+        try await io.close()
+    }
+
+    /// Gives up ownership of the descriptor without closing it.
+    public consuming func takeDescriptor() -> FileDescriptor {
+        let descriptor = FileDescriptor(rawValue: fd)
+        fd = -1
+        return descriptor
+    }
+}
+
+// MARK: Passing descriptors
+
+extension StreamConnection {
+    /// Sends an open descriptor to the peer of a Unix-domain socket
+    /// (`SCM_RIGHTS`), with `bytes` as the message's data (at least one
+    /// byte). The caller keeps its own descriptor; the peer gets a new one
+    /// for the same open file.
+    public func sendDescriptor<Buffer: IOBuffer & ~Copyable>(
+        _ descriptor: FileDescriptor, with bytes: borrowing Buffer
+    ) async throws {
+        let box = try MessageBox(
+            bytes: UnsafeMutableRawPointer(mutating: address(of: bytes)), count: bytes.count, address: nil,
+            passing: descriptor.rawValue)
+        _ = try await io.sendMessage(box, to: nil)
+    }
+
+    /// Receives a message that carries a descriptor (see
+    /// ``sendDescriptor(_:with:)``).
+    ///
+    /// - Returns: The data bytes received into `buffer` and the descriptor,
+    ///   now owned by the caller (close-on-exec), or nil if the message
+    ///   carried none. The count is 0 when the peer has closed its side.
+    public func receiveDescriptor<Buffer: IOBuffer & ~Copyable>(
+        into buffer: inout Buffer
+    ) async throws -> (count: Int, descriptor: FileDescriptor?) {
+        let box = MessageBox.forReceiving(into: address(of: &buffer), count: buffer.count)
+        box.header.pointee.msg_name = nil
+        box.header.pointee.msg_namelen = 0
+        let n = try await io.receiveMessage(box)
+        let fd = cu_rights_unpack(box.header)
+        return (n, fd >= 0 ? FileDescriptor(rawValue: fd) : nil)
+    }
+}

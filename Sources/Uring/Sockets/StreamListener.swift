@@ -1,0 +1,107 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// A listening stream socket: TCP over IPv4 or IPv6, or a Unix-domain
+/// stream.
+///
+/// ```swift
+/// let listener = try await StreamListener.bind(to: .loopback(port: 8080), on: ring)
+/// try await withThrowingDiscardingTaskGroup { group in
+///     for try await incoming in listener.connections {
+///         group.addTask { try await echo(incoming.take()) }
+///     }
+/// }
+/// ```
+///
+/// The socket is created, bound and set listening through the ring on
+/// kernels that have those operations (socket since 5.19; bind and listen
+/// since 6.11); on older kernels the library makes the system calls itself.
+/// `SO_REUSEADDR` is set on IP sockets, so a restarted server can bind a
+/// port whose old connections linger in `TIME_WAIT`.
+public struct StreamListener: ~Copyable, Sendable {
+    /// The ring that performs this socket's operations.
+    public let ring: RingActor
+    /// The address the listener is bound to; for port 0, the port the
+    /// kernel chose.
+    public let localAddress: SocketAddress
+    private var fd: Int32
+    private let closedFlag = ListenerClosedFlag()
+
+    private init(fd: Int32, localAddress: SocketAddress, on ring: RingActor) {
+        self.fd = fd
+        self.localAddress = localAddress
+        self.ring = ring
+    }
+
+    deinit {
+        if fd >= 0 {
+            closedFlag.set()
+            // Ends the multishot accepts of any live `connections` sequence,
+            // which hold their own reference to the socket.
+            Glibc.shutdown(fd, Int32(SHUT_RDWR))
+            Glibc.close(fd)
+        }
+    }
+
+    /// The underlying descriptor, still owned by this listener.
+    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+
+    /// Creates a socket for `address`, binds it and starts listening.
+    ///
+    /// - Parameters:
+    ///   - address: Where to listen; port 0 lets the kernel choose (see
+    ///     ``localAddress``).
+    ///   - backlog: Connections the kernel queues before they are accepted.
+    /// - Throws: ``UringError`` naming the address, for example
+    ///   `bind 127.0.0.1:8080: Address already in use (EADDRINUSE)`.
+    public static func bind(
+        to address: SocketAddress, backlog: Int32 = 511, on ring: RingActor
+    ) async throws -> StreamListener {
+        let core = ring.core
+        let fd = try await SocketIO.open(domain: address.domain, type: Int32(SOCK_STREAM.rawValue), on: core, for: address)
+        // Owns the descriptor until the listener does.
+        var owner: StreamConnection? = StreamConnection(fd: fd, remote: nil, on: ring)
+        let io = SocketIO(core: core, fd: fd, address: address)
+        if address.family != .unix {
+            try await io.setOption(level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+        }
+        try await io.bind(to: address)
+        try await io.listen(backlog: backlog)
+        let bound = io.localAddress() ?? address
+        _ = owner.take()!.takeDescriptor()
+        return StreamListener(fd: fd, localAddress: bound, on: ring)
+    }
+
+    /// Accepts one connection.
+    public func accept() async throws -> StreamConnection {
+        let fd = try await SocketIO(core: ring.core, fd: fd, address: localAddress).accept()
+        return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
+    }
+
+    /// The connections this listener accepts, through one multishot accept
+    /// request per iteration (see ``IncomingConnections``).
+    ///
+    /// The sequence holds its own reference to the socket, so it may outlive
+    /// this value; closing the listener ends it.
+    public var connections: IncomingConnections {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        return IncomingConnections(
+            ring: ring,
+            listener: copy >= 0 ? OwnedDescriptor(copy) : nil,
+            openError: copy >= 0 ? nil : UringError.system(.duplicate, Glibc.errno).about(localAddress),
+            address: localAddress,
+            closed: closedFlag)
+    }
+
+    /// Stops listening and closes the socket through the ring. Sequences of
+    /// ``connections`` end (normally) and connections already accepted stay
+    /// open.
+    public consuming func close() async throws {
+        let io = SocketIO(core: ring.core, fd: fd, address: localAddress)
+        closedFlag.set()
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        fd = -1
+        try await io.close()
+    }
+}

@@ -10,6 +10,8 @@ let package = Package(
     products: [
         .library(name: "Uring", targets: ["Uring"]),
         .executable(name: "uring-cat", targets: ["uring-cat"]),
+        .executable(name: "uring-echo", targets: ["uring-echo"]),
+        .executable(name: "uring-http", targets: ["uring-http"]),
         .executable(name: "uring-bench", targets: ["uring-bench"]),
     ],
     dependencies: [
@@ -35,6 +37,18 @@ let package = Package(
             name: "uring-cat",
             dependencies: ["Uring"],
             path: "Examples/uring-cat",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "uring-echo",
+            dependencies: ["Uring", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Examples/uring-echo",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "uring-http",
+            dependencies: ["Uring", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Examples/uring-http",
             swiftSettings: strict
         ),
         // Benchmarks: the library against the same loops in C on liburing.
@@ -66,6 +80,8 @@ let package = Package(
                 "CUring",
                 "uring-sandbox-probe",
                 "uring-cat",
+                "uring-echo",
+                "uring-http",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Tests/UringTests",

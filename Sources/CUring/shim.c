@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
+#include <signal.h>
 
 struct io_uring_probe *cu_probe_ring(struct io_uring *ring) {
     size_t len = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
@@ -85,4 +87,36 @@ void cu_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsig
 
 int cu_thread_set_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
+}
+
+static int cu_signal_pipe[2] = {-1, -1};
+static pthread_mutex_t cu_signal_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void cu_on_signal(int number) {
+    int saved = errno;
+    unsigned char byte = (unsigned char)number;
+    ssize_t ignored = write(cu_signal_pipe[1], &byte, 1);  // async-signal-safe
+    (void)ignored;
+    errno = saved;
+}
+
+int cu_watch_signals(const int *signals, int count) {
+    pthread_mutex_lock(&cu_signal_lock);
+    if (cu_signal_pipe[0] < 0 && pipe2(cu_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        pthread_mutex_unlock(&cu_signal_lock);
+        return -1;
+    }
+    // The reading end must block: reads go through the ring and should wait.
+    int flags = fcntl(cu_signal_pipe[0], F_GETFL);
+    fcntl(cu_signal_pipe[0], F_SETFL, flags & ~O_NONBLOCK);
+    pthread_mutex_unlock(&cu_signal_lock);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = cu_on_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    for (int i = 0; i < count; i++) {
+        if (sigaction(signals[i], &action, NULL) != 0) return -1;
+    }
+    return fcntl(cu_signal_pipe[0], F_DUPFD_CLOEXEC, 0);
 }

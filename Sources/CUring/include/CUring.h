@@ -178,6 +178,13 @@ static inline int cu_rights_unpack(struct msghdr *message) {
     return found;
 }
 
+/// Installs a handler for `signals` (an array of `count` numbers) that
+/// writes each arriving signal's number, as one byte, into a pipe; returns a
+/// new descriptor for the pipe's reading end, or -1 with errno. Unlike a
+/// signalfd this works whatever threads already run with the signals
+/// unblocked.
+int cu_watch_signals(const int *signals, int count);
+
 /// Marks a request to take its buffer from provided-buffer group `group`.
 static inline void cu_sqe_select_buffer(struct io_uring_sqe *sqe, unsigned short group) {
     sqe->flags |= IOSQE_BUFFER_SELECT;

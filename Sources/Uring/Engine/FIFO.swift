@@ -1,7 +1,9 @@
 /// A first-in first-out queue backed by an array and a read index. Cheaper
-/// than `removeFirst` and allocation-free once it has grown.
+/// than `removeFirst` and allocation-free once it has grown. A popped slot
+/// is cleared at once, so the queue never keeps a taken element alive (a
+/// received chunk holds a pool buffer until its last reference goes).
 struct FIFO<Element> {
-    private var storage: [Element] = []
+    private var storage: [Element?] = []
     private var head = 0
 
     var isEmpty: Bool { head == storage.count }
@@ -15,7 +17,7 @@ struct FIFO<Element> {
 
     mutating func popFirst() -> Element? {
         guard head < storage.count else { return nil }
-        let element = storage[head]
+        let element = storage[head].take()
         head += 1
         if head == storage.count {
             storage.removeAll(keepingCapacity: true)

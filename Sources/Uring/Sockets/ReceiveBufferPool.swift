@@ -53,6 +53,7 @@ public final class ReceiveBufferPool: Sendable {
     /// - Parameters:
     ///   - bufferCount: A power of two from 1 to 32,768.
     ///   - bufferSize: Bytes per buffer; one receive completes at most this many.
+    ///   - ring: The ring whose receives take buffers from the pool.
     /// - Throws: ``UringError`` of kind ``UringError/Kind/invalidArgument``
     ///   for bad sizes, or the kernel's error (`ENOMEM`, or `EINVAL` on kernels
     ///   before 5.19, which lack buffer rings).

@@ -53,6 +53,7 @@ public struct StreamListener: ~Copyable, Sendable {
     ///   - address: Where to listen; port 0 lets the kernel choose (see
     ///     ``localAddress``).
     ///   - backlog: Connections the kernel queues before they are accepted.
+    ///   - ring: The ring that performs the listener's operations.
     /// - Throws: ``UringError`` naming the address, for example
     ///   `bind 127.0.0.1:8080: Address already in use (EADDRINUSE)`.
     public static func bind(

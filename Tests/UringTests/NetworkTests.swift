@@ -360,6 +360,32 @@ extension AllTests {
             }
         }
 
+        @Test("TCP_NODELAY set through the ring (a socket command on 6.7+) reads back with getsockopt")
+        func socketOption() async throws {
+            try await RingActor.run { ring in
+                let listener = try await StreamListener.bind(to: .loopback(port: 0), on: ring)
+                let client = try await StreamConnection.connect(to: listener.localAddress, on: ring)
+                let fd = client.descriptor.rawValue
+                func noDelay() -> Int32 {
+                    var value: Int32 = -1
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    _ = getsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &value, &length)
+                    return value
+                }
+                #expect(noDelay() == 0)
+                let before = ring.statistics.submitted
+                try await client.setNoDelay()
+                #expect(noDelay() == 1)
+                if ring.isSupported(.socketOption) {
+                    #expect(ring.statistics.submitted > before, "the option did not go through the ring")
+                }
+                try await client.setNoDelay(false)
+                #expect(noDelay() == 0)
+                try await client.close()
+                try await listener.close()
+            }
+        }
+
         @Test("addresses parse and print: IPv4, IPv6, Unix; bad text is a typed error")
         func addresses() throws {
             #expect(try SocketAddress(ip: "10.1.2.3", port: 80).description == "10.1.2.3:80")

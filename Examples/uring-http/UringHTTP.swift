@@ -150,7 +150,9 @@ struct Site: Sendable {
             while offset < size {
                 let n = try await file.read(into: &buffer, at: offset)
                 if n == 0 { break }
-                try await connection.sendAll(buffer[..<n].withUnsafeBufferPointer { Array($0) })
+                // Only a short read (the file's last piece) needs a shorter array.
+                if n < buffer.count { buffer.removeLast(buffer.count - n) }
+                try await connection.sendAll(buffer)
                 offset += Int64(n)
             }
         }

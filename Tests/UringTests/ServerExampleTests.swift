@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import SystemPackage
 import Testing
 
 /// A server example started as a child process, with its output in files.
@@ -11,18 +10,9 @@ struct ServerProcess {
     var stderrPath: String { scratch.path + "/stderr" }
 
     init(_ executable: String, _ arguments: [String]) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, scratch.path + "/stdout", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, scratch.path + "/stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for arg in argv { free(arg) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard spawned == 0 else { throw Errno(rawValue: spawned) }
-        self.pid = pid
+        pid = try spawn(
+            executable, arguments, stdin: "/dev/null", stdout: scratch.path + "/stdout",
+            stderr: scratch.path + "/stderr")
     }
 
     /// Waits (up to 20 s) for the "listening on H:P" line; returns the port.

@@ -162,15 +162,34 @@ func run(
     let scratch = Scratch()
     let outPath = scratch.path + "/stdout"
     let errPath = scratch.path + "/stderr"
+    let pid = try spawn(
+        executable, arguments, stdin: stdinPath ?? "/dev/null", stdout: outPath, stderr: errPath, environment: extra)
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // WIFEXITED / WEXITSTATUS, which Swift does not import (they are macros).
+    let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (
+        exitStatus,
+        try Data(contentsOf: URL(fileURLWithPath: outPath)),
+        try Data(contentsOf: URL(fileURLWithPath: errPath))
+    )
+}
+
+/// Starts a program with its standard streams on the given paths and this
+/// process's environment (`extra` replacing same-named entries); returns
+/// its process id.
+func spawn(
+    _ executable: String, _ arguments: [String], stdin: String, stdout: String, stderr: String,
+    environment extra: [String] = []
+) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&actions, 0, stdinPath ?? "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for arg in argv { free(arg) } }
-    // This process's environment, with `extra` replacing same-named entries.
     let overridden = Set(extra.map { $0.prefix(while: { $0 != "=" }) + "=" })
     var environment: [UnsafeMutablePointer<CChar>?] = []
     var index = 0
@@ -184,15 +203,7 @@ func run(
     var pid: pid_t = 0
     let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environment)
     guard spawned == 0 else { throw Errno(rawValue: spawned) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    // WIFEXITED / WEXITSTATUS, which Swift does not import (they are macros).
-    let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    return (
-        exitStatus,
-        try Data(contentsOf: URL(fileURLWithPath: outPath)),
-        try Data(contentsOf: URL(fileURLWithPath: errPath))
-    )
+    return pid
 }
 
 /// Runs `operation` in a child task, cancels it once the ring has a request

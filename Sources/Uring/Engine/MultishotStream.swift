@@ -100,9 +100,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
             return (waiter, state.armed ? state.userData : nil)
         }
         if let cancel, cancel != 0 { core.requestCancellation(cancel) }
-        if let waiter {
-            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
-        }
+        if let waiter { resumeAcrossThreads(waiter, with: Self.end(error)) }
         withExtendedLifetime(dropped) {}  // elements release their resources here, outside the lock
     }
 
@@ -131,7 +129,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
             return nil
         }
         if cancel != 0 { core.requestCancellation(cancel) }
-        if let waiter { resume(waiter, returning: element) }
+        if let waiter { resumeAcrossThreads(waiter, with: .success(element)) }
         return rejected == nil
     }
 
@@ -180,10 +178,12 @@ final class MultishotStream<Element: Sendable>: Sendable {
             state.waiter = nil
             return waiter
         }
-        guard let waiter else { return }
-        cu_tsan_ignore_accesses_begin()
-        if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
-        cu_tsan_ignore_accesses_end()
+        if let waiter { resumeAcrossThreads(waiter, with: Self.end(error)) }
+    }
+
+    /// What a waiting consumer gets at the end: nil, or the error.
+    private static func end(_ error: (any Error)?) -> Result<Element?, any Error> {
+        error.map { .failure($0) } ?? .success(nil)
     }
 
     // MARK: Arming
@@ -206,12 +206,5 @@ final class MultishotStream<Element: Sendable>: Sendable {
             return state.armed && (state.end != nil || state.paused)
         }
         if cancel { core.requestCancellation(userData) }
-    }
-
-    private func resume(_ waiter: UnsafeContinuation<Element?, any Error>, returning element: Element) {
-        // See `RingCore.resumeFromRingThread` for why accesses are not recorded.
-        cu_tsan_ignore_accesses_begin()
-        waiter.resume(returning: element)
-        cu_tsan_ignore_accesses_end()
     }
 }

@@ -346,10 +346,7 @@ final class RingCore: @unchecked Sendable {
         if isRingThread { return body(ringOpen) }
         return await withUnsafeContinuation { (continuation: UnsafeContinuation<Value, Never>) in
             onRingThread { (open: Bool) in
-                let value = body(open)
-                cu_tsan_ignore_accesses_begin()
-                continuation.resume(returning: value)
-                cu_tsan_ignore_accesses_end()
+                resumeAcrossThreads(continuation, with: .success(body(open)))
             }
         }
     }

@@ -295,7 +295,7 @@ extension RingCore {
         case .waiting:
             let continuation = slot.continuation!
             slot.phase.store(OperationSlot.Phase.resumed.rawValue, ordering: .releasing)
-            resumeFromRingThread(continuation)
+            resumeAcrossThreads(continuation, with: .success(()))
         case .detached:
             pool.release(slot, onRingThread: true)
         default:
@@ -428,21 +428,6 @@ extension RingCore {
     private func resumeShutdownWaiters() {
         let waiters = pendingShutdownWaiters
         pendingShutdownWaiters.removeAll()
-        for waiter in waiters { resumeFromRingThread(waiter) }
-    }
-
-    /// Resumes a task that another thread suspended.
-    ///
-    /// The task may not have finished suspending yet; the runtime then lets it
-    /// run on without suspending, ordered by an acquire inside the (not
-    /// instrumented) concurrency runtime. ThreadSanitizer cannot see that
-    /// acquire, so it would pair the resume's read of the task's continuation
-    /// context with the task's later reuse of that memory and report a race
-    /// that cannot happen. Only this thread's plain accesses during the call
-    /// are left unrecorded; its synchronization still is.
-    private func resumeFromRingThread(_ continuation: UnsafeContinuation<Void, Never>) {
-        cu_tsan_ignore_accesses_begin()
-        continuation.resume()
-        cu_tsan_ignore_accesses_end()
+        for waiter in waiters { resumeAcrossThreads(waiter, with: .success(())) }
     }
 }

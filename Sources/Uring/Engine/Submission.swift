@@ -37,11 +37,19 @@ extension RingCore {
         _ prepare: (inout io_uring_sqe) -> Void
     ) -> OperationSlot {
         let onRingThread = isRingThread
+        let slot = prepared(keepAlive: keepAlive, onRingThread: onRingThread, prepare)
+        slot.onIntermediateCompletion = onIntermediateCompletion
+        hand(slot, onRingThread: onRingThread)
+        return slot
+    }
+
+    /// A slot from the pool with the request prepared and `keepAlive` set.
+    private func prepared(
+        keepAlive: AnyObject?, onRingThread: Bool, _ prepare: (inout io_uring_sqe) -> Void
+    ) -> OperationSlot {
         let slot = pool.acquire(onRingThread: onRingThread)
         prepare(&slot.request)
         slot.keepAlive = keepAlive
-        slot.onIntermediateCompletion = onIntermediateCompletion
-        hand(slot, onRingThread: onRingThread)
         return slot
     }
 
@@ -61,9 +69,7 @@ extension RingCore {
         _ prepare: (inout io_uring_sqe) -> Void
     ) -> UInt64 {
         let onRingThread = isRingThread
-        let slot = pool.acquire(onRingThread: onRingThread)
-        prepare(&slot.request)
-        slot.keepAlive = keepAlive
+        let slot = prepared(keepAlive: keepAlive, onRingThread: onRingThread, prepare)
         slot.onIntermediateCompletion = handler
         slot.onFinalCompletion = handler
         // Read before handing over: the slot may be recycled during `hand`.

@@ -67,7 +67,7 @@ public struct DatagramSocket: ~Copyable, Sendable {
 
     /// Sends `buffer` as one datagram to `address`; returns the bytes sent.
     public func send<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, to address: SocketAddress) async throws -> Int {
-        let box = try MessageBox(bytes: UnsafeMutableRawPointer(mutating: Uring.address(of: buffer)), count: buffer.count, address: address)
+        let box = MessageBox(bytes: UnsafeMutableRawPointer(mutating: Uring.address(of: buffer)), count: buffer.count, address: address)
         return try await io.sendMessage(box, to: address)
     }
 

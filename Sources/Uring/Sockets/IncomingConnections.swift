@@ -1,5 +1,6 @@
 import CUring
 import Glibc
+import Synchronization
 import SystemPackage
 
 /// A connection accepted by a listener, not yet claimed.
@@ -39,17 +40,14 @@ public final class IncomingConnection: Sendable {
 
 /// A descriptor that can be moved out once; closed on deinit if it was not.
 final class OwnedOnce: Sendable {
-    private let fd: Locked<Int32>
-    init(_ fd: Int32) { self.fd = Locked(fd) }
+    private let fd: Atomic<Int32>
+    init(_ fd: Int32) { self.fd = Atomic(fd) }
     func take() -> Int32? {
-        fd.withLock { fd in
-            guard fd >= 0 else { return nil }
-            defer { fd = -1 }
-            return fd
-        }
+        let fd = fd.exchange(-1, ordering: .acquiringAndReleasing)
+        return fd >= 0 ? fd : nil
     }
     deinit {
-        let fd = fd.withLock { $0 }
+        let fd = fd.load(ordering: .acquiring)
         if fd >= 0 { Glibc.close(fd) }
     }
 }
@@ -98,9 +96,9 @@ public struct IncomingConnections: AsyncSequence, Sendable {
 
 /// Set when the listener is closed, so the sequence ends normally.
 final class ListenerClosedFlag: Sendable {
-    private let flag = Locked(false)
-    func set() { flag.withLock { $0 = true } }
-    var isSet: Bool { flag.withLock { $0 } }
+    private let flag = Atomic(false)
+    func set() { flag.store(true, ordering: .releasing) }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
 }
 
 /// One iterator's multishot accept; stops it when the iterator goes away.

@@ -16,19 +16,15 @@ final class MessageBox: @unchecked Sendable {
     /// means the same file) until the kernel has taken its own reference.
     private let sentDescriptor: OwnedDescriptor?
 
-    init(bytes: UnsafeMutableRawPointer, count: Int, address: SocketAddress?, passing fd: Int32? = nil) throws {
+    /// A message of `count` bytes at `bytes`, to `address` if given.
+    init(bytes: UnsafeMutableRawPointer, count: Int, address: SocketAddress?, sentDescriptor: OwnedDescriptor? = nil) {
         header = .allocate(capacity: 1)
         header.initialize(to: msghdr())
         vector = .allocate(capacity: 1)
         vector.initialize(to: iovec(iov_base: bytes, iov_len: count))
         control = .allocate(byteCount: Int(cu_rights_space()), alignment: 8)
         control.initializeMemory(as: UInt8.self, repeating: 0, count: Int(cu_rights_space()))
-        if let fd {
-            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-            sentDescriptor = copy >= 0 ? OwnedDescriptor(copy) : nil
-        } else {
-            sentDescriptor = nil
-        }
+        self.sentDescriptor = sentDescriptor
         header.pointee.msg_iov = vector
         header.pointee.msg_iovlen = 1
         if let address {
@@ -38,16 +34,19 @@ final class MessageBox: @unchecked Sendable {
             header.pointee.msg_name = UnsafeMutableRawPointer(name.storage)
             header.pointee.msg_namelen = socklen_t(address.bytes.count)
         }
-        if fd != nil {
-            guard let sentDescriptor else { throw UringError.system(.duplicate, Glibc.errno) }
-            cu_rights_pack(header, control, sentDescriptor.fd)
-        }
+        if let sentDescriptor { cu_rights_pack(header, control, sentDescriptor.fd) }
+    }
+
+    /// A message that carries a duplicate of `fd` (`SCM_RIGHTS`).
+    static func passing(_ fd: Int32, bytes: UnsafeMutableRawPointer, count: Int) throws -> MessageBox {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw UringError.system(.duplicate, Glibc.errno) }
+        return MessageBox(bytes: bytes, count: count, address: nil, sentDescriptor: OwnedDescriptor(copy))
     }
 
     /// Room for a received message: its sender's address and one descriptor.
     static func forReceiving(into bytes: UnsafeMutableRawPointer, count: Int) -> MessageBox {
-        // Cannot throw: no descriptor is passed.
-        let box = try! MessageBox(bytes: bytes, count: count, address: nil)
+        let box = MessageBox(bytes: bytes, count: count, address: nil)
         box.header.pointee.msg_name = UnsafeMutableRawPointer(box.name.storage)
         box.header.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
         box.header.pointee.msg_control = box.control

@@ -1,5 +1,6 @@
 import CUring
 import Glibc
+import Synchronization
 
 /// Buffers the kernel picks from when data arrives: a provided-buffer ring.
 ///
@@ -27,13 +28,13 @@ public final class ReceiveBufferPool: Sendable {
     let core: RingCore
     private let memory: Storage
 
-    private struct State {
-        /// Buffers the kernel handed out and consumers still hold.
-        var outstanding = 0
-        /// Streams whose receive stopped because the pool was empty.
-        var waiters = FIFO<MultishotStream<ReceivedBytes>>()
-    }
-    private let state = Locked(State())
+    /// Buffers the kernel filled that chunks still hold. Counted without the
+    /// lock, so the ring thread takes none per chunk; it only shrinks under
+    /// the lock (in `giveBack`), which `waitForBuffer` checks it under.
+    private let outstanding = Atomic<Int>(0)
+    /// Streams whose receive stopped because the pool was empty; also guards
+    /// the descriptor ring, which has one writer at a time.
+    private let waiters = Locked(FIFO<MultishotStream<ReceivedBytes>>())
 
     /// The pool's memory: the buffers and the ring of their descriptors.
     private final class Storage: @unchecked Sendable {
@@ -128,16 +129,16 @@ public final class ReceiveBufferPool: Sendable {
 
     /// Notes that the kernel filled buffer `id` and a chunk now holds it.
     func taken() {
-        state.withLock { $0.outstanding += 1 }
+        outstanding.add(1, ordering: .relaxed)
     }
 
     /// A chunk let go of buffer `id`: back to the kernel, and a waiting
     /// stream may receive again.
     func giveBack(_ id: UInt16) {
-        let waiter = state.withLock { state -> MultishotStream<ReceivedBytes>? in
+        let waiter = waiters.withLock { waiters -> MultishotStream<ReceivedBytes>? in
             give(id)
-            state.outstanding -= 1
-            while let waiter = state.waiters.popFirst() {
+            outstanding.subtract(1, ordering: .relaxed)
+            while let waiter = waiters.popFirst() {
                 if waiter.isWaitingForResources { return waiter }
             }
             return nil
@@ -148,15 +149,15 @@ public final class ReceiveBufferPool: Sendable {
     /// Registers `stream` to be re-armed when a buffer comes back. Returns
     /// true if buffers are free already (then the caller re-arms it).
     func waitForBuffer(_ stream: MultishotStream<ReceivedBytes>) -> Bool {
-        state.withLock { state in
-            if state.outstanding < bufferCount { return true }
-            state.waiters.append(stream)
+        waiters.withLock { waiters in
+            if outstanding.load(ordering: .relaxed) < bufferCount { return true }
+            waiters.append(stream)
             return false
         }
     }
 
     /// Buffers currently held by consumers (or filled and not yet delivered).
-    var buffersInUse: Int { state.withLock { $0.outstanding } }
+    var buffersInUse: Int { outstanding.load(ordering: .relaxed) }
 }
 
 /// Bytes received into a pool buffer; the buffer goes back to the pool

@@ -212,9 +212,8 @@ extension StreamConnection {
     public func sendDescriptor<Buffer: IOBuffer & ~Copyable>(
         _ descriptor: FileDescriptor, with bytes: borrowing Buffer
     ) async throws {
-        let box = try MessageBox(
-            bytes: UnsafeMutableRawPointer(mutating: address(of: bytes)), count: bytes.count, address: nil,
-            passing: descriptor.rawValue)
+        let box = try MessageBox.passing(
+            descriptor.rawValue, bytes: UnsafeMutableRawPointer(mutating: address(of: bytes)), count: bytes.count)
         _ = try await io.sendMessage(box, to: nil)
     }
 

@@ -24,7 +24,7 @@ public struct StreamListener: ~Copyable, Sendable {
     public let ring: RingActor
     /// The address the listener is bound to; for port 0, the port the
     /// kernel chose.
-    public let localAddress: SocketAddress
+    public private(set) var localAddress: SocketAddress
     private var fd: Int32
     private let closedFlag = ListenerClosedFlag()
 
@@ -59,24 +59,24 @@ public struct StreamListener: ~Copyable, Sendable {
     public static func bind(
         to address: SocketAddress, backlog: Int32 = 511, on ring: RingActor
     ) async throws -> StreamListener {
-        let core = ring.core
-        let fd = try await SocketIO.open(domain: address.domain, type: Int32(SOCK_STREAM.rawValue), on: core, for: address)
-        // Owns the descriptor until the listener does.
-        var owner: StreamConnection? = StreamConnection(fd: fd, remote: nil, on: ring)
-        let io = SocketIO(core: core, fd: fd, address: address)
+        let fd = try await SocketIO.open(domain: address.domain, type: Int32(SOCK_STREAM.rawValue), on: ring.core, for: address)
+        // Owns the descriptor from here: a failure below closes it.
+        var listener = StreamListener(fd: fd, localAddress: address, on: ring)
+        let io = listener.io
         if address.family != .unix {
             try await io.setOption(level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
         }
         try await io.bind(to: address)
         try await io.listen(backlog: backlog)
-        let bound = io.localAddress() ?? address
-        _ = owner.take()!.takeDescriptor()
-        return StreamListener(fd: fd, localAddress: bound, on: ring)
+        listener.localAddress = io.localAddress() ?? address
+        return listener
     }
+
+    private var io: SocketIO { SocketIO(core: ring.core, fd: fd, address: localAddress) }
 
     /// Accepts one connection.
     public func accept() async throws -> StreamConnection {
-        let fd = try await SocketIO(core: ring.core, fd: fd, address: localAddress).accept()
+        let fd = try await io.accept()
         return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
     }
 
@@ -99,7 +99,7 @@ public struct StreamListener: ~Copyable, Sendable {
     /// ``connections`` end (normally) and connections already accepted stay
     /// open.
     public consuming func close() async throws {
-        let io = SocketIO(core: ring.core, fd: fd, address: localAddress)
+        let io = self.io
         closedFlag.set()
         Glibc.shutdown(fd, Int32(SHUT_RDWR))
         fd = -1

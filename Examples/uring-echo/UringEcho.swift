@@ -12,10 +12,6 @@ import Uring
 @main
 struct UringEcho {
     static func main() async {
-        // SIGINT and SIGTERM now wake a task instead of ending the process.
-        let signals: SignalWatcher
-        do { signals = try SignalWatcher(watching: [SIGINT, SIGTERM]) } catch { fail("\(error)") }
-        let watcher = Shared(signals)
         signal(SIGPIPE, SIG_IGN)
         var host = "127.0.0.1"
         var port: UInt16?
@@ -31,13 +27,21 @@ struct UringEcho {
         do {
             let address = try SocketAddress(ip: host, port: port)
             try await RingActor.run { ring in
+                // SIGINT and SIGTERM now arrive in this sequence instead of
+                // ending the process.
+                let signals = try ring.signals([.interrupt, .terminate])
                 let listener = try await StreamListener.bind(to: address, on: ring)
                 print("listening on \(listener.localAddress)")
                 flushStandardOutput()
                 let connections = listener.connections
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await serve(connections) }
-                    group.addTask { _ = try await watcher.value.next(on: ring) }
+                    group.addTask {
+                        for try await signal in signals {
+                            report("stopping on \(signal)")
+                            return
+                        }
+                    }
                     // Whichever ends first (a signal, or an error) stops the other.
                     try await group.next()
                     group.cancelAll()

@@ -15,10 +15,6 @@ import Uring
 @main
 struct UringHTTP {
     static func main() async {
-        // SIGINT and SIGTERM now wake a task instead of ending the process.
-        let signals: SignalWatcher
-        do { signals = try SignalWatcher(watching: [SIGINT, SIGTERM]) } catch { fail("\(error)") }
-        let watcher = Shared(signals)
         signal(SIGPIPE, SIG_IGN)
         var host = "127.0.0.1"
         var port: UInt16?
@@ -37,6 +33,9 @@ struct UringHTTP {
         do {
             let address = try SocketAddress(ip: host, port: port)
             try await RingActor.run { ring in
+                // SIGINT and SIGTERM now arrive in this sequence instead of
+                // ending the process.
+                let signals = try ring.signals([.interrupt, .terminate])
                 let rootMetadata = try await ring.metadata(at: FilePath(root))
                 guard rootMetadata.type == .directory else { fail("--root '\(root)' is not a directory") }
                 let listener = try await StreamListener.bind(to: address, on: ring)
@@ -52,7 +51,12 @@ struct UringHTTP {
                             }
                         }
                     }
-                    group.addTask { _ = try await watcher.value.next(on: ring) }
+                    group.addTask {
+                        for try await signal in signals {
+                            report("stopping on \(signal)")
+                            return
+                        }
+                    }
                     try await group.next()
                     group.cancelAll()
                 }

@@ -26,6 +26,7 @@ extension AllTests {
                 } else {
                     io_uring_prep_fsync(&request, fd, 0)
                 }
+                return nil
             }
             var results: [Int32] = []
             for slot in slots { results.append(await core.completion(of: slot).result) }
@@ -39,6 +40,7 @@ extension AllTests {
                 } else {
                     io_uring_prep_nop(&request)
                 }
+                return nil
             }
             results = []
             for slot in slots { results.append(await core.completion(of: slot).result) }

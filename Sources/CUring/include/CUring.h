@@ -178,12 +178,6 @@ static inline int cu_rights_unpack(struct msghdr *message) {
     return found;
 }
 
-/// Installs a handler for `signals` (an array of `count` numbers) that
-/// writes each arriving signal's number, as one byte, into a pipe; returns a
-/// new descriptor for the pipe's reading end, or -1 with errno. Unlike a
-/// signalfd this works whatever threads already run with the signals
-/// unblocked.
-int cu_watch_signals(const int *signals, int count);
 
 /// Marks a request to take its buffer from provided-buffer group `group`.
 static inline void cu_sqe_select_buffer(struct io_uring_sqe *sqe, unsigned short group) {
@@ -215,6 +209,114 @@ static inline void cu_buf_ring_give(struct io_uring_buf_ring *br, unsigned entri
 static inline unsigned short cu_cqe_buffer_id(unsigned flags) {
     return (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT);
 }
+
+/// Opcodes and flags newer than the 6.1 headers liburing 2.3 builds with.
+#define CU_IORING_OP_READ_MULTISHOT 49
+#define CU_IORING_OP_WAITID 50
+#define CU_IORING_OP_FUTEX_WAIT 51
+#define CU_IORING_OP_FUTEX_WAKE 52
+#define CU_IORING_OP_FIXED_FD_INSTALL 54
+static const unsigned CU_IORING_TIMEOUT_MULTISHOT = 1U << 6;
+static const unsigned CU_IORING_TIMEOUT_ABS = IORING_TIMEOUT_ABS;
+static const unsigned char CU_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;
+static const unsigned CU_FILE_INDEX_ALLOC = IORING_FILE_INDEX_ALLOC;
+
+/// A repeating timeout: one completion per `interval` (with F_MORE) until
+/// cancelled (kernel 6.4+).
+static inline void cu_prep_repeating_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *interval) {
+    io_uring_prep_timeout(sqe, interval, 0, CU_IORING_TIMEOUT_MULTISHOT);
+}
+
+/// A multishot read that takes buffers from provided-buffer group `group`
+/// (kernel 6.7+; liburing 2.3 has no helper). Only for pollable files:
+/// pipes, sockets, ttys, eventfds.
+static inline void cu_prep_read_multishot(struct io_uring_sqe *sqe, int fd, unsigned short group) {
+    io_uring_prep_rw(CU_IORING_OP_READ_MULTISHOT, sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = group;
+}
+
+/// futex2 flags for a 32-bit futex private to this process.
+static const unsigned CU_FUTEX2_U32_PRIVATE = 0x02 | 128;
+
+/// Waits while `*word == expected` (kernel 6.7+).
+static inline void cu_prep_futex_wait(struct io_uring_sqe *sqe, uint32_t *word, uint32_t expected) {
+    io_uring_prep_rw(CU_IORING_OP_FUTEX_WAIT, sqe, (int)CU_FUTEX2_U32_PRIVATE, word, 0, expected);
+    sqe->addr3 = 0xffffffffull; /* FUTEX_BITSET_MATCH_ANY */
+}
+
+/// Wakes at most `count` waiters on `word` (kernel 6.7+).
+static inline void cu_prep_futex_wake(struct io_uring_sqe *sqe, uint32_t *word, uint32_t count) {
+    io_uring_prep_rw(CU_IORING_OP_FUTEX_WAKE, sqe, (int)CU_FUTEX2_U32_PRIVATE, word, 0, count);
+    sqe->addr3 = 0xffffffffull;
+}
+
+/// Blocks the calling thread while `*word == expected` (futex(2)); returns
+/// 0, or -errno (EAGAIN when the word already differs, EINTR).
+int cu_futex_wait_blocking(uint32_t *word, uint32_t expected);
+/// Wakes at most `count` waiters on `word` (futex(2)); returns how many.
+int cu_futex_wake(uint32_t *word, int count);
+
+/// Sequentially consistent atomics on a futex word shared with the kernel.
+static inline uint32_t cu_atomic_load32(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
+static inline uint32_t cu_atomic_add32(uint32_t *word, uint32_t value) { return __atomic_fetch_add(word, value, __ATOMIC_SEQ_CST); }
+static inline int cu_atomic_cas32(uint32_t *word, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+/// waitid(2) as a request (kernel 6.7+): `idtype` P_PID, `options` WEXITED.
+static inline void cu_prep_waitid(struct io_uring_sqe *sqe, int idtype, int id, siginfo_t *info, int options) {
+    io_uring_prep_rw(CU_IORING_OP_WAITID, sqe, id, NULL, (unsigned)idtype, 0);
+    sqe->file_index = (unsigned)options;
+    sqe->addr2 = (uint64_t)(uintptr_t)info;
+}
+
+/// How a child ended, from a waitid result: its pid, CLD_* code and status.
+static inline int cu_siginfo_pid(const siginfo_t *info) { return info->si_pid; }
+static inline int cu_siginfo_code(const siginfo_t *info) { return info->si_code; }
+static inline int cu_siginfo_status(const siginfo_t *info) { return info->si_status; }
+
+/// Installs registered file `slot` as a normal descriptor, close-on-exec
+/// (kernel 6.8+).
+static inline void cu_prep_fixed_fd_install(struct io_uring_sqe *sqe, int slot) {
+    io_uring_prep_rw(CU_IORING_OP_FIXED_FD_INSTALL, sqe, slot, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/// Marks a request's descriptor as a registered-file slot.
+static inline void cu_sqe_use_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }
+
+/// Opens into a registered-file slot (`slot`, or CU_FILE_INDEX_ALLOC for any
+/// free one, whose index is then the result).
+static inline void cu_prep_open_direct(struct io_uring_sqe *sqe, int dfd, const char *path, int flags, mode_t mode, unsigned slot) {
+    io_uring_prep_openat(sqe, dfd, path, flags, mode);
+    sqe->file_index = slot == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : slot + 1;
+}
+
+/// Posts a completion with `res` = `value` and `user_data` = `data` on the
+/// ring behind `ring_fd`.
+static inline void cu_prep_msg_ring_data(struct io_uring_sqe *sqe, int ring_fd, unsigned value, uint64_t data) {
+    io_uring_prep_msg_ring(sqe, ring_fd, value, data, 0);
+}
+
+/// Sends registered file `source` of this ring into slot `target` (or any
+/// free slot, with CU_FILE_INDEX_ALLOC) of the ring behind `ring_fd`, which
+/// then completes with `user_data` = `data` and `res` = the slot.
+static inline void cu_prep_msg_ring_fd(struct io_uring_sqe *sqe, int ring_fd, int source, unsigned target, uint64_t data) {
+    io_uring_prep_rw(IORING_OP_MSG_RING, sqe, ring_fd, (void *)(uintptr_t)IORING_MSG_SEND_FD, 0, data);
+    sqe->addr3 = (uint64_t)source;
+    sqe->file_index = target == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : target + 1;
+}
+
+/// Starts delivering `signals` (`count` numbers) as bytes written to a new
+/// pipe; returns the pipe's reading end (close-on-exec) and
+/// stores the watcher's slot in `*slot`, or returns -1 with errno. The
+/// previous disposition of each signal is saved, and restored when the last
+/// watcher of that signal stops.
+int cu_signals_watch(const int *signals, int count, int *slot);
+/// Stops watcher `slot`: its pipe's writing end is closed once no handler
+/// can still be writing to it.
+void cu_signals_unwatch(int slot);
 
 /// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
 /// thread's memory accesses; synchronization is still recorded. Elsewhere

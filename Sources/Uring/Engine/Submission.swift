@@ -78,17 +78,21 @@ extension RingCore {
         return userData
     }
 
-    /// Prepares a chain of requests linked with `IOSQE_IO_LINK`: each starts
-    /// only after the previous one succeeded, and a failure cancels the rest
-    /// (they complete with `ECANCELED`).
-    func submitChain(_ count: Int, _ prepare: (Int, inout io_uring_sqe) -> Void) -> [OperationSlot] {
+    /// Prepares a chain of requests linked with `IOSQE_IO_LINK` (or
+    /// `IOSQE_IO_HARDLINK`, which goes on after a failure): each starts only
+    /// after the previous one completed, and with soft links a failure
+    /// cancels the rest (they complete with `ECANCELED`). `prepare` fills
+    /// step `n`'s request and returns what that step keeps alive.
+    func submitChain(
+        _ count: Int, hard: Bool = false, _ prepare: (Int, inout io_uring_sqe) -> AnyObject?
+    ) -> [OperationSlot] {
         precondition(count > 0 && count <= Int(submissionEntries), "a chain must fit in the submission queue")
         var slots: [OperationSlot] = []
         slots.reserveCapacity(count)
         for step in 0..<count {
             let slot = pool.acquire(onRingThread: isRingThread)
-            prepare(step, &slot.request)
-            if step < count - 1 { slot.request.flags |= CU_IOSQE_IO_LINK }
+            slot.keepAlive = prepare(step, &slot.request)
+            if step < count - 1 { slot.request.flags |= hard ? CU_IOSQE_IO_HARDLINK : CU_IOSQE_IO_LINK }
             slot.chainLength = 0
             slots.last?.chainNext = slot
             slots.append(slot)
@@ -203,8 +207,12 @@ extension RingCore {
     /// ``UringError`` otherwise.
     nonisolated(nonsending) func perform(
         _ operation: UringOperation, path: FilePath? = nil, address: SocketAddress? = nil,
-        keepAlive: AnyObject? = nil, _ prepare: (inout io_uring_sqe) -> Void
+        keepAlive: AnyObject? = nil, honorsDeadline: Bool = true, _ prepare: (inout io_uring_sqe) -> Void
     ) async throws -> Int32 {
+        if honorsDeadline, let deadline = DeadlineScope.current {
+            return try await perform(
+                operation, path: path, address: address, keepAlive: keepAlive, deadline: deadline, prepare)
+        }
         try admit(operation, path: path, address: address)
         let slot = submit(keepAlive: keepAlive, prepare)
         let completion = await completion(of: slot)

@@ -35,6 +35,22 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case shutdown
     case socketOption = "sockopt"
     case registerBuffers = "register_buffers"
+    case registerFiles = "register_files"
+    case linkTimeout = "link_timeout"
+    case readFixed = "read_fixed"
+    case writeFixed = "write_fixed"
+    case poll
+    case splice
+    case tee
+    case copy
+    case readMultishot = "read_multishot"
+    case waitForExit = "waitid"
+    case futexWait = "futex_wait"
+    case futexWake = "futex_wake"
+    case installDescriptor = "fixed_fd_install"
+    case message = "msg_ring"
+    case watchSignals = "sigaction"
+    case linked
 
     /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
@@ -69,7 +85,19 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .sendZeroCopy: 47
         case .bind: 56
         case .listen: 57
-        case .createRing, .duplicate, .registerBuffers: nil
+        case .readFixed: 4
+        case .writeFixed: 5
+        case .poll: 6
+        case .linkTimeout: 15
+        case .splice, .copy: 30
+        case .tee: 33
+        case .message: 40
+        case .readMultishot: 49
+        case .waitForExit: 50
+        case .futexWait: 51
+        case .futexWake: 52
+        case .installDescriptor: 54
+        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked: nil
         }
     }
 }
@@ -91,6 +119,9 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         case ringShutDown
         /// An argument was rejected before anything was submitted.
         case invalidArgument
+        /// The deadline set by ``withDeadline(_:_:)`` passed first; the
+        /// operation was cancelled in the kernel.
+        case timedOut
     }
 
     /// The broad reason for the failure.
@@ -98,7 +129,8 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The operation that failed.
     public var operation: UringOperation
     /// The error number; for ``Kind/invalidArgument`` it is `EINVAL`, for
-    /// ``Kind/unsupported`` `EOPNOTSUPP`, for ``Kind/ringShutDown`` `ESHUTDOWN`.
+    /// ``Kind/unsupported`` `EOPNOTSUPP`, for ``Kind/ringShutDown`` `ESHUTDOWN`,
+    /// for ``Kind/timedOut`` `ETIMEDOUT`.
     public var errno: Errno
     /// The path the operation was about, when there is one.
     public var path: FilePath?
@@ -147,6 +179,12 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
             detail: "the ring was shut down")
     }
 
+    static func timedOut(_ operation: UringOperation, path: FilePath? = nil) -> UringError {
+        UringError(
+            .timedOut, operation: operation, errno: .timedOut, path: path,
+            detail: "the deadline passed before it completed")
+    }
+
     /// A one-line message: operation, path, reason and error name,
     /// e.g. `open '/tmp/x': No such file or directory (ENOENT)`.
     public var description: String {
@@ -158,7 +196,7 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         case .system:
             text += "\(errno) (\(errnoName))"
             if let detail { text += "; \(detail)" }
-        case .unsupported, .ringShutDown, .invalidArgument, .ringUnavailable:
+        case .unsupported, .ringShutDown, .invalidArgument, .ringUnavailable, .timedOut:
             text += detail ?? "\(errno)"
             text += " (\(errnoName))"
         }
@@ -174,7 +212,7 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 25: "ENOTTY",
         26: "ETXTBSY", 27: "EFBIG", 28: "ENOSPC", 29: "ESPIPE", 30: "EROFS", 31: "EMLINK", 32: "EPIPE",
         36: "ENAMETOOLONG", 38: "ENOSYS", 39: "ENOTEMPTY", 40: "ELOOP", 75: "EOVERFLOW", 95: "EOPNOTSUPP",
-        104: "ECONNRESET", 108: "ESHUTDOWN", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 122: "EDQUOT",
+        104: "ECONNRESET", 10: "ECHILD", 62: "ETIME", 77: "EBADFD", 108: "ESHUTDOWN", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 122: "EDQUOT",
         125: "ECANCELED", 88: "ENOTSOCK", 89: "EDESTADDRREQ", 90: "EMSGSIZE", 92: "ENOPROTOOPT",
         93: "EPROTONOSUPPORT", 94: "ESOCKTNOSUPPORT", 97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL",
         100: "ENETDOWN", 101: "ENETUNREACH", 103: "ECONNABORTED", 105: "ENOBUFS", 106: "EISCONN",

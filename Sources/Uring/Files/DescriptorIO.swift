@@ -136,7 +136,7 @@ struct DescriptorIO {
             return
         }
         do {
-            _ = try await core.perform(.close, path: path) {
+            _ = try await core.perform(.close, path: path, honorsDeadline: false) {
                 io_uring_prep_close(&$0, fd)
             }
         } catch let error as UringError where error.kind != .ringShutDown {

@@ -1,8 +1,10 @@
 import CUring
 import Glibc
+import SystemPackage
 
-/// What a stream socket receives, as chunks in order, from one multishot
-/// receive request. See ``StreamConnection/received(from:)``.
+/// What a stream socket receives, or what a pipe, tty or eventfd yields to
+/// reads, as chunks in order, from one multishot request. See
+/// ``StreamConnection/received(from:)`` and ``File/arrivals(from:)``.
 ///
 /// The kernel fills buffers of a ``ReceiveBufferPool`` as bytes arrive, and
 /// each chunk holds its buffer until the consumer drops it. The sequence
@@ -23,14 +25,24 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
     let ring: RingActor
     let socket: Result<OwnedDescriptor, UringError>
     let address: SocketAddress?
+    let path: FilePath?
     let pool: ReceiveBufferPool?
+    /// `.receive` (multishot recv) or `.readMultishot`.
+    let operation: UringOperation
 
-    init(ring: RingActor, duplicating fd: Int32, address: SocketAddress?, pool: ReceiveBufferPool?) {
+    init(
+        ring: RingActor, duplicating fd: Int32, address: SocketAddress?, path: FilePath? = nil,
+        pool: ReceiveBufferPool?, operation: UringOperation = .receive
+    ) {
         self.ring = ring
         self.address = address
+        self.path = path
         self.pool = pool
+        self.operation = operation
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        socket = copy >= 0 ? .success(OwnedDescriptor(copy)) : .failure(UringError.system(.duplicate, Glibc.errno).about(address))
+        socket = copy >= 0
+            ? .success(OwnedDescriptor(copy))
+            : .failure(UringError.system(.duplicate, Glibc.errno, path: path).about(address))
     }
 
     /// Starts receiving (on the first call to `next()`).
@@ -90,7 +102,9 @@ final class ReceiveConsumer: Sendable {
         let ring = sequence.ring
         let core = ring.core
         let address = sequence.address
-        try core.admit(.receive, path: nil, address: address)
+        let path = sequence.path
+        let operation = sequence.operation
+        try core.admit(operation, path: path, address: address)
         let pool: ReceiveBufferPool
         if let given = sequence.pool {
             pool = given
@@ -98,11 +112,11 @@ final class ReceiveConsumer: Sendable {
             pool = try await ring.sharedReceivePool()
         }
         guard pool.core === core else {
-            throw UringError.invalid(.receive, "the buffer pool belongs to another ring").about(address)
+            throw UringError.invalid(operation, path: path, "the buffer pool belongs to another ring").about(address)
         }
         return MultishotStream(core: core, highWater: 16) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
-                stream.finish(throwing: UringError.shutDown(.receive).about(address))
+                stream.finish(throwing: UringError.shutDown(operation, path: path).about(address))
                 return 0
             }
             return core.submitStream(keepAlive: ReceiveKeepAlive(socket: socket, pool: pool), handler: { result, flags in
@@ -126,12 +140,16 @@ final class ReceiveConsumer: Sendable {
                 } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
                     stream.requestEnded()  // paused for back-pressure, or stopped
                 } else {
-                    stream.finish(throwing: core.error(for: result, .receive, path: nil, address: address))
+                    stream.finish(throwing: core.error(for: result, operation, path: path, address: address))
                 }
             }) {
-                io_uring_prep_recv(&$0, socket.fd, nil, 0, 0)
-                cu_sqe_or_ioprio(&$0, UInt16(IORING_RECV_MULTISHOT))
-                cu_sqe_select_buffer(&$0, pool.group)
+                if operation == .readMultishot {
+                    cu_prep_read_multishot(&$0, socket.fd, pool.group)
+                } else {
+                    io_uring_prep_recv(&$0, socket.fd, nil, 0, 0)
+                    cu_sqe_or_ioprio(&$0, UInt16(IORING_RECV_MULTISHOT))
+                    cu_sqe_select_buffer(&$0, pool.group)
+                }
             }
         }
     }

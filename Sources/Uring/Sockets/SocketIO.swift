@@ -171,7 +171,7 @@ struct SocketIO {
 
     /// Closes through the ring.
     nonisolated(nonsending) func close() async throws {
-        _ = try await core.perform(.close, address: address) { io_uring_prep_close(&$0, fd) }
+        _ = try await core.perform(.close, address: address, honorsDeadline: false) { io_uring_prep_close(&$0, fd) }
     }
 }
 

@@ -1,0 +1,87 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// What one completion of a multishot request means to its stream.
+enum MultishotEvent<Element: Sendable> {
+    /// An element for the consumer.
+    case element(Element)
+    /// Nothing for the consumer (the request may go on).
+    case nothing
+    /// The stream is over, normally.
+    case end
+}
+
+extension RingCore {
+    /// A stream fed by one multishot request: `prepare` fills the request,
+    /// `interpret` turns each non-negative completion into an event. Negative
+    /// results end the stream with the matching error, except `ECANCELED`
+    /// from a pause or stop, which the stream handles. The request is re-armed
+    /// whenever the kernel ends it without the stream being over.
+    ///
+    /// The request starts with the consumer's first `next()`.
+    func multishotStream<Element: Sendable>(
+        _ operation: UringOperation, path: FilePath? = nil, highWater: Int, keepAlive: (any AnyObject & Sendable)? = nil,
+        prepare: @escaping @Sendable (inout io_uring_sqe) -> Void,
+        interpret: @escaping @Sendable (_ result: Int32, _ flags: UInt32) -> MultishotEvent<Element>
+    ) -> MultishotStream<Element> {
+        MultishotStream(core: self, highWater: highWater) { [self] stream in
+            if !acceptsWork.load(ordering: .acquiring) {
+                stream.finish(throwing: UringError.shutDown(operation, path: path))
+                return 0
+            }
+            return submitStream(keepAlive: keepAlive, handler: { [self] result, flags in
+                let continues = flags & IORING_CQE_F_MORE != 0
+                if result < 0 {
+                    if result == -ECANCELED && acceptsWork.load(ordering: .acquiring) {
+                        stream.requestEnded()  // paused for back-pressure, or stopped
+                    } else {
+                        stream.finish(throwing: error(for: result, operation, path: path, address: nil))
+                    }
+                    return
+                }
+                switch interpret(result, flags) {
+                case .element(let element):
+                    stream.deliver(element, requestContinues: continues)
+                    if !continues { stream.requestEnded() }
+                case .nothing:
+                    if !continues { stream.requestEnded() }
+                case .end:
+                    stream.finish(throwing: nil)
+                }
+            }, prepare)
+        }
+    }
+}
+
+/// Owns one iterator's stream and stops it (cancelling the request) when
+/// the iterator is dropped, so an abandoned loop leaves nothing in the kernel.
+final class StreamConsumer<Element: Sendable>: Sendable {
+    private let starter: Locked<Result<MultishotStream<Element>, any Error>?>
+    private let make: @Sendable () throws -> MultishotStream<Element>
+
+    init(_ make: @escaping @Sendable () throws -> MultishotStream<Element>) {
+        self.make = make
+        self.starter = Locked(nil)
+    }
+
+    deinit {
+        if case .success(let stream)? = starter.withLock({ $0 }) { stream.stop() }
+    }
+
+    nonisolated(nonsending) func next() async throws -> Element? {
+        let stream = try starter.withLock { state -> MultishotStream<Element>? in
+            if state == nil { state = Result { try make() } }
+            if case .success(let stream)? = state { return stream }
+            if case .failure(let error)? = state {
+                state = .failure(EndedStream())  // the error is thrown once
+                if !(error is EndedStream) { throw error }
+            }
+            return nil
+        }
+        guard let stream else { return nil }
+        return try await stream.next()
+    }
+
+    private struct EndedStream: Error {}
+}

@@ -89,6 +89,8 @@ int cu_thread_set_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }
 
+int cu_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
 int cu_futex_wait_blocking(uint32_t *word, uint32_t expected) {
     long ret = syscall(SYS_futex, word, 128 /* FUTEX_WAIT | FUTEX_PRIVATE_FLAG */, expected, NULL, NULL, 0);
     return ret < 0 ? -errno : 0;

@@ -308,6 +308,9 @@ static inline void cu_prep_msg_ring_fd(struct io_uring_sqe *sqe, int ring_fd, in
     sqe->file_index = target == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : target + 1;
 }
 
+/// pipe2(fds, O_CLOEXEC); 0 or -1 with errno (hidden without _GNU_SOURCE).
+int cu_pipe(int fds[2]);
+
 /// Starts delivering `signals` (`count` numbers) as bytes written to a new
 /// pipe; returns the pipe's reading end (close-on-exec) and
 /// stores the watcher's slot in `*slot`, or returns -1 with errno. The

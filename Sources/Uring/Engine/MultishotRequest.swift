@@ -14,14 +14,16 @@ enum MultishotEvent<Element: Sendable> {
 
 extension RingCore {
     /// A stream fed by one multishot request: `prepare` fills the request,
-    /// `interpret` turns each non-negative completion into an event. Negative
-    /// results end the stream with the matching error, except `ECANCELED`
+    /// `interpret` turns each non-negative completion (or one whose result
+    /// is `-normalError`, such as `ETIME` for timers) into an event. Other
+    /// negative results end the stream with the matching error, except `ECANCELED`
     /// from a pause or stop, which the stream handles. The request is re-armed
     /// whenever the kernel ends it without the stream being over.
     ///
     /// The request starts with the consumer's first `next()`.
     func multishotStream<Element: Sendable>(
         _ operation: UringOperation, path: FilePath? = nil, highWater: Int, keepAlive: (any AnyObject & Sendable)? = nil,
+        normalError: Int32 = 0,
         prepare: @escaping @Sendable (inout io_uring_sqe) -> Void,
         interpret: @escaping @Sendable (_ result: Int32, _ flags: UInt32) -> MultishotEvent<Element>
     ) -> MultishotStream<Element> {
@@ -32,7 +34,7 @@ extension RingCore {
             }
             return submitStream(keepAlive: keepAlive, handler: { [self] result, flags in
                 let continues = flags & IORING_CQE_F_MORE != 0
-                if result < 0 {
+                if result < 0 && result != -normalError {
                     if result == -ECANCELED && acceptsWork.load(ordering: .acquiring) {
                         stream.requestEnded()  // paused for back-pressure, or stopped
                     } else {

@@ -39,6 +39,11 @@ final class RingCore: @unchecked Sendable {
 
     static let wakeTag: UInt64 = .max
     static let cancelTag: UInt64 = .max - 1
+    /// Completions another ring posted here (`IORING_OP_MSG_RING`): a value,
+    /// a parked object's id, or a registered file's new slot.
+    static let valueMessageTag: UInt64 = .max - 2
+    static let objectMessageTag: UInt64 = .max - 3
+    static let fileMessageTag: UInt64 = .max - 4
 
     // MARK: Immutable after init
 
@@ -60,6 +65,12 @@ final class RingCore: @unchecked Sendable {
     let threadName: String
     /// The io_uring file descriptor (for sharing workers).
     let ringFD: Int32
+    /// A second descriptor of this io_uring that stays open until the core is
+    /// freed, so other rings can message it by number without the number
+    /// being reused after shutdown. -1 if it could not be made.
+    let messageFD: Int32
+    /// Messages other rings sent here.
+    let mailbox = Mailbox()
     private(set) var serialExecutor: UnownedSerialExecutor?
     private(set) var taskExecutor: UnownedTaskExecutor?
 
@@ -212,6 +223,7 @@ final class RingCore: @unchecked Sendable {
         self.local = .allocate(capacity: 1)
         self.local.initialize(to: RingThreadState())
         self.ringFD = ring.pointee.ring_fd
+        self.messageFD = fcntl(ring.pointee.ring_fd, F_DUPFD_CLOEXEC, 0)
         self.eventFD = efd
         self.supportedOpcodes = supported
         self.kernelFeatures = params.features
@@ -274,6 +286,8 @@ final class RingCore: @unchecked Sendable {
     }
 
     deinit {
+        if messageFD >= 0 { close(messageFD) }
+        mailbox.close()
         close(eventFD)
         ring.deallocate()
         wakeBuffer.deallocate()

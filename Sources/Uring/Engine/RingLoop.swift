@@ -264,6 +264,10 @@ extension RingCore {
             kernelInFlight -= 1
             return
         }
+        if userData >= Self.fileMessageTag {
+            mailbox.receive(tag: userData, result: result, core: self)
+            return
+        }
         let index = Int(userData >> 32)
         guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData,
             slot.ringSide == .inKernel

@@ -38,17 +38,23 @@ public final class IncomingConnection: Sendable {
     }
 }
 
-/// A descriptor that can be moved out once; closed on deinit if it was not.
+/// A descriptor (or registered-file slot) that can be moved out once;
+/// released on deinit if it was not: closed, or given to `release`.
 final class OwnedOnce: Sendable {
     private let fd: Atomic<Int32>
-    init(_ fd: Int32) { self.fd = Atomic(fd) }
+    private let release: (@Sendable (Int32) -> Void)?
+    init(_ fd: Int32, release: (@Sendable (Int32) -> Void)? = nil) {
+        self.fd = Atomic(fd)
+        self.release = release
+    }
     func take() -> Int32? {
         let fd = fd.exchange(-1, ordering: .acquiringAndReleasing)
         return fd >= 0 ? fd : nil
     }
     deinit {
         let fd = fd.load(ordering: .acquiring)
-        if fd >= 0 { Glibc.close(fd) }
+        guard fd >= 0 else { return }
+        if let release { release(fd) } else { Glibc.close(fd) }
     }
 }
 

@@ -1,0 +1,62 @@
+import CUring
+import Glibc
+
+/// How a child process ended.
+public enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
+    /// It called `exit` (or returned from `main`) with this code.
+    case exited(code: Int32)
+    /// A signal ended it.
+    case signaled(Signal, coreDumped: Bool)
+
+    /// Whether it exited with code 0.
+    public var isSuccess: Bool { self == .exited(code: 0) }
+
+    /// `exited with code 3` or `killed by SIGTERM`.
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited with code \(code)"
+        case .signaled(let signal, let core): "killed by \(signal)\(core ? " (core dumped)" : "")"
+        }
+    }
+}
+
+extension RingActor {
+    /// Waits, without holding a thread, until the child process `pid` ends,
+    /// reaps it, and returns how it ended (`IORING_OP_WAITID`, kernel 6.7+).
+    ///
+    /// ```swift
+    /// var pid: pid_t = 0
+    /// posix_spawnp(&pid, "sleep", nil, nil, argv, environ)
+    /// let status = try await ring.waitForExit(pid)
+    /// ```
+    ///
+    /// - Throws: ``UringError`` naming `waitid` with `ECHILD` when `pid` is
+    ///   not a child of this process (or was already reaped), of kind
+    ///   ``UringError/Kind/unsupported`` on older kernels, or
+    ///   `CancellationError` (the child is then left unreaped).
+    public nonisolated(nonsending) func waitForExit(_ pid: pid_t) async throws -> ExitStatus {
+        guard pid > 0 else { throw UringError.invalid(.waitForExit, "process id \(pid) is not a single process") }
+        let info = SignalInfo()
+        _ = try await core.perform(.waitForExit, keepAlive: info) {
+            cu_prep_waitid(&$0, Int32(P_PID.rawValue), pid, info.pointer, WEXITED)
+        }
+        let status = cu_siginfo_status(info.pointer)
+        switch cu_siginfo_code(info.pointer) {
+        case Int32(CLD_EXITED): return .exited(code: status)
+        case Int32(CLD_DUMPED): return .signaled(Signal(rawValue: status), coreDumped: true)
+        default: return .signaled(Signal(rawValue: status), coreDumped: false)
+        }
+    }
+}
+
+/// Heap storage for one `siginfo_t`, alive until the kernel's completion.
+final class SignalInfo: @unchecked Sendable {
+    // `@unchecked Sendable`: written by the kernel while the request runs,
+    // read by the caller only after the completion.
+    let pointer: UnsafeMutablePointer<siginfo_t>
+    init() {
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: siginfo_t())
+    }
+    deinit { pointer.deallocate() }
+}

@@ -1,0 +1,230 @@
+import CUring
+import Glibc
+import SystemPackage
+
+extension RingActor {
+    /// Gives the ring a table of `capacity` empty slots for registered files
+    /// (`IORING_REGISTER_FILES` sparse). Needed once before
+    /// ``RegisteredFile`` is used on this ring.
+    ///
+    /// Registered files skip the kernel's per-request descriptor lookup and
+    /// reference counting; see the benchmark `uring-bench registered`.
+    ///
+    /// - Parameter reserved: Slots `0..<reserved` are kept out of the
+    ///   kernel's automatic allocation, for ``LinkedChain`` steps that open
+    ///   into, use and close a slot they name up front.
+    /// - Throws: ``UringError`` naming `register_files`: `EBUSY` when the ring
+    ///   already has a table, `EMFILE` when `capacity` exceeds the limit.
+    public nonisolated(nonsending) func registerFiles(capacity: Int, reserved: Int = 0) async throws {
+        guard capacity > 0 && capacity <= Int(Int32.max), reserved >= 0 && reserved < capacity else {
+            throw UringError.invalid(
+                .registerFiles, "capacity \(capacity) must be at least 1, and reserved \(reserved) below it")
+        }
+        try await core.onRingThread(.registerFiles) { ring in
+            let made = io_uring_register_files_sparse(ring, UInt32(capacity))
+            guard made >= 0, reserved > 0 else { return made }
+            let ranged = io_uring_register_file_alloc_range(ring, UInt32(reserved), UInt32(capacity - reserved))
+            if ranged < 0 { _ = io_uring_unregister_files(ring) }
+            return ranged
+        }
+    }
+
+    /// Removes the table of registered files. Registered files still open
+    /// fail afterwards with `EBADF` (`ENXIO` for some operations).
+    public nonisolated(nonsending) func unregisterFiles() async throws {
+        try await core.onRingThread(.registerFiles) { ring in io_uring_unregister_files(ring) }
+    }
+}
+
+extension RingCore {
+    /// Runs a registration call on the ring thread (the ring's single
+    /// issuer, the only thread the kernel accepts it from) and throws its
+    /// negative result.
+    nonisolated(nonsending) func onRingThread(
+        _ operation: UringOperation, _ call: @escaping @Sendable (UnsafeMutablePointer<io_uring>) -> Int32
+    ) async throws {
+        let result = await onRingThread { [self] open -> Int32 in open ? call(self.ring) : -ESHUTDOWN }
+        if result == -ESHUTDOWN { throw UringError.shutDown(operation) }
+        if result < 0 { throw UringError.system(operation, -result) }
+    }
+}
+
+/// A file in the ring's table of registered files: operations name its
+/// slot, and the kernel skips the descriptor lookup each request would make.
+///
+/// It is noncopyable like ``File``. Open one straight into a slot with
+/// ``open(_:_:options:permissions:on:)`` (no descriptor ever exists), move a
+/// ``File`` into a slot with ``register(_:)``, or turn a slot back into a
+/// normal descriptor with ``installDescriptor()``. Dropping it without
+/// ``close()`` clears its slot.
+///
+/// The ring needs a table first: ``RingActor/registerFiles(capacity:)``.
+public struct RegisteredFile: ~Copyable, Sendable {
+    /// The ring whose table holds the file.
+    public let ring: RingActor
+    /// The path the file was opened with, for error messages.
+    public let path: FilePath?
+    /// The file's index in the ring's table.
+    public private(set) var slot: Int32
+
+    init(slot: Int32, path: FilePath?, ring: RingActor) {
+        self.slot = slot
+        self.path = path
+        self.ring = ring
+    }
+
+    deinit {
+        if slot >= 0 { ring.core.clearFileSlot(slot) }
+    }
+
+    /// Opens `path` straight into a free slot of `ring`'s table
+    /// (`IORING_OP_OPENAT` with a direct descriptor).
+    ///
+    /// - Throws: ``UringError`` naming `open` and the path (`ENFILE` when the
+    ///   table is full or missing).
+    public static func open(
+        _ path: FilePath, _ access: FileDescriptor.AccessMode = .readOnly, options: OpenOptions = [],
+        permissions: FilePermissions? = nil, on ring: RingActor
+    ) async throws -> RegisteredFile {
+        if path.isEmpty { throw UringError.invalid(.open, path: path, "the path is empty") }
+        let name = PathStorage(path)
+        let flags = options.flags(access)
+        let mode = (permissions ?? FilePermissions(rawValue: 0o644)).rawValue
+        let slot = try await ring.core.perform(.open, path: path, keepAlive: name) {
+            cu_prep_open_direct(&$0, AT_FDCWD, name.pointer, flags, mode, CU_FILE_INDEX_ALLOC)
+        }
+        return RegisteredFile(slot: slot, path: path, ring: ring)
+    }
+
+    /// Moves `file` into a free slot of its ring's table
+    /// (`IORING_OP_FILES_UPDATE`); its own descriptor is closed, since the
+    /// table holds the file now.
+    public static func register(_ file: consuming File) async throws -> RegisteredFile {
+        let ring = file.ring
+        let path = file.path
+        let descriptor = OwnedDescriptor(file.takeDescriptor().rawValue)
+        let table = SlotArray(descriptor.fd)
+        let updated = try await ring.core.perform(.registerFiles, path: path, keepAlive: table) {
+            io_uring_prep_files_update(&$0, table.pointer, 1, Int32(bitPattern: CU_FILE_INDEX_ALLOC))
+        }
+        guard updated == 1 else { throw UringError.system(.registerFiles, ENFILE, path: path) }
+        withExtendedLifetime(descriptor) {}  // closed here; the table keeps its own reference
+        return RegisteredFile(slot: table.pointer.pointee, path: path, ring: ring)
+    }
+
+    /// Reads into `buffer` from `offset`; returns the bytes read (0 at end).
+    public func read<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer, at offset: Int64) async throws -> Int {
+        try validate(.read, count: buffer.count, offset: offset)
+        let pointer = address(of: &buffer)
+        let length = UInt32(min(buffer.count, DescriptorIO.maximumTransfer))
+        let slot = self.slot
+        return Int(try await ring.core.perform(.read, path: path) {
+            io_uring_prep_read(&$0, slot, pointer, length, UInt64(offset))
+            cu_sqe_use_fixed_file(&$0)
+        })
+    }
+
+    /// Reads into a registered buffer (`IORING_OP_READ_FIXED`): neither the
+    /// file nor the memory needs a lookup.
+    public func read(into buffer: inout RegisteredBuffer, at offset: Int64) async throws -> Int {
+        try validate(.readFixed, count: buffer.count, offset: offset)
+        let slot = self.slot
+        return try await buffer.transfer(.readFixed, ring: ring, path: path) { sqe, pointer, length, index in
+            io_uring_prep_read_fixed(&sqe, slot, pointer, length, UInt64(offset), index)
+            cu_sqe_use_fixed_file(&sqe)
+        }
+    }
+
+    /// Writes `buffer` at `offset`; returns the bytes written.
+    public func write<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, at offset: Int64) async throws -> Int {
+        try validate(.write, count: buffer.count, offset: offset)
+        let pointer = UnsafeMutableRawPointer(mutating: address(of: buffer))
+        let length = UInt32(min(buffer.count, DescriptorIO.maximumTransfer))
+        let slot = self.slot
+        return Int(try await ring.core.perform(.write, path: path) {
+            io_uring_prep_write(&$0, slot, pointer, length, UInt64(offset))
+            cu_sqe_use_fixed_file(&$0)
+        })
+    }
+
+    /// Writes a registered buffer (`IORING_OP_WRITE_FIXED`).
+    public func write(_ buffer: borrowing RegisteredBuffer, at offset: Int64) async throws -> Int {
+        try validate(.writeFixed, count: buffer.count, offset: offset)
+        let slot = self.slot
+        return try await buffer.transfer(.writeFixed, ring: ring, path: path) { sqe, pointer, length, index in
+            io_uring_prep_write_fixed(&sqe, slot, pointer, length, UInt64(offset), index)
+            cu_sqe_use_fixed_file(&sqe)
+        }
+    }
+
+    /// Flushes data and metadata to stable storage (`fsync`).
+    public func sync() async throws {
+        let slot = self.slot
+        _ = try await ring.core.perform(.sync, path: path) {
+            io_uring_prep_fsync(&$0, slot, 0)
+            cu_sqe_use_fixed_file(&$0)
+        }
+    }
+
+    /// Installs the file as a normal descriptor (`IORING_OP_FIXED_FD_INSTALL`,
+    /// kernel 6.8+) and frees its slot.
+    public consuming func installDescriptor() async throws -> File {
+        let slot = self.slot
+        let ring = self.ring
+        let path = self.path
+        let fd = try await ring.core.perform(.installDescriptor, path: path) {
+            cu_prep_fixed_fd_install(&$0, slot)
+        }
+        let file = File(adopting: FileDescriptor(rawValue: fd), path: path, on: ring)
+        try await close()
+        return file
+    }
+
+    /// Closes the file and frees its slot (`IORING_OP_CLOSE` on a direct
+    /// descriptor). The slot is freed even when an error is thrown.
+    public consuming func close() async throws {
+        let slot = self.slot
+        let core = ring.core
+        let path = self.path
+        self.slot = -1
+        do {
+            _ = try await core.perform(.close, path: path, honorsDeadline: false) {
+                io_uring_prep_close_direct(&$0, UInt32(slot))
+            }
+        } catch let error as UringError where error.kind == .system {
+            throw error
+        } catch {
+            core.clearFileSlot(slot)  // cancelled or shut down before it ran
+            throw error
+        }
+    }
+
+    private func validate(_ operation: UringOperation, count: Int, offset: Int64) throws {
+        try DescriptorIO(core: ring.core, fd: -1, path: path).validate(operation, count: count, offset: offset)
+    }
+}
+
+extension RingCore {
+    /// Empties slot `slot` of the file table, on the ring thread, without
+    /// waiting; for files dropped without `close()`.
+    func clearFileSlot(_ slot: Int32) {
+        onRingThread { [self] open in
+            guard open else { return }
+            var none: Int32 = -1
+            _ = io_uring_register_files_update(self.ring, UInt32(slot), &none, 1)
+        }
+    }
+}
+
+/// One `Int32` on the heap, which the kernel reads and writes during a
+/// files-update request.
+final class SlotArray: @unchecked Sendable {
+    // `@unchecked Sendable`: the kernel writes it while the request runs;
+    // the caller reads it only after the completion.
+    let pointer: UnsafeMutablePointer<Int32>
+    init(_ value: Int32) {
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: value)
+    }
+    deinit { pointer.deallocate() }
+}

@@ -1,0 +1,228 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// What one ring sent another; see ``RingActor/messages``.
+public enum RingMessage: Sendable {
+    /// A number (``RingActor/send(_:to:)``); also a plain wake-up.
+    case value(Int32)
+    /// A value of any sendable type (``RingActor/send(object:to:)``).
+    case object(any Sendable)
+    /// A registered file, now in this ring's table (``RegisteredFile/send(to:)``).
+    case file(IncomingRegisteredFile)
+}
+
+/// A registered file another ring sent, not yet claimed. ``take()`` moves it
+/// out once; dropped unclaimed, it clears its slot.
+public final class IncomingRegisteredFile: Sendable {
+    private let slot: OwnedOnce
+    private let ring: RingActor
+
+    init(slot: Int32, ring: RingActor) {
+        self.slot = OwnedOnce(slot, release: { [core = ring.core] in core.clearFileSlot($0) })
+        self.ring = ring
+    }
+
+    /// Moves the file out of the box.
+    ///
+    /// - Throws: ``UringError`` (``UringError/Kind/invalidArgument``) if it
+    ///   was already taken.
+    public func take() throws(UringError) -> RegisteredFile {
+        guard let slot = slot.take() else { throw .invalid(.message, "this registered file was already taken") }
+        return RegisteredFile(slot: slot, path: nil, ring: ring)
+    }
+}
+
+extension RingActor {
+    /// Posts `value` into `target`'s completion queue (`IORING_OP_MSG_RING`):
+    /// it wakes `target`'s thread if it sleeps, and arrives in
+    /// `target.messages` as ``RingMessage/value(_:)``. This is how one ring
+    /// per core hands work to another with no lock and no eventfd.
+    ///
+    /// - Throws: ``UringError`` naming `msg_ring`: kind
+    ///   ``UringError/Kind/ringShutDown`` when `target` was shut down,
+    ///   `EOVERFLOW` when its completion queue is full.
+    public nonisolated(nonsending) func send(_ value: Int32, to target: RingActor) async throws {
+        let fd = try target.core.messageDescriptor()
+        _ = try await core.perform(.message) {
+            cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: value), RingCore.valueMessageTag)
+        }
+    }
+
+    /// Hands `object` to `target`, where it arrives in `target.messages` as
+    /// ``RingMessage/object(_:)``. The object is parked with `target` and its
+    /// ticket travels through `target`'s completion queue, so messages and
+    /// objects keep the order in which they reach the kernel.
+    public nonisolated(nonsending) func send(object: some Sendable, to target: RingActor) async throws {
+        let fd = try target.core.messageDescriptor()
+        let mailbox = target.core.mailbox
+        let ticket = mailbox.park(object)
+        do {
+            _ = try await core.perform(.message) {
+                cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: ticket), RingCore.objectMessageTag)
+            }
+        } catch {
+            _ = mailbox.unpark(ticket)
+            throw error
+        }
+    }
+
+    /// The messages other rings send to this one, in arrival order.
+    ///
+    /// Messages that arrive while nobody iterates wait in the ring's mailbox
+    /// (without limit). Iterate from one task at a time; several waiting
+    /// tasks are served in the order they began waiting.
+    public nonisolated var messages: RingMessages { RingMessages(ring: self) }
+}
+
+extension RegisteredFile {
+    /// Gives `target` its own reference to this file, in a free slot of its
+    /// table (`IORING_OP_MSG_RING` with `IORING_MSG_SEND_FD`); it arrives in
+    /// `target.messages` as ``RingMessage/file(_:)``. This file stays open
+    /// here: close it to move the file rather than share it.
+    ///
+    /// - Throws: ``UringError`` naming `msg_ring` (`ENFILE` when `target` has
+    ///   no table or no free slot).
+    public func send(to target: RingActor) async throws {
+        let fd = try target.core.messageDescriptor()
+        let slot = self.slot
+        _ = try await ring.core.perform(.message, path: path) {
+            cu_prep_msg_ring_fd(&$0, fd, slot, CU_FILE_INDEX_ALLOC, RingCore.fileMessageTag)
+        }
+    }
+}
+
+extension RingCore {
+    /// The descriptor other rings message this one through.
+    func messageDescriptor() throws(UringError) -> Int32 {
+        guard acceptsWork.load(ordering: .acquiring) else { throw .shutDown(.message) }
+        guard messageFD >= 0 else { throw .system(.message, EBADF) }
+        return messageFD
+    }
+}
+
+/// A ring's incoming messages; see ``RingActor/messages``.
+public struct RingMessages: AsyncSequence, Sendable {
+    /// One message.
+    public typealias Element = RingMessage
+    /// `CancellationError`, or ``UringError`` once the ring is gone.
+    public typealias Failure = any Error
+
+    let ring: RingActor
+
+    /// Reads the mailbox.
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(ring: ring) }
+
+    /// Produces messages as they arrive.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let ring: RingActor
+
+        /// The next message; the sequence never ends while the ring lives.
+        public mutating func next() async throws -> RingMessage? {
+            try await ring.core.mailbox.next(ring: ring)
+        }
+
+        /// The next message, without leaving the caller's actor.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> RingMessage? {
+            try await ring.core.mailbox.next(ring: ring)
+        }
+    }
+}
+
+/// Messages delivered to a ring and the tasks waiting for them.
+final class Mailbox: Sendable {
+    private enum Arrival {
+        case value(Int32)
+        case object(Int32)
+        case file(Int32)
+    }
+
+    private struct State {
+        var arrivals = FIFO<Arrival>()
+        var parked: [Int32: any Sendable] = [:]
+        var nextTicket: Int32 = 0
+        var waiters: [(id: UInt64, continuation: UnsafeContinuation<Arrival?, any Error>)] = []
+        var nextWaiter: UInt64 = 0
+        var closed = false
+    }
+
+    private let state = Locked(State())
+
+    /// Keeps `object` until its ticket arrives; returns the ticket.
+    func park(_ object: any Sendable) -> Int32 {
+        state.withLock { state in
+            repeat { state.nextTicket = state.nextTicket == .max ? 0 : state.nextTicket + 1 }
+            while state.parked[state.nextTicket] != nil
+            state.parked[state.nextTicket] = object
+            return state.nextTicket
+        }
+    }
+
+    func unpark(_ ticket: Int32) -> (any Sendable)? {
+        state.withLock { $0.parked.removeValue(forKey: ticket) }
+    }
+
+    /// A message completion reaped on the ring thread.
+    func receive(tag: UInt64, result: Int32, core: RingCore) {
+        let arrival: Arrival
+        switch tag {
+        case RingCore.valueMessageTag: arrival = .value(result)
+        case RingCore.objectMessageTag: arrival = .object(result)
+        default:
+            guard result >= 0 else { return }
+            arrival = .file(result)
+        }
+        let waiter = state.withLock { state -> UnsafeContinuation<Arrival?, any Error>? in
+            if state.waiters.isEmpty {
+                state.arrivals.append(arrival)
+                return nil
+            }
+            return state.waiters.removeFirst().continuation
+        }
+        waiter.map { resumeAcrossThreads($0, with: .success(arrival)) }
+    }
+
+    /// The core is going away: end every wait.
+    func close() {
+        let waiters = state.withLock { state in
+            state.closed = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.continuation.resume(returning: nil) }
+    }
+
+    nonisolated(nonsending) func next(ring: RingActor) async throws -> RingMessage? {
+        try Task.checkCancellation()
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        let arrival = try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Arrival?, any Error>) in
+                let ready = state.withLock { state -> Result<Arrival?, any Error>? in
+                    if let arrival = state.arrivals.popFirst() { return .success(arrival) }
+                    if state.closed { return .success(nil) }
+                    state.waiters.append((id, continuation))
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> UnsafeContinuation<Arrival?, any Error>? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index).continuation
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+        switch arrival {
+        case nil: return nil
+        case .value(let value)?: return .value(value)
+        case .object(let ticket)?:
+            guard let object = unpark(ticket) else { return .value(0) }
+            return .object(object)
+        case .file(let slot)?:
+            return .file(IncomingRegisteredFile(slot: slot, ring: ring))
+        }
+    }
+}

@@ -6,6 +6,7 @@ import SystemPackage
 /// come out of ``reading``. Pipes are what ``File/splice(to:count:from:to:)``
 /// and ``File/tee(to:count:)`` move bytes through without copying them
 /// into the process.
+@frozen
 public struct Pipe: ~Copyable, Sendable {
     /// The end to read from.
     public var reading: File

@@ -26,9 +26,9 @@ enum DeadlineScope {
 ///     try await connection.receive(into: &buffer)
 /// }
 /// ```
-public func withDeadline<Result>(
+public nonisolated(nonsending) func withDeadline<Result>(
     _ deadline: RingClock.Instant,
-    _ body: () async throws -> Result
+    _ body: nonisolated(nonsending) () async throws -> Result
 ) async throws -> Result {
     let effective = DeadlineScope.current.map { min($0, deadline) } ?? deadline
     return try await DeadlineScope.$current.withValue(effective) {
@@ -37,9 +37,9 @@ public func withDeadline<Result>(
 }
 
 /// Runs `body` with a deadline `duration` from now; see ``withDeadline(_:_:)``.
-public func withTimeout<Result>(
+public nonisolated(nonsending) func withTimeout<Result>(
     _ duration: Duration,
-    _ body: () async throws -> Result
+    _ body: nonisolated(nonsending) () async throws -> Result
 ) async throws -> Result {
     try await withDeadline(.now + duration, body)
 }

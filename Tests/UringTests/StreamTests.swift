@@ -1,0 +1,171 @@
+import Glibc
+import SystemPackage
+import Testing
+
+@testable import Uring
+
+extension AllTests {
+    @Suite("Multishot reads, poll and signals", .checksDescriptorLeaks)
+    struct StreamTests {
+        @Test("lines from a pipe through one multishot read, including a last line without a newline")
+        func linesFromPipe() async throws {
+            try await RingActor.run { ring in
+                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
+                let (readEnd, writeEnd) = makePipe()
+                let reading = File(adopting: FileDescriptor(rawValue: readEnd), path: "<pipe>", on: ring)
+                let text = (0..<500).map { "line \($0) " + String(repeating: "x", count: $0 % 50) }
+                // A plain thread writes in pieces, pausing between them, so
+                // lines arrive split across many chunks.
+                let writer = Task.detached {
+                    for piece in stride(from: 0, to: text.count, by: 37) {
+                        let chunk = Array((text[piece..<min(piece + 37, text.count)].joined(separator: "\n") + "\n").utf8)
+                        var done = 0
+                        while done < chunk.count {
+                            let n = chunk[done...].withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) }
+                            precondition(n > 0)
+                            done += n
+                        }
+                        usleep(200)
+                    }
+                    _ = write(writeEnd, "last\r\nunterminated", 18)
+                    close(writeEnd)
+                }
+                var lines: [String] = []
+                let submitted = ring.statistics.submitted
+                for try await line in reading.arrivals().lines {
+                    lines.append(line)
+                }
+                await writer.value
+                #expect(lines == text + ["last", "unterminated"])
+                #expect(ring.statistics.submitted - submitted < UInt64(text.count / 4), "far fewer requests than lines")
+                try await reading.close()
+                await settle(ring)
+            }
+        }
+
+        @Test("standard input as lines: descriptor 0 swapped for a pipe, read through File.standardInput")
+        func standardInputLines() async throws {
+            let (readEnd, writeEnd) = makePipe()
+            let savedInput = dup(0)
+            dup2(readEnd, 0)
+            close(readEnd)
+            defer {
+                dup2(savedInput, 0)
+                close(savedInput)
+            }
+            try await RingActor.run { ring in
+                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
+                let input = try File.standardInput(on: ring)
+                _ = write(writeEnd, "a\nb\n", 4)
+                close(writeEnd)
+                var lines: [String] = []
+                for try await line in input.arrivals().lines { lines.append(line) }
+                #expect(lines == ["a", "b"], "ends at end of file")
+            }
+        }
+
+        @Test("a multishot read of a regular file fails with a clear error")
+        func multishotReadOfRegularFile() async throws {
+            let scratch = Scratch()
+            let path = scratch.write("plain", [1, 2, 3])
+            try await RingActor.run { ring in
+                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
+                let file = try await File.open(path, on: ring)
+                do {
+                    for try await _ in file.arrivals() {}
+                    Issue.record("a regular file was read multishot")
+                } catch let error as UringError {
+                    #expect(error.operation == .readMultishot && error.path == path)
+                }
+                try await file.close()
+                await settle(ring)
+            }
+        }
+
+        @Test("a line longer than the limit throws instead of growing")
+        func lineTooLong() async throws {
+            try await RingActor.run { ring in
+                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
+                let pipe = try Pipe(on: ring)
+                try await pipe.writing.writeAll([UInt8](repeating: UInt8(ascii: "z"), count: 5000))
+                await #expect(throws: UringError.self) {
+                    for try await _ in pipe.reading.arrivals().lines(maximumLength: 1000) {}
+                }
+                await settle(ring)
+            }
+        }
+
+        @Test("poll: one-shot readiness of a descriptor the library does not own, and cancellation")
+        func pollOnce() async throws {
+            try await RingActor.run { ring in
+                let (readEnd, writeEnd) = makePipe()
+                defer { close(readEnd); close(writeEnd) }
+                let writable = try await ring.poll(FileDescriptor(rawValue: writeEnd), for: .writable)
+                #expect(writable.contains(.writable))
+                let outcome = await cancelOnceInFlight(on: ring) {
+                    do {
+                        _ = try await ring.poll(FileDescriptor(rawValue: readEnd), for: .readable)
+                        return "ready"
+                    } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
+                }
+                #expect(outcome == "cancelled")
+                _ = write(writeEnd, "x", 1)
+                let readable = try await ring.poll(FileDescriptor(rawValue: readEnd), for: .readable)
+                #expect(readable == .readable, "\(readable)")
+                await settle(ring)
+            }
+        }
+
+        @Test("poll: multishot readiness events from one request, then hang-up")
+        func pollMultishot() async throws {
+            try await RingActor.run { ring in
+                let (readEnd, writeEnd) = makePipe()
+                defer { close(readEnd) }
+                var events: [PollEvents] = []
+                let submitted = ring.statistics.submitted
+                var byte: UInt8 = 0
+                _ = write(writeEnd, "1", 1)
+                for try await event in ring.readiness(of: FileDescriptor(rawValue: readEnd), for: .readable) {
+                    events.append(event)
+                    if event.contains(.readable) { _ = read(readEnd, &byte, 1) }
+                    if event.contains(.hangUp) { break }
+                    if events.count < 3 {
+                        _ = write(writeEnd, "2", 1)
+                    } else if events.count == 3 {
+                        close(writeEnd)
+                    }
+                }
+                #expect(events.count >= 4)
+                #expect(events.prefix(3).allSatisfy { $0.contains(.readable) })
+                #expect(events.last!.contains(.hangUp))
+                #expect(ring.statistics.submitted - submitted <= 2, "one request (and its cancellation)")
+                await settle(ring)
+            }
+        }
+
+        @Test("signals arrive as a sequence; each watcher sees each; the default action returns afterwards")
+        func signalsSequence() async throws {
+            try await RingActor.run { ring in
+                let first = try ring.signals([.user1, .user2])
+                let second = try ring.signals([.user1])
+                kill(getpid(), SIGUSR1)
+                kill(getpid(), SIGUSR2)
+                var iterator = first.makeAsyncIterator()
+                var received: Set<Signal> = []
+                received.insert(try await iterator.next()!)
+                received.insert(try await iterator.next()!)
+                #expect(received == [.user1, .user2])
+                var other = second.makeAsyncIterator()
+                #expect(try await other.next() == .user1)
+                #expect(Signal.interrupt.description == "SIGINT")
+            }
+            // Both sequences are gone: SIGUSR1's disposition is the default again.
+            var current = sigaction()
+            sigaction(SIGUSR1, nil, &current)
+            #expect(current.__sigaction_handler.sa_handler == nil, "SIG_DFL restored")
+            await #expect(throws: UringError.self) {
+                try await RingActor.run { ring in _ = try ring.signals([Signal(rawValue: SIGKILL)]) }
+            }
+        }
+    }
+}

@@ -289,7 +289,9 @@ static inline void cu_sqe_use_fixed_file(struct io_uring_sqe *sqe) { sqe->flags 
 /// Opens into a registered-file slot (`slot`, or CU_FILE_INDEX_ALLOC for any
 /// free one, whose index is then the result).
 static inline void cu_prep_open_direct(struct io_uring_sqe *sqe, int dfd, const char *path, int flags, mode_t mode, unsigned slot) {
-    io_uring_prep_openat(sqe, dfd, path, flags, mode);
+    // A direct descriptor has no descriptor number, so close-on-exec means
+    // nothing for it, and the kernel refuses the flag.
+    io_uring_prep_openat(sqe, dfd, path, flags & ~O_CLOEXEC, mode);
     sqe->file_index = slot == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : slot + 1;
 }
 

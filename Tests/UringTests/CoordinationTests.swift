@@ -1,0 +1,178 @@
+import Foundation
+import Glibc
+import Synchronization
+import SystemPackage
+import Testing
+
+@testable import Uring
+
+/// How many tasks hold a permit now, and the most that ever did.
+final class HoldCounts: Sendable {
+    let holding = Atomic<Int>(0)
+    let most = Atomic<Int>(0)
+}
+
+extension AllTests {
+    @Suite("Futex semaphore, process exit, ring-to-ring messages", .checksDescriptorLeaks)
+    struct CoordinationTests {
+        @Test("semaphore: a task waits through the ring and a plain thread wakes it, and the other way round")
+        func semaphoreAcrossThreads() async throws {
+            try await RingActor.run { ring in
+                try #require(ring.isSupported(.futexWait), "kernel lacks IORING_OP_FUTEX_WAIT (6.7+)")
+                let semaphore = RingSemaphore(value: 0)
+                let waiter = Task { try await semaphore.wait(on: ring) }
+                while ring.statistics.inFlight == 0 { await Task.yield() }  // asleep in the kernel
+                let thread = Thread { semaphore.signal() }
+                thread.start()
+                try await waiter.value
+                #expect(semaphore.availablePermits == 0)
+
+                // A blocked thread is woken by a task signalling through the ring.
+                let woken = Atomic<Bool>(false)
+                let blocked = Thread {
+                    semaphore.waitBlocking()
+                    woken.store(true, ordering: .sequentiallyConsistent)
+                }
+                blocked.start()
+                var signalled = 0
+                while !woken.load(ordering: .sequentiallyConsistent) {
+                    if semaphore.availablePermits == 0 && signalled == 0 {
+                        signalled += 1
+                        try await semaphore.signal(on: ring)
+                    }
+                    try await ring.sleep(for: .milliseconds(1))
+                }
+                #expect(semaphore.availablePermits == 0)
+                await settle(ring)
+            }
+        }
+
+        @Test("semaphore: at most N tasks hold a permit at once")
+        func semaphoreBoundsConcurrency() async throws {
+            let ring = try RingActor()
+            do {
+                try #require(ring.isSupported(.futexWait), "kernel lacks IORING_OP_FUTEX_WAIT (6.7+)")
+                let semaphore = RingSemaphore(value: 2)
+                let counts = HoldCounts()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<24 {
+                        group.addTask {
+                            try await semaphore.wait(on: ring)
+                            let now = counts.holding.add(1, ordering: .sequentiallyConsistent).newValue
+                            counts.most.max(now, ordering: .sequentiallyConsistent)
+                            try await ring.sleep(for: .microseconds(300))
+                            counts.holding.subtract(1, ordering: .sequentiallyConsistent)
+                            semaphore.signal()
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                #expect(counts.most.load(ordering: .sequentiallyConsistent) == 2)
+                #expect(semaphore.availablePermits == 2)
+                await settle(ring)
+            }
+            await ring.shutdown()
+        }
+
+        @Test("semaphore: a cancelled waiter takes no permit and leaves nothing in the kernel")
+        func semaphoreCancellation() async throws {
+            try await RingActor.run { ring in
+                try #require(ring.isSupported(.futexWait), "kernel lacks IORING_OP_FUTEX_WAIT (6.7+)")
+                let semaphore = RingSemaphore(value: 0)
+                let outcome = await cancelOnceInFlight(on: ring) {
+                    do {
+                        try await semaphore.wait(on: ring)
+                        return "acquired"
+                    } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
+                }
+                #expect(outcome == "cancelled")
+                semaphore.signal()
+                #expect(semaphore.availablePermits == 1)
+                #expect(semaphore.tryWait())
+                #expect(!semaphore.tryWait())
+                await settle(ring)
+            }
+        }
+
+        @Test("waitForExit: exit codes, death by signal, a pid that is not a child, and cancellation")
+        func processExit() async throws {
+            try await RingActor.run { ring in
+                try #require(ring.isSupported(.waitForExit), "kernel lacks IORING_OP_WAITID (6.7+)")
+                let scratch = Scratch()
+                let out = scratch.path + "/out"
+                let exiting = try spawn("/bin/sh", ["-c", "exit 3"], stdin: "/dev/null", stdout: out, stderr: out)
+                #expect(try await ring.waitForExit(exiting) == .exited(code: 3))
+                let fine = try spawn("/bin/true", [], stdin: "/dev/null", stdout: out, stderr: out)
+                #expect(try await ring.waitForExit(fine).isSuccess)
+
+                let sleeper = try spawn("/bin/sleep", ["60"], stdin: "/dev/null", stdout: out, stderr: out)
+                let outcome = await cancelOnceInFlight(on: ring) {
+                    do {
+                        _ = try await ring.waitForExit(sleeper)
+                        return "exited"
+                    } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
+                }
+                #expect(outcome == "cancelled", "the child still runs; only the wait ended")
+                // SIGKILL: the child may have inherited a mask that blocks others.
+                kill(sleeper, SIGKILL)
+                let status = try await ring.waitForExit(sleeper)
+                #expect(status == .signaled(Signal(rawValue: SIGKILL), coreDumped: false))
+                #expect("\(status)" == "killed by signal 9")
+
+                do {
+                    _ = try await ring.waitForExit(1)
+                    Issue.record("waited for init")
+                } catch let error as UringError {
+                    #expect(error.errno == .noChildProcess && error.operation == .waitForExit)
+                }
+                await #expect(throws: UringError.self) { _ = try await ring.waitForExit(0) }
+                await settle(ring)
+            }
+        }
+
+        @Test("messages: a value, an object and a registered file go from one ring to another")
+        func ringMessages() async throws {
+            let scratch = Scratch()
+            let path = scratch.write("shared", Array("handed over".utf8))
+            let receiver = try RingActor()
+            try await RingActor.run { sender in
+                try #require(sender.isSupported(.message), "kernel lacks IORING_OP_MSG_RING (5.18+)")
+                let listening = Task { () -> [String] in
+                    var seen: [String] = []
+                    for try await message in receiver.messages {
+                        switch message {
+                        case .value(let value): seen.append("value \(value)")
+                        case .object(let object): seen.append("object \(object as? String ?? "?")")
+                        case .file(let incoming):
+                            let file = try incoming.take()
+                            var bytes = [UInt8](repeating: 0, count: 32)
+                            let n = try await file.read(into: &bytes, at: 0)
+                            seen.append("file \(String(decoding: bytes[..<n], as: UTF8.self))")
+                            #expect(throws: UringError.self) { _ = try incoming.take() }
+                            try await file.close()
+                        }
+                        if seen.count == 3 { return seen }
+                    }
+                    return seen
+                }
+                try await sender.send(42, to: receiver)
+                try await sender.send(object: "hello", to: receiver)
+                try await sender.registerFiles(capacity: 2)
+                try await receiver.registerFiles(capacity: 2)
+                let file = try await RegisteredFile.open(path, on: sender)
+                try await file.send(to: receiver)
+                try await file.close()
+                #expect(try await listening.value == ["value 42", "object hello", "file handed over"])
+
+                await receiver.shutdown()
+                do {
+                    try await sender.send(1, to: receiver)
+                    Issue.record("a shut-down ring took a message")
+                } catch let error as UringError {
+                    #expect(error.kind == .ringShutDown && error.operation == .message)
+                }
+                await settle(sender)
+            }
+        }
+    }
+}

@@ -12,6 +12,8 @@ let package = Package(
         .executable(name: "uring-cat", targets: ["uring-cat"]),
         .executable(name: "uring-echo", targets: ["uring-echo"]),
         .executable(name: "uring-http", targets: ["uring-http"]),
+        .executable(name: "uring-cp", targets: ["uring-cp"]),
+        .executable(name: "uring-run", targets: ["uring-run"]),
         .executable(name: "uring-bench", targets: ["uring-bench"]),
     ],
     dependencies: [
@@ -51,6 +53,18 @@ let package = Package(
             path: "Examples/uring-http",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "uring-cp",
+            dependencies: ["Uring", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Examples/uring-cp",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "uring-run",
+            dependencies: ["Uring"],
+            path: "Examples/uring-run",
+            swiftSettings: strict
+        ),
         // Benchmarks: the library against the same loops in C on liburing.
         // Run in release: swift run -c release uring-bench nop
         .target(
@@ -82,6 +96,8 @@ let package = Package(
                 "uring-cat",
                 "uring-echo",
                 "uring-http",
+                "uring-cp",
+                "uring-run",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Tests/UringTests",

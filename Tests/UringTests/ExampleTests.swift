@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemPackage
 import Testing
 
 extension AllTests {
@@ -52,6 +53,63 @@ extension AllTests {
             #expect(String(decoding: result.stdout, as: UTF8.self) == "first\nlast\n")
             let message = String(decoding: result.stderr, as: UTF8.self)
             #expect(message == "uring-cat: open '\(missing)': No such file or directory (ENOENT)\n")
+        }
+    }
+}
+
+extension AllTests {
+    @Suite("uring-cp and uring-run examples", .checksDescriptorLeaks)
+    struct CopyAndRunExampleTests {
+        @Test("uring-cp copies byte for byte, keeps permissions, and fails clearly on a missing source")
+        func copies() throws {
+            let scratch = Scratch()
+            let source = scratch.write("source", pattern(count: 5 << 20 | 333, seed: 9))
+            chmod(source.string, 0o640)
+            let result = try run(productsDirectory + "/uring-cp", [source.string, scratch.path + "/copy"])
+            #expect(result.status == 0, "\(String(decoding: result.stderr, as: UTF8.self))")
+            #expect(result.stderr.isEmpty, "no progress line when stderr is not a terminal")
+            let original = try Data(contentsOf: URL(fileURLWithPath: source.string))
+            let copy = try Data(contentsOf: URL(fileURLWithPath: scratch.path + "/copy"))
+            #expect(copy == original)
+            var info = stat()
+            stat(scratch.path + "/copy", &info)
+            #expect(info.st_mode & 0o777 == 0o640)
+
+            let missing = scratch.path + "/missing"
+            let failed = try run(productsDirectory + "/uring-cp", [missing, scratch.path + "/never"])
+            #expect(failed.status == 1)
+            #expect(
+                String(decoding: failed.stderr, as: UTF8.self)
+                    == "uring-cp: open '\(missing)': No such file or directory (ENOENT)\n")
+        }
+
+        @Test("uring-run returns the child's exit code, and forwards SIGINT to it")
+        func runs() throws {
+            let exited = try run(productsDirectory + "/uring-run", ["/bin/sh", "-c", "exit 7"])
+            #expect(exited.status == 7)
+            #expect(String(decoding: exited.stderr, as: UTF8.self) == "uring-run: /bin/sh exited with code 7\n")
+
+            let scratch = Scratch()
+            let errPath = scratch.path + "/stderr"
+            let runner = try spawn(
+                productsDirectory + "/uring-run", ["sleep", "60"], stdin: "/dev/null", stdout: "/dev/null",
+                stderr: errPath)
+            // The child exists only after the signals are caught.
+            func hasChild() -> Bool {
+                // Each thread lists the children it started; the ring thread spawns.
+                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(runner)/task")) ?? []
+                return tasks.contains { task in
+                    let children = try? String(contentsOfFile: "/proc/\(runner)/task/\(task)/children", encoding: .utf8)
+                    return !(children ?? "").isEmpty
+                }
+            }
+            while !hasChild() { usleep(1000) }
+            kill(runner, SIGINT)
+            var status: Int32 = 0
+            while waitpid(runner, &status, 0) < 0 && errno == EINTR {}
+            #expect((status >> 8) & 0xff == 130, "128 + SIGINT; raw status \(status)")
+            let message = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+            #expect(message.contains("forwarding SIGINT") && message.contains("killed by SIGINT"), "\(message)")
         }
     }
 }

@@ -196,6 +196,19 @@ extension AllTests {
                 #expect(try await second.reading.read(into: &copy) == 18, "tee left a copy in the second pipe")
                 #expect(copy == Array("through the kernel".utf8))
 
+                // Pieces smaller than a page, larger than a pipe holds, and an empty file.
+                for pieceSize in [4096, 3 << 20, 64 << 20] {
+                    let copied = try await File.copy(
+                        from: source, to: scratch.file("copy-\(pieceSize)"), on: ring, pieceSize: pieceSize)
+                    #expect(copied == Int64(content.count))
+                    let copy = try await File.open(scratch.file("copy-\(pieceSize)"), on: ring)
+                    #expect(try await copy.readToEnd() == content, "piece size \(pieceSize)")
+                    try await copy.close()
+                }
+                let empty = scratch.write("empty", [])
+                #expect(try await File.copy(from: empty, to: scratch.file("empty-copy"), on: ring) == 0)
+                #expect(try await ring.metadata(at: scratch.file("empty-copy")).size == 0)
+
                 var reports: [Int64] = []
                 let copied = try await File.copy(
                     from: source, to: scratch.file("copy"), on: ring, pieceSize: 256 << 10
@@ -209,6 +222,17 @@ extension AllTests {
                 #expect(try await result.readToEnd() == content)
                 #expect(try await result.metadata().permissions == (try await ring.metadata(at: source)).permissions)
                 try await result.close()
+
+                // Cancelled mid-copy: CancellationError, and every descriptor closed.
+                let big = scratch.write("big", pattern(count: 64 << 20, seed: 3))
+                let outcome = await cancelOnceInFlight(on: ring) {
+                    do {
+                        try await File.copy(from: big, to: scratch.file("big-copy"), on: ring, pieceSize: 64 << 10)
+                        return "copied"
+                    } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
+                }
+                #expect(outcome == "cancelled" || outcome == "copied")
+                #expect(scratch.openDescriptors == 0)
 
                 do {
                     try await File.copy(from: scratch.file("missing"), to: scratch.file("never"), on: ring)

@@ -1,9 +1,11 @@
 // uring-bench: the library against hand-written C on liburing, in one run.
 //
-//     uring-bench nop [--quick] [--ops N]
+//     uring-bench nop|registered|copy|all [--quick] [--ops N]
 //
-// Each scenario prints operations per second for the Swift library and for
-// its C peer measured in the same process, and their ratio.
+// Each scenario prints its figures for the Swift library and for its peer
+// measured in the same process, and their ratio: nop against C on liburing,
+// registered files and buffers against the plain path, File.copy against
+// copy_file_range(2).
 
 import CBaseline
 import Glibc
@@ -26,11 +28,17 @@ struct UringBench {
             arguments.removeSubrange(index...index + 1)
         }
         let scenario = arguments.first ?? "all"
+        let rounds = quick ? 1 : 3
         switch scenario {
-        case "nop", "all":
-            try await nop(ops: ops, rounds: quick ? 1 : 3, only: only)
+        case "nop": try await nop(ops: ops, rounds: rounds, only: only)
+        case "registered": try await registered(quick: quick, rounds: rounds)
+        case "copy": try await copy(quick: quick, rounds: rounds)
+        case "all":
+            try await nop(ops: ops, rounds: rounds, only: only)
+            try await registered(quick: quick, rounds: rounds)
+            try await copy(quick: quick, rounds: rounds)
         default:
-            print("usage: uring-bench [nop|all] [--quick] [--ops N] [--only a|b|c|c2]")
+            print("usage: uring-bench [nop|registered|copy|all] [--quick] [--ops N] [--only a|b|c|c2]")
             exit(2)
         }
     }

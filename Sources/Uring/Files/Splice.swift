@@ -67,13 +67,13 @@ extension File {
     /// Copies the file at `source` to `destination` through the ring,
     /// without the bytes entering the process: each piece is spliced from
     /// the source into a pipe and from the pipe into the destination, as one
-    /// linked pair of requests.
+    /// linked pair of requests, with two pieces (two pipes) in flight.
     ///
     /// The destination is created (with the source's permissions) or
     /// truncated. On an error it is left as far as the copy got.
     ///
     /// - Parameters:
-    ///   - pieceSize: Bytes per splice pair (the pipe is sized to match).
+    ///   - pieceSize: Bytes per splice pair (each pipe is sized to match).
     ///   - progress: Called after each piece with the bytes copied so far and
     ///     the source's size when the copy began.
     /// - Returns: The bytes copied.
@@ -91,54 +91,120 @@ extension File {
         }
         let output = try await File.open(
             destination, .writeOnly, options: [.create, .truncate], permissions: metadata.permissions, on: ring)
-        let pipe = try Pipe(on: ring, capacity: pieceSize)
+        let pipes = [try PipePair(capacity: pieceSize), try PipePair(capacity: pieceSize)]
+        let core = ring.core
+        // A piece never exceeds what a pipe holds, or every splice would come up short.
+        let piece = Int64(min(pieceSize, DescriptorIO.maximumTransfer, pipes[0].capacity, pipes[1].capacity))
+        let endpoints = SpliceEnds(input: input.descriptor.rawValue, output: output.descriptor.rawValue)
+        // Pieces in flight, oldest first; piece i uses pipe i % 2.
+        var inFlight: [(offset: Int64, pipe: PipePair, slots: [OperationSlot])] = []
+        var next: Int64 = 0
         var copied: Int64 = 0
-        while true {
-            let moved = try await input.copyPiece(
-                to: output, through: pipe, count: pieceSize, at: copied, destinationPath: destination)
-            if moved == 0 { break }
-            copied += Int64(moved)
-            progress?(copied, metadata.size)
+        var failure: (any Error)? = nil
+        var reachedEnd = false
+        func start(_ offset: Int64, _ pipe: PipePair) throws {
+            try core.admit(.copy, path: source)
+            let slots = core.submitChain(2) { step, request in
+                if step == 0 {
+                    io_uring_prep_splice(&request, endpoints.input, offset, pipe.writing, -1, UInt32(piece), 0)
+                } else {
+                    io_uring_prep_splice(&request, pipe.reading, -1, endpoints.output, offset, UInt32(piece), 0)
+                }
+                return nil
+            }
+            inFlight.append((offset, pipe, slots))
         }
+        do {
+            for pipe in pipes {
+                try start(next, pipe)
+                next += piece
+            }
+        } catch {
+            failure = error
+        }
+        while !inFlight.isEmpty {
+            let (offset, pipe, slots) = inFlight.removeFirst()
+            let first = await core.completion(of: slots[0])
+            let second = await core.completion(of: slots[1])
+            guard failure == nil else { continue }  // drain what is in flight, then throw
+            do {
+                var filled = Int(try core.check(first, .splice, path: source))
+                var written = 0
+                if second.result != -ECANCELED {
+                    written = Int(try core.check(second, .splice, path: destination))
+                }
+                while true {
+                    // A short splice broke the link: drain the pipe here, then
+                    // fill the rest of the piece; only 0 bytes means the end.
+                    while written < filled {
+                        let n = try await core.perform(.splice, path: destination) {
+                            io_uring_prep_splice(
+                                &$0, pipe.reading, -1, endpoints.output, offset + Int64(written),
+                                UInt32(filled - written), 0)
+                        }
+                        if n == 0 { throw UringError.system(.splice, EPIPE, path: destination) }
+                        written += Int(n)
+                    }
+                    if Int64(filled) == piece { break }
+                    let n = try await core.perform(.splice, path: source) {
+                        io_uring_prep_splice(
+                            &$0, endpoints.input, offset + Int64(filled), pipe.writing, -1,
+                            UInt32(piece - Int64(filled)), 0)
+                    }
+                    if n == 0 {
+                        reachedEnd = true
+                        break
+                    }
+                    filled += Int(n)
+                }
+                // Pieces finish in order, so the copy is contiguous up to here
+                // (a piece past the end fills nothing and changes nothing).
+                if filled > 0 {
+                    copied = offset + Int64(filled)
+                    progress?(copied, metadata.size)
+                }
+                if !reachedEnd {
+                    try start(next, pipe)
+                    next += piece
+                }
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
         try await output.close()
         try await input.close()
         return copied
     }
+}
 
-    /// One piece of a copy: source → pipe → destination, linked. A short
-    /// first splice breaks the link; the rest of the pipe is then drained.
-    private func copyPiece(
-        to output: borrowing File, through pipe: borrowing Pipe, count: Int, at offset: Int64,
-        destinationPath: FilePath
-    ) async throws -> Int {
-        let core = ring.core
-        try core.admit(.copy, path: path)
-        let input = descriptor.rawValue
-        let pipeIn = pipe.writing.descriptor.rawValue
-        let pipeOut = pipe.reading.descriptor.rawValue
-        let target = output.descriptor.rawValue
-        let length = UInt32(min(count, DescriptorIO.maximumTransfer))
-        let slots = core.submitChain(2) { step, request in
-            if step == 0 {
-                io_uring_prep_splice(&request, input, offset, pipeIn, -1, length, 0)
-            } else {
-                io_uring_prep_splice(&request, pipeOut, -1, target, offset, length, 0)
-            }
-            return nil
+/// The descriptors of one copy, captured by its request preparations.
+private struct SpliceEnds {
+    let input: Int32
+    let output: Int32
+}
+
+/// A pipe used only inside ``File/copy(from:to:on:pieceSize:progress:)``,
+/// closed when the copy is done.
+private final class PipePair {
+    let reading: Int32
+    let writing: Int32
+
+    init(capacity: Int) throws(UringError) {
+        var fds: [Int32] = [-1, -1]
+        guard cu_pipe(&fds) == 0 else {
+            throw UringError(.system, operation: .copy, errno: Errno(rawValue: Glibc.errno), detail: "pipe2 failed")
         }
-        let first = await core.completion(of: slots[0])
-        let second = await core.completion(of: slots[1])
-        let read = Int(try core.check(first, .splice, path: path))
-        var written = 0
-        if second.result != -ECANCELED {
-            written = Int(try core.check(second, .splice, path: destinationPath))
-        }
-        while written < read {
-            let n = try await pipe.reading.splice(
-                to: output, count: read - written, to: offset + Int64(written))
-            if n == 0 { throw UringError.system(.splice, EPIPE, path: destinationPath) }
-            written += n
-        }
-        return read
+        reading = fds[0]
+        writing = fds[1]
+        _ = fcntl(writing, 1031 /* F_SETPIPE_SZ */, Int32(clamping: capacity))  // best effort
+    }
+
+    /// What the pipe holds, in bytes (`F_GETPIPE_SZ`).
+    var capacity: Int { Int(max(4096, fcntl(writing, 1032 /* F_GETPIPE_SZ */))) }
+
+    deinit {
+        Glibc.close(reading)
+        Glibc.close(writing)
     }
 }

@@ -15,6 +15,7 @@ public struct Pipe: ~Copyable, Sendable {
 
     /// Creates a pipe (`pipe2`, close-on-exec) whose ends use `ring`.
     ///
+    /// - Parameter ring: The ring both ends' operations go through.
     /// - Parameter capacity: Ask the kernel for this many bytes of pipe
     ///   buffer (`F_SETPIPE_SZ`); the default keeps the system's 64 KiB.
     public init(on ring: RingActor, capacity: Int? = nil) throws(UringError) {
@@ -36,6 +37,8 @@ extension File {
     /// the bytes moved, 0 at end of input.
     ///
     /// - Parameters:
+    ///   - destination: Where the bytes go.
+    ///   - count: The most bytes to move.
     ///   - sourceOffset: Where to read this file (not for a pipe); nil uses
     ///     and advances its position.
     ///   - destinationOffset: Where to write `destination` (not for a pipe).
@@ -73,6 +76,9 @@ extension File {
     /// truncated. On an error it is left as far as the copy got.
     ///
     /// - Parameters:
+    ///   - source: The file to copy.
+    ///   - destination: The copy's path.
+    ///   - ring: The ring that performs the copy.
     ///   - pieceSize: Bytes per splice pair (each pipe is sized to match).
     ///   - progress: Called after each piece with the bytes copied so far and
     ///     the source's size when the copy began.

@@ -144,6 +144,7 @@ extension RingActor {
     /// Builds a chain of requests with `build` and submits it as one; see
     /// ``LinkedChain``. Returns one result per step, in order.
     ///
+    /// - Parameter build: Adds the steps, in order, to the chain it is given.
     /// - Parameter hard: Link with `IOSQE_IO_HARDLINK`: a failing step does
     ///   not cancel the rest.
     /// - Throws: ``UringError`` of kind ``UringError/Kind/invalidArgument`` for

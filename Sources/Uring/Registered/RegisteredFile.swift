@@ -10,6 +10,7 @@ extension RingActor {
     /// Registered files skip the kernel's per-request descriptor lookup and
     /// reference counting; see the benchmark `uring-bench registered`.
     ///
+    /// - Parameter capacity: How many slots the table has.
     /// - Parameter reserved: Slots `0..<reserved` are kept out of the
     ///   kernel's automatic allocation, for ``LinkedChain`` steps that open
     ///   into, use and close a slot they name up front.
@@ -58,7 +59,7 @@ extension RingCore {
 /// normal descriptor with ``installDescriptor()``. Dropping it without
 /// ``close()`` clears its slot.
 ///
-/// The ring needs a table first: ``RingActor/registerFiles(capacity:)``.
+/// The ring needs a table first: ``RingActor/registerFiles(capacity:reserved:)``.
 public struct RegisteredFile: ~Copyable, Sendable {
     /// The ring whose table holds the file.
     public let ring: RingActor

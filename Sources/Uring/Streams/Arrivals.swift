@@ -14,7 +14,7 @@ extension File {
     /// closed while the sequence lives.
     ///
     /// Regular files cannot be read this way (the kernel answers `EBADFD`);
-    /// use ``chunks(size:from:)`` for them.
+    /// use ``File/chunks(size:readAhead:from:)`` for them.
     ///
     /// - Throws: (from iteration) ``UringError`` of kind
     ///   ``UringError/Kind/unsupported`` on kernels without multishot reads.

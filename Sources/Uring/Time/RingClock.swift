@@ -76,6 +76,7 @@ public struct RingClock: Clock, Sendable {
 
     /// Suspends until `deadline`. Returns at once if it has passed.
     ///
+    /// - Parameter deadline: When to wake.
     /// - Parameter tolerance: Ignored: the kernel's timer fires on time.
     /// - Throws: `CancellationError` when the task is cancelled (at once);
     ///   ``UringError`` when the ring is shut down.

@@ -162,7 +162,11 @@ extension AllTests {
                 let file = try await RegisteredFile.open(path, on: sender)
                 try await file.send(to: receiver)
                 try await file.close()
-                #expect(try await listening.value == ["value 42", "object hello", "file handed over"])
+                let seen = try await listening.value
+                // Values and objects keep their order; the kernel delivers a
+                // file by another path, so it may overtake them.
+                #expect(seen.sorted() == ["file handed over", "object hello", "value 42"])
+                #expect(seen.filter { !$0.hasPrefix("file") } == ["value 42", "object hello"])
 
                 await receiver.shutdown()
                 do {

@@ -234,6 +234,12 @@ extension AllTests {
                 #expect(outcome == "cancelled" || outcome == "copied")
                 #expect(scratch.openDescriptors == 0)
 
+                // Copying a file onto itself is refused before anything is truncated.
+                await #expect(throws: UringError.self) {
+                    try await File.copy(from: source, to: source, on: ring)
+                }
+                #expect(try await ring.metadata(at: source).size == Int64(content.count))
+
                 do {
                     try await File.copy(from: scratch.file("missing"), to: scratch.file("never"), on: ring)
                     Issue.record("copied a missing file")

@@ -154,6 +154,22 @@ extension AllTests {
             }
         }
 
+        @Test("deadline: a one-entry ring cannot link a timeout, and says so instead of failing later")
+        func deadlineOnTinyRing() async throws {
+            var options = RingOptions()
+            options.entries = 1
+            try await RingActor.run(options: options) { ring in
+                try #require(ring.queueSizes.submission == 1, "the kernel rounded 1 entry up")
+                do {
+                    try await withTimeout(.seconds(1)) { try await ring.nop() }
+                    Issue.record("a deadline chain fit in a one-entry queue")
+                } catch let error as UringError {
+                    #expect(error.kind == .invalidArgument && error.operation == .nop)
+                }
+                try await ring.nop()
+            }
+        }
+
         @Test("deadline: cancellation racing expiry ends in one of the two, and leaves nothing behind")
         func deadlineRacingCancellation() async throws {
             try await RingActor.run { ring in

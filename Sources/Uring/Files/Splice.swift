@@ -90,10 +90,19 @@ extension File {
         progress: ((_ copied: Int64, _ total: Int64) -> Void)? = nil
     ) async throws -> Int64 {
         guard pieceSize > 0 else { throw UringError.invalid(.copy, path: source, "pieceSize must be positive") }
+        guard ring.core.submissionEntries >= 2 else {
+            throw UringError.invalid(.copy, path: source, "a copy needs a ring of at least 2 entries (this one has 1)")
+        }
         let input = try await File.open(source, on: ring)
         let metadata = try await input.metadata()
         if metadata.type == .directory {
             throw UringError(.system, operation: .copy, errno: .isDirectory, path: source)
+        }
+        // Truncating the destination would destroy a source that is the same file.
+        if let existing = try? await ring.metadata(at: destination),
+            existing.inode == metadata.inode && existing.device == metadata.device
+        {
+            throw UringError.invalid(.copy, path: destination, "the destination is the source file itself")
         }
         let output = try await File.open(
             destination, .writeOnly, options: [.create, .truncate], permissions: metadata.permissions, on: ring)

@@ -199,9 +199,11 @@ final class ByteStorage: @unchecked Sendable {
     let pointer: UnsafeMutableRawPointer
     let count: Int
     init(_ bytes: [UInt8]) {
-        count = bytes.count
+        count = min(bytes.count, DescriptorIO.maximumTransfer)
         pointer = .allocate(byteCount: max(1, count), alignment: 16)
-        bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(pointer), byteCount: count) }
+        bytes.withUnsafeBytes { source in
+            if let base = source.baseAddress { pointer.copyMemory(from: base, byteCount: count) }
+        }
     }
     deinit { pointer.deallocate() }
 }

@@ -48,9 +48,10 @@ public final class RegisteredBuffers: Sendable {
     }
 
     init(count: Int, size: Int, core: RingCore) async throws {
-        guard count > 0 && count <= 16384, size > 0 && size <= 1 << 30 else {
+        guard count > 0 && count <= 16384, size > 0 && size <= 1 << 30, count * size <= 1 << 32 else {
             throw UringError.invalid(
-                .registerBuffers, "\(count) buffers of \(size) bytes: need 1 to 16,384 buffers of 1 byte to 1 GiB")
+                .registerBuffers,
+                "\(count) buffers of \(size) bytes: need 1 to 16,384 buffers of 1 byte to 1 GiB, 4 GiB in all")
         }
         let memory = Memory(count: count, size: size)
         try await core.onRingThread(.registerBuffers) { ring in

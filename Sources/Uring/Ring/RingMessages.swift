@@ -51,8 +51,9 @@ extension RingActor {
 
     /// Hands `object` to `target`, where it arrives in `target.messages` as
     /// ``RingMessage/object(_:)``. The object is parked with `target` and its
-    /// ticket travels through `target`'s completion queue, so messages and
-    /// objects keep the order in which they reach the kernel.
+    /// ticket travels through `target`'s completion queue, so values and
+    /// objects keep the order in which they reach the kernel. (Registered
+    /// files travel by another path in the kernel and may overtake them.)
     public nonisolated(nonsending) func send(object: some Sendable, to target: RingActor) async throws {
         let fd = try target.core.messageDescriptor()
         let mailbox = target.core.mailbox
@@ -67,7 +68,8 @@ extension RingActor {
         }
     }
 
-    /// The messages other rings send to this one, in arrival order.
+    /// The messages other rings send to this one, in arrival order: values
+    /// and objects in the order they were sent, files possibly ahead of them.
     ///
     /// Messages that arrive while nobody iterates wait in the ring's mailbox
     /// (without limit). Iterate from one task at a time; several waiting

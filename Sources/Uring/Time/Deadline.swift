@@ -53,6 +53,11 @@ extension RingCore {
     ) async throws -> Int32 {
         try admit(operation, path: path, address: address)
         guard isSupported(.linkTimeout) else { throw UringError.unsupported(.linkTimeout, path: path).about(address) }
+        guard submissionEntries >= 2 else {
+            throw UringError.invalid(
+                operation, path: path, "a deadline needs a ring of at least 2 entries (this one has 1)"
+            ).about(address)
+        }
         guard deadline > .now else { throw UringError.timedOut(operation, path: path).about(address) }
         let time = KernelTimespec(absolute: deadline)
         let slots = submitChain(2) { step, request in

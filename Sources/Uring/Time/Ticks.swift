@@ -19,7 +19,8 @@ extension RingActor {
     ///
     /// - Throws: (from iteration) ``UringError`` of kind
     ///   ``UringError/Kind/invalidArgument`` for an interval that is not
-    ///   positive, or ``UringError/Kind/unsupported`` before kernel 6.4.
+    ///   positive. Before kernel 6.4 the kernel refuses repeating timeouts
+    ///   with `EINVAL` (the probe lists opcodes, not this flag).
     public nonisolated func ticks(every interval: Duration) -> Ticks {
         Ticks(core: core, interval: interval)
     }

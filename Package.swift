@@ -14,7 +14,6 @@ let package = Package(
         .executable(name: "uring-http", targets: ["uring-http"]),
         .executable(name: "uring-cp", targets: ["uring-cp"]),
         .executable(name: "uring-run", targets: ["uring-run"]),
-        .executable(name: "uring-bench", targets: ["uring-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -63,19 +62,6 @@ let package = Package(
             name: "uring-run",
             dependencies: ["Uring"],
             path: "Examples/uring-run",
-            swiftSettings: strict
-        ),
-        // Benchmarks: the library against the same loops in C on liburing.
-        // Run in release: swift run -c release uring-bench nop
-        .target(
-            name: "CBaseline",
-            path: "Benchmarks/Sources/CBaseline",
-            linkerSettings: [.linkedLibrary("uring")]
-        ),
-        .executableTarget(
-            name: "uring-bench",
-            dependencies: ["Uring", "CBaseline"],
-            path: "Benchmarks/Sources/uring-bench",
             swiftSettings: strict
         ),
         // Test-only: installs a seccomp filter so a child process can check

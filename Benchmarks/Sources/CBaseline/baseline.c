@@ -61,3 +61,156 @@ long long cbaseline_copy_file_range(const char *source, const char *target) {
     if (close(output) != 0) return -errno;
     return total;
 }
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+/// The offsets every random-read peer uses: the same generator as the Swift
+/// side (a 64-bit LCG, one stream per task or slot).
+static inline long long next_offset(unsigned long long *state, unsigned long long blocks) {
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (long long)((*state >> 33) % blocks) * 4096;
+}
+
+static void *aligned_buffer(size_t size) {
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, size) != 0) return NULL;
+    return p;
+}
+
+long long cbaseline_randread(const char *path, int direct, unsigned depth, unsigned total, long long file_size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+    if (fd < 0) return -errno;
+    struct io_uring ring;
+    struct io_uring_params params = {0};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int ret = io_uring_queue_init_params(depth * 2, &ring, &params);
+    if (ret < 0) { close(fd); return ret; }
+    char *buffers = aligned_buffer((size_t)depth * 4096);
+    unsigned long long *states = calloc(depth, sizeof *states);
+    unsigned long long blocks = (unsigned long long)(file_size / 4096);
+    for (unsigned i = 0; i < depth; i++) states[i] = i + 1;
+    long long start = now_ns();
+    unsigned submitted = 0, completed = 0;
+    for (unsigned i = 0; i < depth && submitted < total; i++, submitted++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_read(sqe, fd, buffers + (size_t)i * 4096, 4096, next_offset(&states[i], blocks));
+        sqe->user_data = i;
+    }
+    while (completed < total) {
+        ret = io_uring_submit_and_wait(&ring, 1);
+        if (ret < 0) break;
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            seen++;
+            completed++;
+            if (cqe->res != 4096) { ret = cqe->res < 0 ? cqe->res : -EIO; }
+            unsigned slot = (unsigned)cqe->user_data;
+            if (submitted < total) {
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+                io_uring_prep_read(sqe, fd, buffers + (size_t)slot * 4096, 4096, next_offset(&states[slot], blocks));
+                sqe->user_data = slot;
+                submitted++;
+            }
+        }
+        io_uring_cq_advance(&ring, seen);
+        if (ret < 0) break;
+    }
+    long long elapsed = now_ns() - start;
+    io_uring_queue_exit(&ring);
+    free(buffers);
+    free(states);
+    close(fd);
+    return ret < 0 ? ret : elapsed;
+}
+
+struct pread_job {
+    int fd;
+    unsigned reads;
+    unsigned long long state;
+    unsigned long long blocks;
+    int error;
+};
+
+static void *pread_worker(void *context) {
+    struct pread_job *job = context;
+    char *buffer = aligned_buffer(4096);
+    for (unsigned i = 0; i < job->reads; i++) {
+        if (pread(job->fd, buffer, 4096, next_offset(&job->state, job->blocks)) != 4096) { job->error = errno ? errno : EIO; break; }
+    }
+    free(buffer);
+    return NULL;
+}
+
+long long cbaseline_pread_threads(const char *path, int direct, unsigned threads, unsigned total, long long file_size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+    if (fd < 0) return -errno;
+    pthread_t *ids = calloc(threads, sizeof *ids);
+    struct pread_job *jobs = calloc(threads, sizeof *jobs);
+    long long start = now_ns();
+    for (unsigned i = 0; i < threads; i++) {
+        jobs[i] = (struct pread_job){fd, total / threads, i + 1, (unsigned long long)(file_size / 4096), 0};
+        pthread_create(&ids[i], NULL, pread_worker, &jobs[i]);
+    }
+    int error = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        pthread_join(ids[i], NULL);
+        if (jobs[i].error) error = jobs[i].error;
+    }
+    long long elapsed = now_ns() - start;
+    free(ids);
+    free(jobs);
+    close(fd);
+    return error ? -error : elapsed;
+}
+
+long long cbaseline_seqread(const char *path, unsigned chunk, unsigned depth) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat info;
+    fstat(fd, &info);
+    struct io_uring ring;
+    struct io_uring_params params = {0};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int ret = io_uring_queue_init_params(depth * 2, &ring, &params);
+    if (ret < 0) { close(fd); return ret; }
+    char *buffers = aligned_buffer((size_t)depth * chunk);
+    long long next = 0, done = 0, size = info.st_size;
+    long long start = now_ns();
+    unsigned inflight = 0;
+    for (unsigned i = 0; i < depth && next < size; i++, next += chunk, inflight++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_read(sqe, fd, buffers + (size_t)i * chunk, chunk, next);
+        sqe->user_data = i;
+    }
+    while (inflight > 0) {
+        ret = io_uring_submit_and_wait(&ring, 1);
+        if (ret < 0) break;
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            seen++;
+            inflight--;
+            if (cqe->res < 0) { ret = cqe->res; continue; }
+            done += cqe->res;
+            unsigned slot = (unsigned)cqe->user_data;
+            if (next < size) {
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+                io_uring_prep_read(sqe, fd, buffers + (size_t)slot * chunk, chunk, next);
+                sqe->user_data = slot;
+                next += chunk;
+                inflight++;
+            }
+        }
+        io_uring_cq_advance(&ring, seen);
+        if (ret < 0) break;
+    }
+    long long elapsed = now_ns() - start;
+    io_uring_queue_exit(&ring);
+    free(buffers);
+    close(fd);
+    if (ret < 0) return ret;
+    return done == size ? elapsed : -EIO;
+}

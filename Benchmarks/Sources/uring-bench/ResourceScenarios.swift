@@ -3,31 +3,13 @@
 // with copy_file_range and a read/write loop.
 
 import CBaseline
-import Glibc
+import Foundation
 import SystemPackage
 import Uring
 
 extension UringBench {
-    /// A file of `size` bytes in the working directory, written once and left
-    /// in the page cache (the scenarios measure the ring, not the disk).
-    static func scratchFile(_ name: String, size: Int) throws -> String {
-        let path = ".uring-bench-\(name)-\(getpid())"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        precondition(fd >= 0, "cannot create \(path)")
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        for i in chunk.indices { chunk[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
-        var written = 0
-        while written < size {
-            let n = chunk.withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, size - written)) }
-            precondition(n > 0)
-            written += n
-        }
-        close(fd)
-        return path
-    }
-
     /// 4 KiB reads at random aligned offsets from `tasks` concurrent tasks.
-    static func registered(quick: Bool, rounds: Int) async throws {
+    static func registered(_ report: Report, quick: Bool, rounds: Int) async throws {
         let size = quick ? 8 << 20 : 256 << 20
         let reads = quick ? 20_000 : 400_000
         let tasks = 32
@@ -45,7 +27,7 @@ extension UringBench {
         let slot = Shared(try await RegisteredFile.open(FilePath(path), on: ring))
 
         func measure(_ body: @escaping @Sendable (Int, inout UInt64) async throws -> Void) async throws -> Double {
-            try await best(rounds, ops: reads) {
+            try await best(rounds, units: reads) {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for task in 0..<tasks {
                         group.addTask { [ring] in
@@ -77,19 +59,19 @@ extension UringBench {
             for _ in 0..<perTask { _ = try await plain.value.read(into: &buffer, at: offset(&state)) }
         }
         await ring.shutdown()
-        print("registered: 4 KiB random reads, \(tasks) tasks, \(size >> 20) MiB file in the page cache")
+        let scenario = "registered (4 KiB random reads, page cache)"
         for (name, value) in [
             ("plain descriptor, plain buffer", normal), ("registered file, plain buffer", fixedFile),
             ("plain descriptor, registered buffer", fixedBuffer), ("registered file and buffer", fixedBoth),
         ] {
-            print(
-                "registered \(name.padded(to: 38)) \(format(value)) reads/s   ratio to plain \(String(format2: value / normal))")
+            report.add(scenario, name, "reads_per_second", value, "reads/s")
         }
+        report.table(scenario, "reads_per_second", ours: "registered file and buffer")
     }
 
     /// Copying one file: File.copy (splice through a pipe, in the ring)
     /// against copy_file_range(2) and a read/write loop through the ring.
-    static func copy(quick: Bool, rounds: Int) async throws {
+    static func copy(_ report: Report, quick: Bool, rounds: Int) async throws {
         let size = quick ? 16 << 20 : 512 << 20
         let source = try scratchFile("copy-source", size: size)
         let target = source + ".copy"
@@ -98,10 +80,10 @@ extension UringBench {
             unlink(target)
         }
         let ring = try RingActor()
-        let splice = try await best(rounds, ops: size) {
+        let splice = try await best(rounds, units: size) {
             try await File.copy(from: FilePath(source), to: FilePath(target), on: ring)
         }
-        let loop = try await best(rounds, ops: size) {
+        let loop = try await best(rounds, units: size) {
             let input = try await File.open(FilePath(source), on: ring)
             let output = try await File.open(FilePath(target), .writeOnly, options: [.create, .truncate], on: ring)
             var buffer = [UInt8](repeating: 0, count: 1 << 20)
@@ -116,20 +98,16 @@ extension UringBench {
             try await input.close()
         }
         await ring.shutdown()
-        let kernel = await best(rounds, ops: size) {
+        let kernel = bestC(rounds, units: size, "copy_file_range") {
+            let start = ContinuousClock.now
             let copied = cbaseline_copy_file_range(source, target)
             precondition(copied == size, "copy_file_range failed: \(copied)")
+            return Int64(seconds(ContinuousClock.now - start) * 1e9)
         }
-        print("copy: \(size >> 20) MiB file in the page cache")
-        func mb(_ bytesPerSecond: Double) -> String { "\(Int(bytesPerSecond / 1e6)) MB/s".padded(to: 11) }
-        print("copy File.copy (splice via pipe, ring)       \(mb(splice)) ratio to copy_file_range \(String(format2: splice / kernel))")
-        print("copy read/write loop through the ring        \(mb(loop)) ratio to copy_file_range \(String(format2: loop / kernel))")
-        print("copy copy_file_range(2), blocking syscall    \(mb(kernel))")
+        let scenario = "copy (page cache)"
+        report.add(scenario, "File.copy (splice, 2 pieces in flight)", "bytes_per_second", splice, "B/s")
+        report.add(scenario, "read/write loop through the ring", "bytes_per_second", loop, "B/s")
+        report.add(scenario, "copy_file_range(2), blocking", "bytes_per_second", kernel, "B/s")
+        report.table(scenario, "bytes_per_second", ours: "File.copy (splice, 2 pieces in flight)")
     }
-}
-
-/// Lets a noncopyable value be used from several tasks by reference.
-final class Shared<Value: ~Copyable & Sendable>: Sendable {
-    let value: Value
-    init(_ value: consuming Value) { self.value = value }
 }

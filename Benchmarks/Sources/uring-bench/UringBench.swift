@@ -1,160 +1,140 @@
-// uring-bench: the library against hand-written C on liburing, in one run.
+// uring-bench: swift-uring against its peers, side by side in one run.
 //
-//     uring-bench nop|registered|copy|all [--quick] [--ops N]
+//     swift run -c release uring-bench <scenario>|all [--quick]
 //
-// Each scenario prints its figures for the Swift library and for its peer
-// measured in the same process, and their ratio: nop against C on liburing,
-// registered files and buffers against the plain path, File.copy against
-// copy_file_range(2).
+// Scenarios: nop, randread, seqread, registered, copy, allocations. Each runs
+// this library and its peers in turn on the same data, prints a table with
+// ratios, and writes one JSON line per figure to stdout and to
+// results/latest.jsonl. `all` without --quick also writes RESULTS.md.
+// Peers that are not Swift come from Scripts/install-peers.sh.
 
 import CBaseline
-import Glibc
+import Foundation
 import Uring
 
 @main
 struct UringBench {
+    static let scenarios = ["nop", "randread", "seqread", "registered", "copy", "allocations"]
+
     static func main() async throws {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let quick = arguments.contains("--quick")
         arguments.removeAll { $0 == "--quick" }
-        var ops = quick ? 20_000 : 1_000_000
-        if let index = arguments.firstIndex(of: "--ops"), index + 1 < arguments.count, let n = Int(arguments[index + 1]) {
-            ops = n
-            arguments.removeSubrange(index...index + 1)
-        }
-        var only: String? = nil
-        if let index = arguments.firstIndex(of: "--only"), index + 1 < arguments.count {
-            only = arguments[index + 1]
-            arguments.removeSubrange(index...index + 1)
-        }
         let scenario = arguments.first ?? "all"
-        let rounds = quick ? 1 : 3
-        switch scenario {
-        case "nop": try await nop(ops: ops, rounds: rounds, only: only)
-        case "registered": try await registered(quick: quick, rounds: rounds)
-        case "copy": try await copy(quick: quick, rounds: rounds)
-        case "all":
-            try await nop(ops: ops, rounds: rounds, only: only)
-            try await registered(quick: quick, rounds: rounds)
-            try await copy(quick: quick, rounds: rounds)
-        default:
-            print("usage: uring-bench [nop|registered|copy|all] [--quick] [--ops N] [--only a|b|c|c2]")
+        guard scenario == "all" || scenarios.contains(scenario) else {
+            print("usage: uring-bench \(scenarios.joined(separator: "|"))|all [--quick]")
             exit(2)
+        }
+        let directory = packageDirectory
+        try? FileManager.default.createDirectory(atPath: directory + "/results", withIntermediateDirectories: true)
+        let report = Report(jsonlPath: directory + "/results/latest.jsonl", quick: quick)
+        let rounds = quick ? 1 : 3
+        let wanted = scenario == "all" ? scenarios : [scenario]
+        for name in wanted {
+            let start = ContinuousClock.now
+            print("=== \(name)\(quick ? " (quick)" : "")")
+            switch name {
+            case "nop": try await nop(report, quick: quick, rounds: rounds)
+            case "randread": try await randomRead(report, quick: quick, rounds: rounds)
+            case "seqread": try await sequentialRead(report, quick: quick, rounds: rounds)
+            case "registered": try await registered(report, quick: quick, rounds: rounds)
+            case "copy": try await copy(report, quick: quick, rounds: rounds)
+            case "allocations": try await allocations(report, quick: quick)
+            default: break
+            }
+            print("=== \(name) took \(ContinuousClock.now - start)")
+        }
+        if scenario == "all" && !quick {
+            try report.writeResults(to: directory + "/RESULTS.md", command: "swift run -c release uring-bench all")
+            print("wrote \(directory)/RESULTS.md")
         }
     }
 
-    /// Best of `rounds` timings, in operations per second.
-    nonisolated(nonsending) static func best(_ rounds: Int, ops: Int, _ body: () async throws -> Void) async rethrows -> Double {
+    /// The Benchmarks directory: results go there whatever the working directory.
+    static var packageDirectory: String {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // uring-bench, Sources, then the package
+        return url.path
+    }
+
+    /// Best of `rounds` timings, as `units` per second.
+    nonisolated(nonsending) static func best(
+        _ rounds: Int, units: Int, _ body: () async throws -> Void
+    ) async rethrows -> Double {
         var best = 0.0
         for _ in 0..<rounds {
             let start = ContinuousClock.now
             try await body()
-            let elapsed = ContinuousClock.now - start
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            best = max(best, Double(ops) / seconds)
+            best = max(best, Double(units) / seconds(ContinuousClock.now - start))
         }
         return best
     }
 
-    static func c(ops: Int, batch: Int, rounds: Int) -> Double {
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// Best of `rounds` runs of a C peer that returns elapsed nanoseconds
+    /// (or a negative errno), as `units` per second.
+    static func bestC(_ rounds: Int, units: Int, _ name: String, _ body: () -> Int64) -> Double {
         var best = 0.0
         for _ in 0..<rounds {
-            let ns = cbaseline_nops(UInt32(ops), UInt32(batch))
-            precondition(ns > 0, "C baseline failed: \(ns)")
-            best = max(best, Double(ops) / (Double(ns) / 1e9))
+            let ns = body()
+            precondition(ns > 0, "\(name) failed: errno \(-ns)")
+            best = max(best, Double(units) / (Double(ns) / 1e9))
         }
         return best
     }
 
-    static func line(_ name: String, _ swift: Double, _ peer: Double, _ peerName: String, goal: String) {
-        let ratio = swift / peer
-        print(
-            "nop \(name.padded(to: 44)) swift \(format(swift)) ops/s   "
-                + "\(peerName) \(format(peer)) ops/s   ratio \(String(format2: ratio))   goal \(goal)")
+    /// A file of `size` bytes in the working directory, written once; warm
+    /// in the page cache unless dropped.
+    static func scratchFile(_ name: String, size: Int) throws -> String {
+        let path = ".uring-bench-\(name)-\(getpid())"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        precondition(fd >= 0, "cannot create \(path)")
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        for i in chunk.indices { chunk[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
+        var written = 0
+        while written < size {
+            let n = chunk.withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, size - written)) }
+            precondition(n > 0)
+            written += n
+        }
+        fsync(fd)
+        close(fd)
+        return path
     }
 
-    static func format(_ value: Double) -> String {
-        let k = Int(value / 1000)
-        return "\(k)k".padded(to: 7)
+    /// The full path of `tool` on PATH, or nil.
+    static func which(_ tool: String) -> String? {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/\(tool)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
     }
 
-    static func nop(ops: Int, rounds: Int, only: String?) async throws {
-        func wanted(_ mode: String) -> Bool { only == nil || only == mode }
-        let c1 = c(ops: ops, batch: 1, rounds: rounds)
-        let c32 = c(ops: ops, batch: 32, rounds: rounds)
-
-        // (a) Sequential, task preferring the ring's executor.
-        if wanted("a") {
-        let a = try await RingActor.run { ring in
-            try await best(rounds, ops: ops) {
-                for _ in 0..<ops { try await ring.nop() }
-            }
+    /// Runs a command to completion; returns its status and standard output.
+    static func run(_ arguments: [String], stdout: String? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        let pipe = Pipe()
+        if let stdout {
+            process.standardOutput = FileHandle(forWritingAtPath: stdout)
+        } else {
+            process.standardOutput = pipe
         }
-        line("(a) sequential, ring executor preferred", a, c1, "C(1/submit)", goal: ">= 0.8")
-        }
-
-        // (b) Sequential, from an ordinary task on the global pool.
-        if wanted("b") {
-        let ring = try RingActor()
-        let b = try await withThrowingTaskGroup(of: Double.self) { group in
-            group.addTask {
-                try await best(rounds, ops: ops) {
-                    for _ in 0..<ops { try await ring.nop() }
-                }
-            }
-            return try await group.next()!
-        }
-        await ring.shutdown()
-        line("(b) sequential, ordinary task (global pool)", b, c1, "C(1/submit)", goal: ">= 200k ops/s")
-        }
-
-        // (c) 32 concurrent tasks on the ring executor.
-        let tasks = 32
-        if wanted("c") {
-        let c = try await RingActor.run { ring in
-            let result = try await best(rounds, ops: ops) {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for _ in 0..<tasks {
-                        group.addTask {
-                            for _ in 0..<(ops / tasks) { try await ring.nop() }
-                        }
-                    }
-                    try await group.waitForAll()
-                }
-            }
-            if CommandLine.arguments.contains("--verbose") { print(ring.statistics) }
-            return result
-        }
-        line("(c) 32 tasks, ring executor preferred", c, c32, "C(32/submit)", goal: ">= 0.5")
-        }
-
-        // (c') 32 concurrent tasks from the global pool (no goal; for context).
-        if wanted("c2") {
-        let ring2 = try RingActor()
-        let c2 = try await best(rounds, ops: ops) {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<tasks {
-                    group.addTask {
-                        for _ in 0..<(ops / tasks) { try await ring2.nop() }
-                    }
-                }
-                try await group.waitForAll()
-            }
-        }
-        await ring2.shutdown()
-        line("(c') 32 tasks, ordinary tasks (global pool)", c2, c32, "C(32/submit)", goal: "none")
-        }
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = stdout == nil ? pipe.fileHandleForReading.readDataToEndOfFile() : Data()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 
-extension String {
-    func padded(to width: Int) -> String {
-        count >= width ? self : self + String(repeating: " ", count: width - count)
-    }
-
-    init(format2 value: Double) {
-        let scaled = Int((value * 100).rounded())
-        let fraction = scaled % 100
-        self = "\(scaled / 100).\(fraction < 10 ? "0" : "")\(fraction)"
-    }
+/// Lets a noncopyable value be used from several tasks by reference.
+final class Shared<Value: ~Copyable & Sendable>: Sendable {
+    let value: Value
+    init(_ value: consuming Value) { self.value = value }
 }

@@ -7,4 +7,13 @@ long long cbaseline_nops(unsigned total, unsigned batch);
 /// Copies `source` to `target` (created or truncated) with copy_file_range(2)
 /// until end of file; returns the bytes copied, or a negative errno.
 long long cbaseline_copy_file_range(const char *source, const char *target);
+/// `total` 4 KiB reads at random aligned offsets of `path` (`file_size`
+/// bytes), `depth` kept in flight on one liburing ring; O_DIRECT if `direct`.
+/// Returns the elapsed nanoseconds or a negative errno.
+long long cbaseline_randread(const char *path, int direct, unsigned depth, unsigned total, long long file_size);
+/// The same reads as blocking pread(2) calls from `threads` threads.
+long long cbaseline_pread_threads(const char *path, int direct, unsigned threads, unsigned total, long long file_size);
+/// Reads `path` from start to end in `chunk`-byte reads, `depth` in flight
+/// on one liburing ring. Returns the elapsed nanoseconds or a negative errno.
+long long cbaseline_seqread(const char *path, unsigned chunk, unsigned depth);
 #endif

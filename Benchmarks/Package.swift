@@ -1,0 +1,47 @@
+// swift-tools-version: 6.1
+// uring-bench: swift-uring against its peers, side by side in one run.
+// A package of its own, so the library's users never build the peers.
+//
+//     cd Benchmarks && swift run -c release uring-bench all [--quick]
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "uring-benchmarks",
+    dependencies: [
+        .package(name: "swift-uring", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // The hand-written C references on liburing, and the blocking peers.
+        .target(
+            name: "CBaseline",
+            path: "Sources/CBaseline",
+            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("pthread")]
+        ),
+        // Counts heap allocations process-wide (interposed malloc).
+        .target(name: "CMallocCounter", path: "Sources/CMallocCounter"),
+        .executableTarget(
+            name: "uring-bench",
+            dependencies: [
+                .product(name: "Uring", package: "swift-uring"),
+                "CBaseline",
+                "CMallocCounter",
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Sources/uring-bench",
+            swiftSettings: strict
+        ),
+        // N awaited NOPs and nothing else, for callgrind's instruction counts.
+        .executableTarget(
+            name: "uring-nop-count",
+            dependencies: [.product(name: "Uring", package: "swift-uring"), "CBaseline"],
+            path: "Sources/uring-nop-count",
+            swiftSettings: strict
+        ),
+    ]
+)

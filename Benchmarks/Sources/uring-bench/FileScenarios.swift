@@ -1,0 +1,144 @@
+// randread and seqread: reading files through this library, through C on
+// liburing, fio, NIOFileSystem, blocking threads and cat, on the same file.
+
+import CBaseline
+import Foundation
+import NIOCore
+import SystemPackage
+import Uring
+import _NIOFileSystem
+
+extension UringBench {
+    static func randomRead(_ report: Report, quick: Bool, rounds: Int) async throws {
+        let size = quick ? 64 << 20 : 1 << 30
+        let reads = quick ? 20_000 : 200_000
+        let depth = 32
+        let path = try scratchFile("randread", size: size)
+        defer { unlink(path) }
+        let blocks = UInt64(size / 4096)
+
+        for direct in [false, true] {
+            let scenario = direct ? "randread (O_DIRECT)" : "randread (page cache)"
+            let ours = "swift-uring, \(depth) tasks"
+            // Ours: 32 tasks on the ring executor, each awaiting one read at a time.
+            let swift = try await RingActor.run { ring in
+                let file = Shared(try await File.open(FilePath(path), options: direct ? [.direct] : [], on: ring))
+                return try await best(rounds, units: reads) {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for task in 0..<depth {
+                            group.addTask {
+                                var buffer = AlignedBuffer(count: 4096)
+                                var state = UInt64(task) &+ 1
+                                for _ in 0..<(reads / depth) {
+                                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                    let offset = Int64((state >> 33) % blocks) * 4096
+                                    _ = try await file.value.read(into: &buffer, at: offset)
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                }
+            }
+            report.add(scenario, ours, "reads_per_second", swift, "reads/s")
+            let c = bestC(rounds, units: reads, "C randread") {
+                cbaseline_randread(path, direct ? 1 : 0, UInt32(depth), UInt32(reads), Int64(size))
+            }
+            report.add(scenario, "C liburing, depth \(depth)", "reads_per_second", c, "reads/s")
+            let threads = bestC(rounds, units: reads, "pread threads") {
+                cbaseline_pread_threads(path, direct ? 1 : 0, UInt32(depth), UInt32(reads), Int64(size))
+            }
+            report.add(scenario, "pread, \(depth) threads", "reads_per_second", threads, "reads/s")
+            if let fio = which("fio") {
+                let seconds = quick ? 1 : 5
+                let result = try run([
+                    fio, "--name=randread", "--filename=\(path)", "--rw=randread", "--bs=4k", "--iodepth=\(depth)",
+                    "--ioengine=io_uring", "--size=\(size)", "--direct=\(direct ? 1 : 0)", "--time_based",
+                    "--runtime=\(seconds)", "--output-format=json",
+                ])
+                if let iops = fioIOPS(result.output) {
+                    report.add(scenario, "fio io_uring, depth \(depth)", "reads_per_second", iops, "reads/s")
+                } else {
+                    report.skipped(scenario, "fio", "no IOPS in its output (status \(result.status))")
+                }
+            } else {
+                report.skipped(scenario, "fio", "not installed (bash Scripts/install-peers.sh)")
+            }
+            if !direct {
+                // NIOFileSystem: concurrent readChunk calls on one handle
+                // (it runs them on its blocking thread pool).
+                let handle = try await FileSystem.shared.openFile(forReadingAt: FilePath(path))
+                let nio = try await best(rounds, units: reads) {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for task in 0..<depth {
+                            group.addTask {
+                                var state = UInt64(task) &+ 1
+                                for _ in 0..<(reads / depth) {
+                                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                    let offset = Int64((state >> 33) % blocks) * 4096
+                                    _ = try await handle.readChunk(fromAbsoluteOffset: offset, length: .bytes(4096))
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                }
+                try await handle.close()
+                report.add(scenario, "NIOFileSystem readChunk, \(depth) tasks", "reads_per_second", nio, "reads/s")
+            }
+            report.table(scenario, "reads_per_second", ours: ours)
+            if !direct {
+                report.goal(scenario, "≥ 0.9 of C liburing", ratio: swift / c)
+                report.goal(scenario, "≥ 0.9 of fio", ratio: report.value(scenario, "fio io_uring, depth \(depth)", "reads_per_second").map { swift / $0 })
+                report.goal(scenario, "≥ 3× NIOFileSystem", ratio: report.value(scenario, "NIOFileSystem readChunk, \(depth) tasks", "reads_per_second").map { swift / $0 })
+            }
+        }
+    }
+
+    /// fio's read IOPS from its JSON output.
+    static func fioIOPS(_ output: String) -> Double? {
+        guard let start = output.firstIndex(of: "{"),
+            let json = try? JSONSerialization.jsonObject(with: Data(output[start...].utf8)) as? [String: Any],
+            let jobs = json["jobs"] as? [[String: Any]], let read = jobs.first?["read"] as? [String: Any]
+        else { return nil }
+        return (read["iops"] as? NSNumber)?.doubleValue
+    }
+
+    static func sequentialRead(_ report: Report, quick: Bool, rounds: Int) async throws {
+        let size = quick ? 64 << 20 : 1 << 30
+        let chunk = 1 << 20
+        let path = try scratchFile("seqread", size: size)
+        defer { unlink(path) }
+        let scenario = "seqread (page cache)"
+        let ours = "swift-uring file.chunks"
+        let swift = try await RingActor.run { ring in
+            try await best(rounds, units: size) {
+                let file = try await File.open(FilePath(path), on: ring)
+                var total = 0
+                for try await piece in file.chunks(size: chunk) { total += piece.count }
+                precondition(total == size)
+                try await file.close()
+            }
+        }
+        report.add(scenario, ours, "bytes_per_second", swift, "B/s")
+        let c = bestC(rounds, units: size, "C seqread") { cbaseline_seqread(path, UInt32(chunk), 4) }
+        report.add(scenario, "C liburing, 4 in flight", "bytes_per_second", c, "B/s")
+        let nio = try await best(rounds, units: size) {
+            try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
+                var total = 0
+                for try await buffer in handle.readChunks(chunkLength: .bytes(Int64(chunk))) { total += buffer.readableBytes }
+                precondition(total == size)
+            }
+        }
+        report.add(scenario, "NIOFileSystem readChunks", "bytes_per_second", nio, "B/s")
+        if let cat = which("cat") {
+            let catRate = try await best(rounds, units: size) {
+                let result = try run([cat, path], stdout: "/dev/null")
+                precondition(result.status == 0)
+            }
+            report.add(scenario, "cat > /dev/null", "bytes_per_second", catRate, "B/s")
+        }
+        report.table(scenario, "bytes_per_second", ours: ours)
+        report.goal(scenario, "≥ 0.9 of C", ratio: swift / c)
+    }
+}

@@ -1,0 +1,93 @@
+// nop: awaited NOPs in three modes against C loops on liburing, plus the
+// instructions each costs, counted by callgrind (stable on a noisy machine).
+
+import CBaseline
+import Foundation
+import Uring
+
+extension UringBench {
+    static func nop(_ report: Report, quick: Bool, rounds: Int) async throws {
+        let ops = quick ? 20_000 : 1_000_000
+        let tasks = 32
+        let c1 = bestC(rounds, units: ops, "C nop") { cbaseline_nops(UInt32(ops), 1) }
+        let c32 = bestC(rounds, units: ops, "C nop") { cbaseline_nops(UInt32(ops), 32) }
+        report.add("nop", "C liburing, 1 per submit", "ops_per_second", c1, "ops/s")
+        report.add("nop", "C liburing, 32 per submit", "ops_per_second", c32, "ops/s")
+
+        // (a) Sequential, in a task preferring the ring's executor.
+        let a = try await RingActor.run { ring in
+            try await best(rounds, units: ops) { for _ in 0..<ops { try await ring.nop() } }
+        }
+        report.add("nop", "swift-uring (a) sequential, ring executor", "ops_per_second", a, "ops/s")
+
+        // (b) Sequential, from an ordinary task on the global pool.
+        let ring = try RingActor()
+        let b = try await Task.detached {
+            try await best(rounds, units: ops) { for _ in 0..<ops { try await ring.nop() } }
+        }.value
+        await ring.shutdown()
+        report.add("nop", "swift-uring (b) sequential, global pool", "ops_per_second", b, "ops/s")
+
+        // (c) 32 concurrent tasks on the ring executor.
+        let c = try await RingActor.run { ring in
+            try await best(rounds, units: ops) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<tasks {
+                        group.addTask { for _ in 0..<(ops / tasks) { try await ring.nop() } }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+        }
+        report.add("nop", "swift-uring (c) 32 tasks, ring executor", "ops_per_second", c, "ops/s")
+        report.table("nop", "ops_per_second", ours: "swift-uring (a) sequential, ring executor")
+        report.goal("nop", "(a) ≥ 0.8 of C (1 per submit)", ratio: a / c1)
+        report.goal("nop", "(c) ≥ 0.5 of C (32 per submit)", ratio: c / c32)
+        report.goal("nop", "(b) ≥ 200k ops/s (ratio to 200k)", ratio: b / 200_000)
+
+        // Instructions per awaited NOP, ours (mode a) against C, under callgrind.
+        guard let valgrind = which("valgrind") else {
+            report.skipped("nop", "instruction counts", "valgrind is not installed (bash Scripts/install-peers.sh)")
+            return
+        }
+        let small = quick ? 2_000 : 20_000
+        let large = small * 3
+        var perNop: [String: Double] = [:]
+        for impl in ["swift", "c"] {
+            // The difference between two run lengths cancels start-up and ring creation.
+            guard let few = instructions(valgrind, impl, small), let many = instructions(valgrind, impl, large) else {
+                report.skipped(
+                    "nop", "instructions per NOP (\(impl))",
+                    "callgrind could not run uring-nop-count \(impl) (valgrind 3.19 crashes inside itself on the Swift ring; perf has no instruction counter on this VM)")
+                continue
+            }
+            perNop[impl] = Double(many - few) / Double(large - small)
+        }
+        if let swift = perNop["swift"] {
+            report.add("nop", "swift-uring (a) sequential, ring executor", "instructions_per_op", swift, "instructions")
+        }
+        if let c = perNop["c"] {
+            report.add("nop", "C liburing, 1 per submit", "instructions_per_op", c, "instructions")
+        }
+        report.table("nop", "instructions_per_op", ours: "swift-uring (a) sequential, ring executor", lowerIsBetter: true)
+    }
+
+    /// Total instructions of `uring-nop-count IMPL N` under callgrind. It
+    /// runs a copy without debug information: valgrind 3.19 cannot read the
+    /// DWARF that Swift 6.3 writes.
+    static func instructions(_ valgrind: String, _ impl: String, _ count: Int) -> Int? {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path + "/uring-nop-count"
+        let stripped = NSTemporaryDirectory() + "uring-nop-count-\(getpid())"
+        let out = NSTemporaryDirectory() + "uring-bench-callgrind-\(getpid())-\(impl)-\(count)"
+        defer {
+            unlink(out)
+            unlink(stripped)
+        }
+        guard let objcopy = which("objcopy"), (try? run([objcopy, "--strip-debug", binary, stripped]))?.status == 0,
+            let result = try? run([valgrind, "--tool=callgrind", "--callgrind-out-file=\(out)", stripped, impl, String(count)]),
+            result.status == 0, let text = try? String(contentsOfFile: out, encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") })
+        else { return nil }
+        return Int(line.split(separator: " ").last ?? "")
+    }
+}

@@ -54,6 +54,8 @@ extension UringBench {
                 let result = try run([
                     fio, "--name=randread", "--filename=\(path)", "--rw=randread", "--bs=4k", "--iodepth=\(depth)",
                     "--ioengine=io_uring", "--size=\(size)", "--direct=\(direct ? 1 : 0)", "--time_based",
+                    // Keep the page cache warm (fio drops the file's pages by default).
+                    "--invalidate=0",
                     "--runtime=\(seconds)", "--output-format=json",
                 ])
                 if let iops = fioIOPS(result.output) {

@@ -138,10 +138,9 @@ enum Machine {
     }
     static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
     static var swift: String {
-        #if compiler(>=6.3)
-            "6.3 or later"
-        #else
-            "before 6.3"
-        #endif
+        guard let swift = UringBench.which("swift"), let result = try? UringBench.run([swift, "--version"]) else {
+            return "unknown"
+        }
+        return result.output.split(separator: "\n").first.map(String.init) ?? "unknown"
     }
 }

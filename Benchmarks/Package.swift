@@ -36,6 +36,23 @@ let package = Package(
             path: "Sources/uring-bench",
             swiftSettings: strict
         ),
+        // The echo scenario: a C liburing server, the SwiftNIO server, and
+        // the one C load client used against every server.
+        .executableTarget(
+            name: "c-echo-server",
+            path: "Sources/CEchoServer",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        .executableTarget(name: "echo-load", path: "Sources/CEchoLoad"),
+        .executableTarget(
+            name: "nio-echo-server",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/nio-echo-server",
+            swiftSettings: strict
+        ),
         // N awaited NOPs and nothing else, for callgrind's instruction counts.
         .executableTarget(
             name: "uring-nop-count",

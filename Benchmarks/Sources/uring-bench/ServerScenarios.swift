@@ -1,0 +1,139 @@
+// echo and http: servers in their own processes on CPU 0, one load client
+// on CPU 1, the same client for every server.
+
+import Foundation
+import Glibc
+
+extension UringBench {
+    /// The directory of this package's built products (next to uring-bench).
+    static var productsDirectory: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+    }
+
+    /// One of swift-uring's examples, built in release by the parent package
+    /// if it is not there yet.
+    static func example(_ name: String) throws -> String {
+        let path = packageDirectory + "/../.build/release/" + name
+        if access(path, X_OK) != 0, let swift = which("swift") {
+            print("building \(name) (release) in the parent package")
+            _ = try run([swift, "build", "-c", "release", "--package-path", packageDirectory + "/..", "--product", name])
+        }
+        return path
+    }
+
+    /// A port nothing listens on right now.
+    static func freePort() -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    /// Whether something accepts connections on 127.0.0.1:`port`.
+    static func accepting(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    /// Starts a server pinned to CPU 0 and waits until it accepts
+    /// connections; nil (and the process ended) if it never does.
+    static func startServer(_ command: [String], port: UInt16) throws -> Process? {
+        let process = Process()
+        let taskset = which("taskset")
+        process.executableURL = URL(fileURLWithPath: taskset ?? command[0])
+        process.arguments = taskset != nil ? ["-c", "0"] + command : Array(command.dropFirst())
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<500 {
+            if accepting(port) { return process }
+            if !process.isRunning { return nil }
+            usleep(20_000)
+        }
+        stopServer(process)
+        return nil
+    }
+
+    static func stopServer(_ process: Process) {
+        kill(process.processIdentifier, SIGINT)
+        for _ in 0..<100 where process.isRunning { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// The load command pinned to CPU 1.
+    static func pinned(_ command: [String]) -> [String] {
+        guard let taskset = which("taskset") else { return command }
+        return [taskset, "-c", "1"] + command
+    }
+
+    static func echo(_ report: Report, quick: Bool) async throws {
+        let seconds = quick ? 0.3 : 3
+        let nio = productsDirectory + "/nio-echo-server"
+        let c = productsDirectory + "/c-echo-server"
+        let load = productsDirectory + "/echo-load"
+        let ours = "swift-uring (uring-echo)"
+        let servers: [(String, (UInt16) throws -> [String])] = [
+            (ours, { [try example("uring-echo"), "--port", String($0)] }),
+            ("SwiftNIO (NIOPosix, 1 event loop)", { [nio, String($0)] }),
+            ("C liburing (multishot, buffer ring)", { [c, String($0)] }),
+        ]
+        let configurations = [(1, 64), (64, 64), (512, 64), (1, 16384), (64, 16384), (512, 16384)]
+        for (name, command) in servers {
+            let port = freePort()
+            guard let server = try startServer(try command(port), port: port) else {
+                report.skipped("echo", name, "the server did not start")
+                continue
+            }
+            for (connections, size) in configurations {
+                let scenario = "echo (\(connections) connections, \(size)-byte messages)"
+                let result = try run(pinned([load, String(port), String(connections), String(size), String(seconds)]))
+                let fields = Dictionary(
+                    uniqueKeysWithValues: result.output.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap {
+                        field -> (String, Double)? in
+                        let parts = field.split(separator: "=")
+                        guard parts.count == 2, let value = Double(parts[1]) else { return nil }
+                        return (String(parts[0]), value)
+                    })
+                guard result.status == 0, let messages = fields["messages"], let elapsed = fields["seconds"] else {
+                    report.skipped(scenario, name, "the load client failed: \(result.output)")
+                    continue
+                }
+                report.add(scenario, name, "messages_per_second", messages / elapsed, "messages/s")
+                report.add(scenario, name, "p50_latency", fields["p50_us"] ?? .nan, "µs")
+                report.add(scenario, name, "p99_latency", fields["p99_us"] ?? .nan, "µs")
+            }
+            stopServer(server)
+        }
+        for (connections, size) in configurations {
+            let scenario = "echo (\(connections) connections, \(size)-byte messages)"
+            report.table(scenario, "messages_per_second", ours: ours)
+            report.table(scenario, "p99_latency", ours: ours, lowerIsBetter: true)
+            if connections == 64 {
+                let mine = report.value(scenario, ours, "messages_per_second")
+                let nioRate = report.value(scenario, "SwiftNIO (NIOPosix, 1 event loop)", "messages_per_second")
+                let cRate = report.value(scenario, "C liburing (multishot, buffer ring)", "messages_per_second")
+                report.goal(scenario, "≥ 1.3× SwiftNIO", ratio: mine.flatMap { m in nioRate.map { m / $0 } })
+                report.goal(scenario, "≥ 0.8 of C liburing", ratio: mine.flatMap { m in cRate.map { m / $0 } })
+            }
+        }
+    }
+}

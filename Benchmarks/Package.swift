@@ -13,6 +13,8 @@ let package = Package(
         .package(name: "swift-uring", path: ".."),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // The hand-written C references on liburing, and the blocking peers.
@@ -51,6 +53,16 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/nio-echo-server",
+            swiftSettings: strict
+        ),
+        // The http scenario's Hummingbird peer: its FileMiddleware.
+        .executableTarget(
+            name: "hummingbird-static",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/hummingbird-static",
             swiftSettings: strict
         ),
         // N awaited NOPs and nothing else, for callgrind's instruction counts.

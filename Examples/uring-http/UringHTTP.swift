@@ -76,6 +76,8 @@ struct Site: Sendable {
 
     /// Answers requests on one connection until either side closes it.
     func serve(_ connection: consuming StreamConnection) async throws {
+        // Responses are written whole; nothing is gained by Nagle's delay.
+        try? await connection.setNoDelay()
         var pending: [UInt8] = []
         var chunks = connection.received().makeAsyncIterator()
         do {
@@ -147,19 +149,28 @@ struct Site: Sendable {
         let size = metadata.size
         let header = "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nContent-Type: \(contentType(path))\r\n"
             + "Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
-        try await connection.sendAll(Array(header.utf8))
+        // The head goes out with the body's first piece, in one send: two
+        // small sends would wait on the client's delayed ACK.
+        var head = Array(header.utf8)
         if sendsBody {
             var buffer = [UInt8](repeating: 0, count: 64 * 1024)
             var offset: Int64 = 0
             while offset < size {
                 let n = try await file.read(into: &buffer, at: offset)
                 if n == 0 { break }
-                // Only a short read (the file's last piece) needs a shorter array.
-                if n < buffer.count { buffer.removeLast(buffer.count - n) }
-                try await connection.sendAll(buffer)
+                if !head.isEmpty {
+                    head.append(contentsOf: buffer[..<n])
+                    try await connection.sendAll(head)
+                    head = []
+                } else {
+                    // Only a short read (the file's last piece) needs a shorter array.
+                    if n < buffer.count { buffer.removeLast(buffer.count - n) }
+                    try await connection.sendAll(buffer)
+                }
                 offset += Int64(n)
             }
         }
+        if !head.isEmpty { try await connection.sendAll(head) }
         try await file.close()
         return keepAlive
     }

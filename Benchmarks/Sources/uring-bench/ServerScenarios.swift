@@ -137,3 +137,116 @@ extension UringBench {
         }
     }
 }
+
+extension UringBench {
+    static func http(_ report: Report, quick: Bool) async throws {
+        guard let wrk = which("wrk") else {
+            report.skipped("http", "every server", "wrk is not installed (bash Scripts/install-peers.sh)")
+            return
+        }
+        let seconds = quick ? 1 : 5
+        let root = NSTemporaryDirectory() + "uring-bench-http-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let files = [("1 KiB", "small.bin", 1024), ("1 MiB", "large.bin", 1 << 20)]
+        for (_, name, size) in files {
+            let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            _ = FileManager.default.createFile(atPath: root + "/" + name, contents: Data(bytes))
+        }
+        let ours = "swift-uring (uring-http)"
+        var servers: [(String, (UInt16) throws -> [String])] = [
+            (ours, { [try example("uring-http"), "--port", String($0), "--root", root] }),
+            ("Hummingbird (FileMiddleware)", { [productsDirectory + "/hummingbird-static", String($0), root] }),
+        ]
+        if let nginx = which("nginx") ?? (access("/usr/sbin/nginx", X_OK) == 0 ? "/usr/sbin/nginx" : nil) {
+            servers.append(("nginx (1 worker, sendfile)", { port in
+                let config = try nginxConfig(root: root, port: port)
+                return [nginx, "-c", config, "-e", root + "/nginx-error.log"]
+            }))
+        } else {
+            report.skipped("http", "nginx", "not installed (bash Scripts/install-peers.sh)")
+        }
+        for (name, command) in servers {
+            let port = freePort()
+            guard let server = try startServer(try command(port), port: port) else {
+                report.skipped("http", name, "the server did not start")
+                continue
+            }
+            for (label, file, _) in files {
+                let scenario = "http (\(label) file, 64 connections)"
+                let result = try run(pinned([
+                    wrk, "-t1", "-c64", "-d\(seconds)s", "--latency", "http://127.0.0.1:\(port)/\(file)",
+                ]))
+                guard result.status == 0, let rate = wrkField(result.output, "Requests/sec:"),
+                    !result.output.contains("Non-2xx")
+                else {
+                    report.skipped(scenario, name, "wrk failed or saw errors: \(result.output.suffix(300))")
+                    continue
+                }
+                report.add(scenario, name, "requests_per_second", rate, "requests/s")
+                if let p50 = wrkLatency(result.output, "50%") { report.add(scenario, name, "p50_latency", p50, "µs") }
+                if let p99 = wrkLatency(result.output, "99%") { report.add(scenario, name, "p99_latency", p99, "µs") }
+            }
+            stopServer(server)
+        }
+        for (label, _, _) in files {
+            let scenario = "http (\(label) file, 64 connections)"
+            report.table(scenario, "requests_per_second", ours: ours)
+            if label == "1 KiB" {
+                let mine = report.value(scenario, ours, "requests_per_second")
+                let hummingbird = report.value(scenario, "Hummingbird (FileMiddleware)", "requests_per_second")
+                let nginx = report.value(scenario, "nginx (1 worker, sendfile)", "requests_per_second")
+                report.goal(scenario, "≥ 1.5× Hummingbird", ratio: mine.flatMap { m in hummingbird.map { m / $0 } })
+                report.goal(scenario, "≥ 0.7 of nginx", ratio: mine.flatMap { m in nginx.map { m / $0 } })
+            }
+        }
+    }
+
+    /// A one-worker nginx configuration serving `root` on `port`, with every
+    /// path it writes under `root`.
+    static func nginxConfig(root: String, port: UInt16) throws -> String {
+        let path = root + "/nginx.conf"
+        let text = """
+            worker_processes 1;
+            daemon off;
+            master_process off;
+            pid \(root)/nginx.pid;
+            error_log \(root)/nginx-error.log error;
+            events { worker_connections 4096; }
+            http {
+                access_log off;
+                sendfile on;
+                tcp_nopush on;
+                keepalive_requests 1000000;
+                client_body_temp_path \(root)/nginx-body;
+                proxy_temp_path \(root)/nginx-proxy;
+                fastcgi_temp_path \(root)/nginx-fastcgi;
+                uwsgi_temp_path \(root)/nginx-uwsgi;
+                scgi_temp_path \(root)/nginx-scgi;
+                default_type application/octet-stream;
+                server { listen 127.0.0.1:\(port); root \(root); }
+            }
+
+            """
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// The number after `label` in wrk's output.
+    static func wrkField(_ output: String, _ label: String) -> Double? {
+        guard let line = output.split(separator: "\n").first(where: { $0.contains(label) }) else { return nil }
+        return line.split(separator: " ").last.flatMap { Double($0) }
+    }
+
+    /// A latency percentile from wrk's distribution (`50%  1.23ms`), in µs.
+    static func wrkLatency(_ output: String, _ label: String) -> Double? {
+        guard let line = output.split(separator: "\n").first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }),
+            let text = line.split(separator: " ").last
+        else { return nil }
+        let units: [(String, Double)] = [("us", 1), ("ms", 1000), ("s", 1_000_000)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            return Double(text.dropLast(suffix.count)).map { $0 * scale }
+        }
+        return nil
+    }
+}

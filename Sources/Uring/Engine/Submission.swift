@@ -209,7 +209,7 @@ extension RingCore {
         _ operation: UringOperation, path: FilePath? = nil, address: SocketAddress? = nil,
         keepAlive: AnyObject? = nil, honorsDeadline: Bool = true, _ prepare: (inout io_uring_sqe) -> Void
     ) async throws -> Int32 {
-        if honorsDeadline, let deadline = DeadlineScope.current {
+        if honorsDeadline, let deadline = DeadlineScope.inForce {
             return try await perform(
                 operation, path: path, address: address, keepAlive: keepAlive, deadline: deadline, prepare)
         }

@@ -32,6 +32,53 @@ extension AllTests {
             #expect(scratch.openDescriptors == 0)
         }
 
+        @Test("a batch of reads at many offsets in one await, from the ring and from another thread")
+        func batchReads() async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 64 * 1024)
+            let path = scratch.write("batch", content)
+            let offsets: [Int64] = [4096, 0, 60_000, 70_000, 12_345]
+            func check(_ buffers: [[UInt8]], _ counts: [Int]) {
+                #expect(counts == [100, 100, 100, 0, 100], "the last piece is past the end")
+                for (i, offset) in offsets.enumerated() where counts[i] > 0 {
+                    #expect(Array(buffers[i][..<counts[i]]) == Array(content[Int(offset)..<Int(offset) + counts[i]]))
+                }
+            }
+            try await RingActor.run { ring in
+                let file = try await File.open(path, on: ring)
+                var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 100), count: offsets.count)
+                let submitted = ring.statistics.submitted
+                let enters = ring.statistics.kernelEnters
+                let counts = try await file.read(into: &buffers, atOffsets: offsets)
+                check(buffers, counts)
+                #expect(ring.statistics.submitted - submitted == 5)
+                #expect(ring.statistics.kernelEnters - enters <= 2, "submitted together")
+                await #expect(throws: UringError.self) {
+                    _ = try await file.read(into: &buffers, atOffsets: [0])
+                }
+                try await file.close()
+
+                // A failing batch throws after every read completed.
+                let bad = File(adopting: FileDescriptor(rawValue: 1_000_000), path: "/not-open", on: ring)
+                do {
+                    _ = try await bad.read(into: &buffers, atOffsets: offsets)
+                    Issue.record("a batch on a bad descriptor succeeded")
+                } catch let error as UringError {
+                    #expect(error.errno == .badFileDescriptor && error.path == "/not-open")
+                }
+                _ = bad.takeDescriptor()
+                #expect(ring.statistics.slotsInUse == 0)
+            }
+            // From an ordinary task, through the inbox.
+            let ring = try RingActor()
+            let file = try await File.open(path, on: ring)
+            var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 100), count: offsets.count)
+            let counts = try await file.read(into: &buffers, atOffsets: offsets)
+            check(buffers, counts)
+            try await file.close()
+            await ring.shutdown()
+        }
+
         @Test("reads and writes at the current position advance it; append writes at the end")
         func currentPosition() async throws {
             let scratch = Scratch()

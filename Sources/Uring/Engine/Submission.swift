@@ -102,6 +102,34 @@ extension RingCore {
         return slots
     }
 
+    /// Prepares `count` independent requests and hands them over together:
+    /// on the ring thread they reach the kernel in one system call, from
+    /// another thread in one wake-up of the ring. `prepare` fills request
+    /// `n` and returns what it keeps alive.
+    func submitBatch(_ count: Int, _ prepare: (Int, inout io_uring_sqe) -> AnyObject?) -> [OperationSlot] {
+        let onRingThread = isRingThread
+        var slots: [OperationSlot] = []
+        slots.reserveCapacity(count)
+        for index in 0..<count {
+            let slot = pool.acquire(onRingThread: onRingThread)
+            slot.keepAlive = prepare(index, &slot.request)
+            slots.append(slot)
+        }
+        guard onRingThread else {
+            for slot in slots { hand(slot, onRingThread: false) }
+            return slots
+        }
+        for slot in slots {
+            slot.phase.store(OperationSlot.Phase.posted.rawValue, ordering: .relaxed)
+            acceptPosted(slot)
+        }
+        if localJobs.isEmpty && ringOpen && !shuttingDown && !reaping {
+            flushPending()
+            enterKernel(wait: false)
+        }
+        return slots
+    }
+
     private func hand(_ head: OperationSlot, onRingThread: Bool) {
         var next: OperationSlot? = head
         while let slot = next {

@@ -143,6 +143,54 @@ public struct File: ~Copyable, Sendable {
         return try await io.vectored(.readVectored, vectors, total: total, offset: offset)
     }
 
+    /// Reads into each buffer from its own offset, all in one await: the
+    /// reads reach the kernel together (one system call when the caller runs
+    /// on the ring) and run in any order. Returns each read's byte count, in
+    /// the order of `buffers`.
+    ///
+    /// This is the batch form of ``read(into:at:)-(Buffer,_)``: one task
+    /// switch for the whole batch instead of one per read.
+    ///
+    /// - Throws: The first failure, after every read has completed (so every
+    ///   buffer is the caller's again); ``UringError/Kind/invalidArgument``
+    ///   when the counts of buffers and offsets differ.
+    public func read<Buffer: IOBuffer>(into buffers: inout [Buffer], atOffsets offsets: [Int64]) async throws -> [Int] {
+        guard buffers.count == offsets.count else {
+            throw UringError.invalid(
+                .read, path: path, "\(buffers.count) buffers for \(offsets.count) offsets")
+        }
+        if buffers.isEmpty { return [] }
+        for i in buffers.indices { try io.validate(.read, count: buffers[i].count, offset: offsets[i]) }
+        let core = ring.core
+        try core.admit(.read, path: path)
+        var addresses: [UnsafeMutableRawPointer] = []
+        addresses.reserveCapacity(buffers.count)
+        for i in buffers.indices { addresses.append(address(of: &buffers[i])) }
+        let fd = descriptor.rawValue
+        let counts = buffers.map { UInt32(min($0.count, DescriptorIO.maximumTransfer)) }
+        // `buffers` is inout: the caller's, alive and unmoved until this
+        // returns, which is after every completion.
+        let slots = core.submitBatch(buffers.count) { index, request in
+            io_uring_prep_rw(
+                Int32(IORING_OP_READ.rawValue), &request, fd, addresses[index], counts[index], UInt64(offsets[index]))
+            return nil
+        }
+        var results: [Int] = []
+        results.reserveCapacity(slots.count)
+        var failure: (any Error)? = nil
+        for slot in slots {
+            let completion = await core.completion(of: slot)
+            do {
+                results.append(Int(try core.check(completion, .read, path: path)))
+            } catch {
+                if failure == nil { failure = error }
+                results.append(0)
+            }
+        }
+        if let failure { throw failure }
+        return results
+    }
+
     /// Reads the whole file from `offset` into a new array.
     ///
     /// - Parameters:

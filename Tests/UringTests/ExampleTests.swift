@@ -103,7 +103,12 @@ extension AllTests {
                     return !(children ?? "").isEmpty
                 }
             }
-            while !hasChild() { usleep(1000) }
+            var waited = 0
+            while !hasChild() && waited < 10_000 {
+                usleep(1000)
+                waited += 1
+            }
+            #expect(hasChild(), "uring-run started no child in 10 s")
             kill(runner, SIGINT)
             var status: Int32 = 0
             while waitpid(runner, &status, 0) < 0 && errno == EINTR {}

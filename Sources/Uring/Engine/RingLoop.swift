@@ -361,7 +361,10 @@ extension RingCore {
     /// Blocks until a completion or a poster's wake-up.
     private func sleep() {
         let mustSleep = inbox.withLock { inbox in
+            // Anything posted since the last drain (its poster saw the
+            // thread awake, so it sent no wake-up) must be taken first.
             if !inbox.jobs.isEmpty || !inbox.submissions.isEmpty || !inbox.cancellations.isEmpty
+                || !inbox.actions.isEmpty
                 || ((inbox.shutdownRequested || inbox.exitRequested) && hasRemoteWork.load(ordering: .relaxed))
             {
                 return false

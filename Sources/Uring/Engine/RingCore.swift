@@ -358,11 +358,20 @@ final class RingCore: @unchecked Sendable {
         _ body: @escaping @Sendable (_ ringOpen: Bool) -> Value
     ) async -> Value {
         if isRingThread { return body(ringOpen) }
-        return await withUnsafeContinuation { (continuation: UnsafeContinuation<Value, Never>) in
+        // The release/acquire pair makes everything `body` wrote on the ring
+        // thread (a buffer ring's header, say) visible here in a way
+        // ThreadSanitizer can see; the resumption alone synchronizes inside
+        // the uninstrumented concurrency runtime.
+        let handOff = HandOff()
+        let value = await withUnsafeContinuation { (continuation: UnsafeContinuation<Value, Never>) in
             onRingThread { (open: Bool) in
-                resumeAcrossThreads(continuation, with: .success(body(open)))
+                let value = body(open)
+                handOff.done.store(true, ordering: .releasing)
+                resumeAcrossThreads(continuation, with: .success(value))
             }
         }
+        _ = handOff.done.load(ordering: .acquiring)
+        return value
     }
 
     /// Hands a request (and the rest of its chain) to the ring thread. If
@@ -457,4 +466,9 @@ struct RingThreadState {
     var scratchSubmissions: [OperationSlot] = []
     var scratchCancellations: [UInt64] = []
     var scratchActions: [@Sendable (_ ringOpen: Bool) -> Void] = []
+}
+
+/// A flag the ring thread sets (releasing) when it hands a result back.
+final class HandOff: Sendable {
+    let done = Atomic<Bool>(false)
 }

@@ -148,7 +148,7 @@ public struct File: ~Copyable, Sendable {
     /// on the ring) and run in any order. Returns each read's byte count, in
     /// the order of `buffers`.
     ///
-    /// This is the batch form of ``read(into:at:)-(Buffer,_)``: one task
+    /// This is the batch form of reading into one buffer at an offset: one task
     /// switch for the whole batch instead of one per read.
     ///
     /// - Throws: The first failure, after every read has completed (so every

@@ -86,13 +86,6 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-/// A noncopyable value shared by reference (escaping closures cannot
-/// capture noncopyable values).
-final class Shared<Value: ~Copyable & Sendable>: Sendable {
-    let value: Value
-    init(_ value: consuming Value) { self.value = value }
-}
-
 /// Pushes printed lines out now (the test harness reads them from a file).
 func flushStandardOutput() {
     fflush(nil)

@@ -8,8 +8,11 @@ import SystemPackage
 /// descriptor, and borrow themselves for the length of each call.
 struct DescriptorIO {
     let core: RingCore
+    /// The descriptor, or the registered-file slot when `fixedFile`.
     let fd: Int32
     let path: FilePath?
+    /// `fd` is a slot of the ring's registered-file table.
+    var fixedFile = false
 
     /// The kernel caps one transfer at this many bytes (`MAX_RW_COUNT`).
     static let maximumTransfer = 0x7fff_f000
@@ -48,6 +51,7 @@ struct DescriptorIO {
         let opcode = operation == .read ? IORING_OP_READ : IORING_OP_WRITE
         let n = try await core.perform(operation, path: path) {
             io_uring_prep_rw(Int32(opcode.rawValue), &$0, fd, address, length, position)
+            if fixedFile { cu_sqe_use_fixed_file(&$0) }
         }
         return Int(n)
     }
@@ -97,6 +101,7 @@ struct DescriptorIO {
     nonisolated(nonsending) func sync(dataOnly: Bool) async throws {
         _ = try await core.perform(dataOnly ? .syncData : .sync, path: path) {
             io_uring_prep_fsync(&$0, fd, dataOnly ? UInt32(IORING_FSYNC_DATASYNC) : 0)
+            if fixedFile { cu_sqe_use_fixed_file(&$0) }
         }
     }
 

@@ -113,22 +113,18 @@ public struct RegisteredFile: ~Copyable, Sendable {
         return RegisteredFile(slot: table.pointer.pointee, path: path, ring: ring)
     }
 
+    /// The shared descriptor operations, on this file's slot.
+    private var io: DescriptorIO { DescriptorIO(core: ring.core, fd: slot, path: path, fixedFile: true) }
+
     /// Reads into `buffer` from `offset`; returns the bytes read (0 at end).
     public func read<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer, at offset: Int64) async throws -> Int {
-        try validate(.read, count: buffer.count, offset: offset)
-        let pointer = address(of: &buffer)
-        let length = UInt32(min(buffer.count, DescriptorIO.maximumTransfer))
-        let slot = self.slot
-        return Int(try await ring.core.perform(.read, path: path) {
-            io_uring_prep_read(&$0, slot, pointer, length, UInt64(offset))
-            cu_sqe_use_fixed_file(&$0)
-        })
+        try await io.read(into: address(of: &buffer), count: buffer.count, offset: offset)
     }
 
     /// Reads into a registered buffer (`IORING_OP_READ_FIXED`): neither the
     /// file nor the memory needs a lookup.
     public func read(into buffer: inout RegisteredBuffer, at offset: Int64) async throws -> Int {
-        try validate(.readFixed, count: buffer.count, offset: offset)
+        try io.validate(.readFixed, count: buffer.count, offset: offset)
         let slot = self.slot
         return try await buffer.transfer(.readFixed, ring: ring, path: path) { sqe, pointer, length, index in
             io_uring_prep_read_fixed(&sqe, slot, pointer, length, UInt64(offset), index)
@@ -138,19 +134,12 @@ public struct RegisteredFile: ~Copyable, Sendable {
 
     /// Writes `buffer` at `offset`; returns the bytes written.
     public func write<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, at offset: Int64) async throws -> Int {
-        try validate(.write, count: buffer.count, offset: offset)
-        let pointer = UnsafeMutableRawPointer(mutating: address(of: buffer))
-        let length = UInt32(min(buffer.count, DescriptorIO.maximumTransfer))
-        let slot = self.slot
-        return Int(try await ring.core.perform(.write, path: path) {
-            io_uring_prep_write(&$0, slot, pointer, length, UInt64(offset))
-            cu_sqe_use_fixed_file(&$0)
-        })
+        try await io.write(from: address(of: buffer), count: buffer.count, offset: offset)
     }
 
     /// Writes a registered buffer (`IORING_OP_WRITE_FIXED`).
     public func write(_ buffer: borrowing RegisteredBuffer, at offset: Int64) async throws -> Int {
-        try validate(.writeFixed, count: buffer.count, offset: offset)
+        try io.validate(.writeFixed, count: buffer.count, offset: offset)
         let slot = self.slot
         return try await buffer.transfer(.writeFixed, ring: ring, path: path) { sqe, pointer, length, index in
             io_uring_prep_write_fixed(&sqe, slot, pointer, length, UInt64(offset), index)
@@ -160,11 +149,7 @@ public struct RegisteredFile: ~Copyable, Sendable {
 
     /// Flushes data and metadata to stable storage (`fsync`).
     public func sync() async throws {
-        let slot = self.slot
-        _ = try await ring.core.perform(.sync, path: path) {
-            io_uring_prep_fsync(&$0, slot, 0)
-            cu_sqe_use_fixed_file(&$0)
-        }
+        try await io.sync(dataOnly: false)
     }
 
     /// Installs the file as a normal descriptor (`IORING_OP_FIXED_FD_INSTALL`,
@@ -198,10 +183,6 @@ public struct RegisteredFile: ~Copyable, Sendable {
             core.clearFileSlot(slot)  // cancelled or shut down before it ran
             throw error
         }
-    }
-
-    private func validate(_ operation: UringOperation, count: Int, offset: Int64) throws {
-        try DescriptorIO(core: ring.core, fd: -1, path: path).validate(operation, count: count, offset: offset)
     }
 }
 

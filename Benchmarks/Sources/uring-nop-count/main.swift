@@ -1,8 +1,9 @@
 // uring-nop-count IMPL N: runs N awaited NOPs through swift-uring (IMPL
-// "swift", mode (a)) or through C on liburing (IMPL "c"), and exits. The nop
-// scenario runs it under callgrind to count instructions; it is a program of
-// its own because valgrind cannot run uring-bench itself (its malloc
-// interposer and Foundation).
+// "swift", mode (a); "swift32", mode (c): 32 tasks on the ring executor) or
+// through C on liburing (IMPL "c"), and exits. The nop scenario runs it under
+// callgrind to count instructions, and it is what to profile with
+// `perf record`; it is a program of its own because valgrind cannot run
+// uring-bench itself (its malloc interposer and Foundation).
 
 import CBaseline
 import Uring
@@ -16,7 +17,35 @@ if arguments.count > 1 && arguments[1] == "c" {
     // Spinning would add instructions that buy nothing under valgrind.
     options.idleSpin = .zero
     options.callerSpin = .zero
-    try await RingActor.run(options: options) { ring in
-        for _ in 0..<count { try await ring.nop() }
+    if arguments.count > 1 && arguments[1] == "iso32" {
+        let ring = try RingActor()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<32 {
+                group.addTask { try await loop(ring, count / 32) }
+            }
+            try await group.waitForAll()
+        }
+        await ring.shutdown()
+    } else if arguments.count > 1 && arguments[1] == "iso" {
+        let ring = try RingActor(options: options)
+        try await loop(ring, count)
+        await ring.shutdown()
+    } else if arguments.count > 1 && arguments[1] == "swift32" {
+        try await RingActor.run { ring in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<32 {
+                    group.addTask { for _ in 0..<(count / 32) { try await ring.nop() } }
+                }
+                try await group.waitForAll()
+            }
+        }
+    } else {
+        try await RingActor.run(options: options) { ring in
+            for _ in 0..<count { try await ring.nop() }
+        }
     }
+}
+
+func loop(_ ring: isolated RingActor, _ count: Int) async throws {
+    for _ in 0..<count { try await ring.nop() }
 }

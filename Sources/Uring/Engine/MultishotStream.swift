@@ -56,37 +56,68 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// (which also stops the stream).
     nonisolated(nonsending) func next() async throws -> Element? {
         try Task.checkCancellation()
+        // Fast path: an element (or the end) is already here, so no
+        // cancellation handler and no continuation (see
+        // `RingCore.completion(of:)` for what each costs).
+        switch take(parking: nil) {
+        case .value(let element): return element
+        case .failure(let error): throw error
+        case .wait: break
+        }
+        // Code on an actor waits through a function isolated to it, so its
+        // continuation does not resume on the global pool.
+        let isolation = #isolation
+        if let isolation { return try await wait(isolatedTo: isolation) }
         return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Element?, any Error>) in
-                var mustArm = false
-                let step: NextStep<Element> = state.withLock { state in
-                    if !state.started {
-                        state.started = true
-                        state.armed = true
-                        mustArm = true
-                    }
-                    if let element = state.queue.popFirst() {
-                        mustArm = mustArm || claimRearm(&state)
-                        return .value(element)
-                    }
-                    switch state.end {
-                    case .success?: return .value(nil)
-                    case .failure(let error)?: return .failure(error)
-                    case nil:
-                        state.waiter = continuation
-                        return .wait
-                    }
-                }
-                if mustArm { submit() }
-                switch step {
-                case .value(let element): continuation.resume(returning: element)
-                case .failure(let error): continuation.resume(throwing: error)
-                case .wait: break
-                }
-            }
+            try await withUnsafeThrowingContinuation { park($0) }
         } onCancel: {
             stop(with: CancellationError())
         }
+    }
+
+    private func wait(isolatedTo isolation: isolated any Actor) async throws -> Element? {
+        try await withTaskCancellationHandler {
+            _ = isolation  // this capture is what isolates the closure
+            return try await withUnsafeThrowingContinuation { park($0) }
+        } onCancel: {
+            stop(with: CancellationError())
+        }
+    }
+
+    /// Resumes `continuation` with what is ready, or leaves it as the waiter.
+    private func park(_ continuation: UnsafeContinuation<Element?, any Error>) {
+        switch take(parking: continuation) {
+        case .value(let element): continuation.resume(returning: element)
+        case .failure(let error): continuation.resume(throwing: error)
+        case .wait: break
+        }
+    }
+
+    /// Under the lock: starts the stream on first use, then takes the next
+    /// element or the end; if there is neither, installs `waiter` (when
+    /// given) and answers `.wait`.
+    private func take(parking waiter: UnsafeContinuation<Element?, any Error>?) -> NextStep<Element> {
+        var mustArm = false
+        let step: NextStep<Element> = state.withLock { state in
+            if !state.started {
+                state.started = true
+                state.armed = true
+                mustArm = true
+            }
+            if let element = state.queue.popFirst() {
+                mustArm = mustArm || claimRearm(&state)
+                return .value(element)
+            }
+            switch state.end {
+            case .success?: return .value(nil)
+            case .failure(let error)?: return .failure(error)
+            case nil:
+                if let waiter { state.waiter = waiter }
+                return .wait
+            }
+        }
+        if mustArm { submit() }
+        return step
     }
 
     /// The consumer is gone: cancel the request, drop what waits, and end.

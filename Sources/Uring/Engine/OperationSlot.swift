@@ -86,6 +86,16 @@ final class OperationSlot: @unchecked Sendable {
 
     var userData: UInt64 { UInt64(index) << 32 | UInt64(generation) }
 
+    /// Called by the suspending caller: stores its continuation and moves
+    /// `.posted` to `.waiting`; if the ring completed the request meanwhile,
+    /// resumes at once instead.
+    func install(_ continuation: UnsafeContinuation<Void, Never>) {
+        self.continuation = continuation
+        let (installed, _) = phase.compareExchange(
+            expected: Phase.posted.rawValue, desired: Phase.waiting.rawValue, ordering: .acquiringAndReleasing)
+        if !installed { continuation.resume() }
+    }
+
     /// Called by the pool when the slot comes back: forgets the last use.
     func recycle() {
         generation &+= 1

@@ -164,12 +164,27 @@ extension RingCore {
     nonisolated(nonsending) func completion(of slot: OperationSlot) async -> Completion {
         // Fast path: the request completed while it was submitted (a NOP, a
         // read from the page cache): no cancellation handler, no suspension.
-        if slot.phase.load(ordering: .acquiring) != OperationSlot.Phase.completed.rawValue {
-            let userData = slot.userData
-            await withTaskCancellationHandler {
-                await waitForCompletion(slot)
-            } onCancel: {
-                requestCancellation(userData)
+        if slot.phase.load(ordering: .acquiring) != OperationSlot.Phase.completed.rawValue && !spinForCompletion(slot) {
+            // The operation closure of `withTaskCancellationHandler` is
+            // nonisolated unless it captures an isolated parameter. In code
+            // isolated to an actor (the ring's, say, with no executor
+            // preference) a nonisolated closure would resume on the global
+            // pool and hop back: two thread switches per operation. So code
+            // on an actor waits through a function isolated to it. Everywhere
+            // else the wait stays in this frame: each frame on the path adds
+            // a hop check at resumption, and for a task with an executor
+            // preference (all of `RingActor.run`) each check takes the task's
+            // status lock.
+            let isolation = #isolation
+            if let isolation {
+                await suspend(until: slot, isolatedTo: isolation)
+            } else {
+                let userData = slot.userData
+                await withTaskCancellationHandler {
+                    await withUnsafeContinuation { slot.install($0) }
+                } onCancel: {
+                    requestCancellation(userData)
+                }
             }
         }
         // Acquire the ring's last release on this slot (`.completed`, or
@@ -184,39 +199,41 @@ extension RingCore {
         return completion
     }
 
-    nonisolated(nonsending) private func waitForCompletion(_ slot: OperationSlot) async {
+    /// Suspends until the slot completes, on `isolation` throughout.
+    private func suspend(until slot: OperationSlot, isolatedTo isolation: isolated any Actor) async {
+        let userData = slot.userData
+        await withTaskCancellationHandler {
+            _ = isolation  // this capture is what isolates the closure
+            await withUnsafeContinuation { slot.install($0) }
+        } onCancel: {
+            requestCancellation(userData)
+        }
+    }
+
+    /// Off the ring thread, polls briefly for the completion; returns whether
+    /// it arrived. A result that arrives now needs no wake-up of this thread,
+    /// which is the dominant cost of a cross-thread round trip. The budget
+    /// adapts: it halves after each miss (down to a small floor that keeps
+    /// probing) and doubles after each hit (up to `callerSpin`), so slow
+    /// operations such as idle socket reads do not burn a core polling.
+    private func spinForCompletion(_ slot: OperationSlot) -> Bool {
+        guard callerSpinNanos > 0 && !isRingThread else { return false }
         let completed = OperationSlot.Phase.completed.rawValue
-        if callerSpinNanos > 0 && !isRingThread {
-            // Poll briefly: a result that arrives now needs no wake-up of this
-            // thread, which is the dominant cost of a cross-thread round trip.
-            // The budget adapts: it halves after each miss (down to a small
-            // floor that keeps probing) and doubles after each hit (up to
-            // `callerSpin`), so slow operations such as idle socket reads do
-            // not burn a core polling.
-            let budget = spinBudget.load(ordering: .relaxed)
-            let deadline = cu_monotonic_ns() &+ budget
-            var round = 0
-            var hit = true
-            while slot.phase.load(ordering: .acquiring) != completed {
-                cu_cpu_relax()
-                round &+= 1
-                if round & 31 == 0 && cu_monotonic_ns() > deadline {
-                    hit = false
-                    break
-                }
+        let budget = spinBudget.load(ordering: .relaxed)
+        let deadline = cu_monotonic_ns() &+ budget
+        var round = 0
+        var hit = true
+        while slot.phase.load(ordering: .acquiring) != completed {
+            cu_cpu_relax()
+            round &+= 1
+            if round & 31 == 0 && cu_monotonic_ns() > deadline {
+                hit = false
+                break
             }
-            let next = hit ? min(callerSpinNanos, budget &* 2) : max(Self.minimumSpin, budget / 2)
-            if next != budget { spinBudget.store(next, ordering: .relaxed) }
         }
-        if slot.phase.load(ordering: .acquiring) == completed { return }
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            slot.continuation = continuation
-            let (installed, _) = slot.phase.compareExchange(
-                expected: OperationSlot.Phase.posted.rawValue,
-                desired: OperationSlot.Phase.waiting.rawValue,
-                ordering: .acquiringAndReleasing)
-            if !installed { continuation.resume() }
-        }
+        let next = hit ? min(callerSpinNanos, budget &* 2) : max(Self.minimumSpin, budget / 2)
+        if next != budget { spinBudget.store(next, ordering: .relaxed) }
+        return hit
     }
 
     /// Gives up on a request: cancels it, and the ring recycles the slot (and

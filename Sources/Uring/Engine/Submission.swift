@@ -161,6 +161,7 @@ extension RingCore {
     /// Waits for the slot's final completion, then returns the slot to the
     /// pool. Task cancellation cancels the request in the kernel, and this
     /// still waits for its completion, so memory the request uses stays valid.
+    @inline(__always)
     nonisolated(nonsending) func completion(of slot: OperationSlot) async -> Completion {
         // Fast path: the request completed while it was submitted (a NOP, a
         // read from the page cache): no cancellation handler, no suspension.
@@ -250,6 +251,7 @@ extension RingCore {
     /// Performs one request and returns its non-negative result, or throws:
     /// `CancellationError` if the task was cancelled and the request with it,
     /// ``UringError`` otherwise.
+    @inline(__always)
     nonisolated(nonsending) func perform(
         _ operation: UringOperation, path: FilePath? = nil, address: SocketAddress? = nil,
         keepAlive: AnyObject? = nil, honorsDeadline: Bool = true, _ prepare: (inout io_uring_sqe) -> Void

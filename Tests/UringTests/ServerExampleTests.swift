@@ -100,12 +100,17 @@ extension AllTests {
             _ = try await idleClient
         }
 
-        @Test("uring-http serves curl: identical body, HEAD, keep-alive, 404, 400, and '..' refused")
+        @Test("uring-http serves curl: identical bodies (small, exactly its buffer, large), HEAD, keep-alive, 404, 400, and '..' refused")
         func httpExample() async throws {
             let root = Scratch()
             let body = pattern(count: 1_500_000, seed: 11)
             _ = root.write("data.bin", body)
             _ = root.write("index.html", Array("<h1>hello</h1>\n".utf8))
+            // The server learns a small file's size from its first read, which
+            // fills its 64 KiB buffer exactly here, so it must ask for the size.
+            let exact = pattern(count: 64 * 1024, seed: 12)
+            _ = root.write("exact.bin", exact)
+            mkdir(root.path + "/folder", 0o755)
             let outside = Scratch()
             _ = outside.write("secret.txt", Array("secret\n".utf8))
             let server = try ServerProcess(productsDirectory + "/uring-http", ["--port", "0", "--root", root.path])
@@ -125,16 +130,33 @@ extension AllTests {
             #expect(try Data(contentsOf: URL(fileURLWithPath: out.path + "/data")) == Data(body))
             #expect(try String(contentsOfFile: out.path + "/index", encoding: .utf8) == "<h1>hello</h1>\n")
 
+            let exactGet = try await Task.detached {
+                try run(curl, ["-sS", "-o", out.path + "/exact", "-w", "%{http_code}", "\(base)/exact.bin"])
+            }.value
+            #expect(String(decoding: exactGet.stdout, as: UTF8.self) == "200")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: out.path + "/exact")) == Data(exact))
+
             let head = try await Task.detached { try run(curl, ["-sS", "-I", "\(base)/data.bin"]) }.value
             let headers = String(decoding: head.stdout, as: UTF8.self)
             #expect(headers.hasPrefix("HTTP/1.1 200 OK\r\n"))
             #expect(headers.contains("Content-Length: \(body.count)\r\n"))
             #expect(headers.contains("Content-Type: application/octet-stream\r\n"))
+            let smallHead = try await Task.detached {
+                try run(curl, ["-sS", "-I", "-H", "Connection: close", "\(base)/index.html"])
+            }.value
+            let smallHeaders = String(decoding: smallHead.stdout, as: UTF8.self)
+            #expect(smallHeaders.contains("Content-Length: 15\r\n"), "\(smallHeaders)")
+            #expect(smallHeaders.contains("Content-Type: text/html; charset=utf-8\r\n"))
+            #expect(smallHeaders.contains("Connection: close\r\n"))
 
             let missing = try await Task.detached {
                 try run(curl, ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/nope.txt"])
             }.value
             #expect(String(decoding: missing.stdout, as: UTF8.self) == "404")
+            let folder = try await Task.detached {
+                try run(curl, ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/folder"])
+            }.value
+            #expect(String(decoding: folder.stdout, as: UTF8.self) == "404")
 
             // '..' that would leave the root: curl would normalise it, so send it raw.
             let climb = try await Task.detached {

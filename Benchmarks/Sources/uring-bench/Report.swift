@@ -75,7 +75,7 @@ final class Report: Sendable {
         for row in rows {
             let ratio = lowerIsBetter ? row.value / mine : mine / row.value
             let ratioText = row.impl == ours ? "" : "   \(ours) ÷ this: \(format(ratio, digits: 2))"
-            print("  \(row.impl.padding(toLength: 44, withPad: " ", startingAt: 0)) \(format(row.value)) \(row.unit)\(ratioText)")
+            print("  \(row.impl.padding(toLength: 44, withPad: " ", startingAt: 0)) \(format(row.value))\(spaced(row.unit))\(ratioText)")
         }
         print("")
     }
@@ -99,9 +99,9 @@ final class Report: Sendable {
         var scenarios: [String] = []
         for row in rows where !scenarios.contains(row.scenario) { scenarios.append(row.scenario) }
         for scenario in scenarios {
-            text += "\n## \(scenario)\n\n| Implementation | Metric | Value | Unit |\n|---|---|---|---|\n"
+            text += "\n## \(scenario)\n\n| Implementation | Metric | Value |\n|---|---|---|\n"
             for row in rows where row.scenario == scenario {
-                text += "| \(row.impl) | \(row.metric) | \(format(row.value)) | \(row.unit) |\n"
+                text += "| \(row.impl) | \(row.metric) | \(format(row.value))\(spaced(row.unit)) |\n"
             }
         }
         if !notes.isEmpty {
@@ -113,9 +113,16 @@ final class Report: Sendable {
 
 func format(_ value: Double, digits: Int = 0) -> String {
     if digits > 0 { return String(format: "%.\(digits)f", value) }
+    if value >= 1e9 { return String(format: "%.2fG", value / 1e9) }
     if value >= 1e6 { return String(format: "%.2fM", value / 1e6) }
     if value >= 1e4 { return String(format: "%.0fk", value / 1e3) }
     return String(format: "%.4g", value)
+}
+
+/// A unit after a scaled number: "B/s" joins its prefix ("19.62GB/s"),
+/// other units follow a space ("641k reads/s").
+func spaced(_ unit: String) -> String {
+    unit == "B/s" ? unit : " " + unit
 }
 
 /// Facts about the machine, for RESULTS.md.

@@ -1,6 +1,7 @@
-// uring-nop-count IMPL N: runs N awaited NOPs through swift-uring (IMPL
-// "swift", mode (a); "swift32", mode (c): 32 tasks on the ring executor) or
-// through C on liburing (IMPL "c"), and exits. The nop scenario runs it under
+// uring-nop-count IMPL N: runs N awaited NOPs and exits. IMPL is "swift"
+// (mode (a): one task in RingActor.run), "swift32" (mode (c): 32 tasks in
+// RingActor.run), "iso" and "iso32" (the same from functions isolated to the
+// ring, with no task executor preference), or "c" (C on liburing). The nop scenario runs it under
 // callgrind to count instructions, and it is what to profile with
 // `perf record`; it is a program of its own because valgrind cannot run
 // uring-bench itself (its malloc interposer and Foundation).

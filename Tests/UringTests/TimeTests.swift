@@ -114,6 +114,46 @@ extension AllTests {
             }
         }
 
+        @Test("deadline: a multishot receive returns what arrived, then a wait past the deadline ends it with timedOut and stops the request")
+        func deadlineOnSequence() async throws {
+            try await RingActor.run { ring in
+                let pair = try StreamConnection.pair(on: ring)
+                let a = pair.first, b = pair.second
+                try await a.sendAll(Array("early".utf8))
+                var received: [UInt8] = []
+                do {
+                    try await withTimeout(.milliseconds(30)) {
+                        for try await chunk in b.received() { received += chunk }
+                    }
+                    Issue.record("the sequence ended with nothing but 'early' sent")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                    #expect(error.errno == .timedOut)
+                }
+                #expect(received == Array("early".utf8))
+                // The multishot request is gone: a later plain receive gets
+                // what is sent next, and nothing is left in the kernel.
+                await settle(ring)
+                try await a.sendAll(Array("after".utf8))
+                var buffer = [UInt8](repeating: 0, count: 16)
+                #expect(try await b.receive(into: &buffer) == 5)
+                #expect(buffer.prefix(5).elementsEqual("after".utf8))
+
+                // A deadline already past ends a sequence before it waits.
+                do {
+                    try await withDeadline(.now - .seconds(1)) {
+                        for try await _ in b.received() { Issue.record("nothing was sent") }
+                    }
+                    Issue.record("a past deadline did not end the sequence")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut)
+                }
+                await settle(ring)
+                try await a.close()
+                try await b.close()
+            }
+        }
+
         @Test("deadline: an operation that fails reports its own error, not a timeout")
         func deadlineError() async throws {
             try await RingActor.run { ring in

@@ -27,7 +27,8 @@ extension RingCore {
         prepare: @escaping @Sendable (inout io_uring_sqe) -> Void,
         interpret: @escaping @Sendable (_ result: Int32, _ flags: UInt32) -> MultishotEvent<Element>
     ) -> MultishotStream<Element> {
-        MultishotStream(core: self, highWater: highWater) { [self] stream in
+        let timeoutError = UringError.timedOut(operation, path: path)
+        return MultishotStream(core: self, highWater: highWater, timeoutError: timeoutError) { [self] stream in
             if !acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(operation, path: path))
                 return 0

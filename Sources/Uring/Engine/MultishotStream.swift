@@ -40,12 +40,18 @@ final class MultishotStream<Element: Sendable>: Sendable {
     private let state = Locked(State())
     private let core: RingCore
     private let highWater: Int
+    /// What a `next()` that waits past the task's deadline throws.
+    private let timeoutError: UringError
     /// Submits the request; returns its `user_data`.
     private let arm: @Sendable (MultishotStream<Element>) -> UInt64
 
-    init(core: RingCore, highWater: Int, arm: @escaping @Sendable (MultishotStream<Element>) -> UInt64) {
+    init(
+        core: RingCore, highWater: Int, timeoutError: UringError,
+        arm: @escaping @Sendable (MultishotStream<Element>) -> UInt64
+    ) {
         self.core = core
         self.highWater = max(1, highWater)
+        self.timeoutError = timeoutError
         self.arm = arm
     }
 
@@ -54,6 +60,10 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// The next element, nil at the end; throws the error that ended the
     /// stream, or `CancellationError` when the consumer's task is cancelled
     /// (which also stops the stream).
+    ///
+    /// Inside ``withDeadline(_:_:)``, a wait that outlasts the deadline ends
+    /// the stream with ``UringError/Kind/timedOut``: a kernel timer fires at
+    /// the deadline, and it is cancelled when the wait ends first.
     nonisolated(nonsending) func next() async throws -> Element? {
         try Task.checkCancellation()
         // Fast path: an element (or the end) is already here, so no
@@ -64,6 +74,9 @@ final class MultishotStream<Element: Sendable>: Sendable {
         case .failure(let error): throw error
         case .wait: break
         }
+        var timer: UInt64? = nil
+        if let deadline = DeadlineScope.inForce { timer = try startTimer(until: deadline) }
+        defer { if let timer { core.requestCancellation(timer) } }
         // Code on an actor waits through a function isolated to it, so its
         // continuation does not resume on the global pool.
         let isolation = #isolation
@@ -81,6 +94,22 @@ final class MultishotStream<Element: Sendable>: Sendable {
             return try await withUnsafeThrowingContinuation { park($0) }
         } onCancel: {
             stop(with: CancellationError())
+        }
+    }
+
+    /// Submits a timer that ends the stream with `timeoutError` at
+    /// `deadline`; returns its `user_data`. A deadline already past ends the
+    /// stream at once.
+    private func startTimer(until deadline: RingClock.Instant) throws -> UInt64 {
+        guard deadline > .now else {
+            stop(with: timeoutError)
+            throw timeoutError
+        }
+        let time = KernelTimespec(absolute: deadline)
+        return core.submitStream(keepAlive: time, handler: { result, _ in
+            if result == -ETIME { self.stop(with: self.timeoutError) }
+        }) {
+            io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
         }
     }
 

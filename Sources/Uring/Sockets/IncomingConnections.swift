@@ -122,7 +122,8 @@ final class AcceptConsumer: Sendable {
         let core = ring.core
         let address = sequence.address
         let closed = sequence.closed
-        stream = MultishotStream(core: core, highWater: 64) { stream in
+        let timeoutError = UringError.timedOut(.accept).about(address)
+        stream = MultishotStream(core: core, highWater: 64, timeoutError: timeoutError) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(.accept).about(address))
                 return 0

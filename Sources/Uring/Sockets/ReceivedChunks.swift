@@ -114,7 +114,8 @@ final class ReceiveConsumer: Sendable {
         guard pool.core === core else {
             throw UringError.invalid(operation, path: path, "the buffer pool belongs to another ring").about(address)
         }
-        return MultishotStream(core: core, highWater: 16) { stream in
+        let timeoutError = UringError.timedOut(operation, path: path).about(address)
+        return MultishotStream(core: core, highWater: 16, timeoutError: timeoutError) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(operation, path: path).about(address))
                 return 0

@@ -29,8 +29,12 @@ enum DeadlineScope {
 /// the deadline fails at once, without reaching the kernel.
 ///
 /// Deadlines nest: an inner deadline later than an outer one has no effect.
-/// Multishot sequences (received chunks, accepted connections, ticks) are
-/// not bounded; stop iterating them instead.
+///
+/// Multishot sequences (received chunks, accepted connections, arrivals,
+/// readiness, ticks) are bounded too: an element already waiting is
+/// returned, and a wait for the next one that outlasts the deadline ends the
+/// sequence with ``UringError/Kind/timedOut``, stopping its request in the
+/// kernel. Ring messages (``RingActor/messages``) are not bounded.
 ///
 /// ```swift
 /// let n = try await withDeadline(.now + .seconds(2)) {

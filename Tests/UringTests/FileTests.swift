@@ -204,6 +204,31 @@ extension AllTests {
             #expect(scratch.openDescriptors == 0)
         }
 
+        @Test("chunks a consumer keeps are never read into again; dropped ones are, without changing what is read")
+        func chunksKeptStayIntact() async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 40 * 4096, seed: 21)
+            let path = scratch.write("f", content)
+            try await RingActor.run { ring in
+                let file = try await File.open(path, on: ring)
+                // Every other chunk is kept; the sequence reuses the storage
+                // of those dropped, and must copy before reusing a kept one.
+                var kept: [(offset: Int, bytes: [UInt8])] = []
+                var offset = 0
+                var collected: [UInt8] = []
+                for try await piece in file.chunks(size: 4096, readAhead: 4) {
+                    if (offset / 4096) % 2 == 0 { kept.append((offset, piece)) }
+                    collected += piece
+                    offset += piece.count
+                }
+                #expect(collected == content)
+                #expect(kept.count == 20)
+                let changed = kept.filter { !$0.bytes.elementsEqual(content[$0.offset..<$0.offset + 4096]) }.map(\.offset)
+                #expect(changed.isEmpty, "chunks changed after they were returned, at offsets \(changed)")
+                try await file.close()
+            }
+        }
+
         @Test("stopping chunks early cancels the read-ahead and leaks nothing")
         func chunksStopEarly() async throws {
             let scratch = Scratch()

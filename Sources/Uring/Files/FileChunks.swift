@@ -115,9 +115,20 @@ final class ChunkBox: @unchecked Sendable {
     let address: UnsafeMutableRawPointer
     let descriptor: OwnedDescriptor
 
-    init(size: Int, descriptor: OwnedDescriptor) {
+    /// A box for one read of `size` bytes. `reusing` is an array of that
+    /// size handed out earlier: if its consumer has dropped it, its storage
+    /// is read into again, saving an allocation and the zeroing of a fresh
+    /// one; if the consumer still holds it, the mutable access below copies
+    /// it first (copy-on-write), so the kernel never writes memory a caller
+    /// can see.
+    init(size: Int, descriptor: OwnedDescriptor, reusing spare: consuming [UInt8]?) {
         self.descriptor = descriptor
-        bytes = [UInt8](repeating: 0, count: size)
+        // Moved, not copied: a second reference would force the copy below.
+        if let spare = consume spare {
+            bytes = spare
+        } else {
+            bytes = [UInt8](repeating: 0, count: size)
+        }
         address = bytes.withUnsafeMutableBytes { $0.baseAddress! }
     }
 }
@@ -142,6 +153,9 @@ final class ChunkReader {
     private let positional: Bool
     private var nextOffset: Int64
     private var inFlight = FIFO<Read>()
+    /// Arrays returned whole by `next()`, kept to be read into again once
+    /// their consumer lets go of them (see `ChunkBox.init`).
+    private var spares: [[UInt8]] = []
     private var finished = false
 
     init(_ chunks: FileChunks) {
@@ -195,7 +209,11 @@ final class ChunkReader {
         }
         var bytes = head.box.bytes
         head.box.bytes = []
-        bytes.removeLast(bytes.count - n)
+        if n == bytes.count {
+            if spares.count < readAhead { spares.append(bytes) }
+        } else {
+            bytes.removeLast(bytes.count - n)
+        }
         if positional && n < head.length {
             // A short read before the end: the reads behind it started at the
             // wrong offsets. Drop them and continue right after this one.
@@ -209,7 +227,7 @@ final class ChunkReader {
         guard let descriptor else { return }
         while inFlight.count < readAhead {
             try core.admit(.read, path: path)
-            let box = ChunkBox(size: size, descriptor: descriptor)
+            let box = ChunkBox(size: size, descriptor: descriptor, reusing: spares.popLast())
             let offset = nextOffset
             let position = positional ? UInt64(offset) : DescriptorIO.currentPosition
             let fd = descriptor.fd

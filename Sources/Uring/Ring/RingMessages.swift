@@ -200,23 +200,20 @@ final class Mailbox: Sendable {
             state.nextWaiter += 1
             return state.nextWaiter
         }
-        let arrival = try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Arrival?, any Error>) in
-                let ready = state.withLock { state -> Result<Arrival?, any Error>? in
-                    if let arrival = state.arrivals.popFirst() { return .success(arrival) }
-                    if state.closed { return .success(nil) }
-                    state.waiters.append((id, continuation))
-                    return nil
+        // Code on an actor waits through a function isolated to it, so its
+        // continuation does not resume on the global pool (see
+        // `RingCore.completion(of:)`).
+        let isolation = #isolation
+        let arrival =
+            if let isolation {
+                try await wait(as: id, isolatedTo: isolation)
+            } else {
+                try await withTaskCancellationHandler {
+                    try await withUnsafeThrowingContinuation { park(id, $0) }
+                } onCancel: {
+                    cancelWait(id)
                 }
-                if let ready { continuation.resume(with: ready) }
             }
-        } onCancel: {
-            let waiter = state.withLock { state -> UnsafeContinuation<Arrival?, any Error>? in
-                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiters.remove(at: index).continuation
-            }
-            waiter?.resume(throwing: CancellationError())
-        }
         switch arrival {
         case nil: return nil
         case .value(let value)?: return .value(value)
@@ -226,5 +223,34 @@ final class Mailbox: Sendable {
         case .file(let slot)?:
             return .file(IncomingRegisteredFile(slot: slot, ring: ring))
         }
+    }
+
+    private func wait(as id: UInt64, isolatedTo isolation: isolated any Actor) async throws -> Arrival? {
+        try await withTaskCancellationHandler {
+            _ = isolation  // this capture is what isolates the closure
+            return try await withUnsafeThrowingContinuation { park(id, $0) }
+        } onCancel: {
+            cancelWait(id)
+        }
+    }
+
+    /// Resumes `continuation` with the next arrival, or queues it as waiter `id`.
+    private func park(_ id: UInt64, _ continuation: UnsafeContinuation<Arrival?, any Error>) {
+        let ready = state.withLock { state -> Result<Arrival?, any Error>? in
+            if let arrival = state.arrivals.popFirst() { return .success(arrival) }
+            if state.closed { return .success(nil) }
+            state.waiters.append((id: id, continuation: continuation))
+            return nil
+        }
+        if let ready { continuation.resume(with: ready) }
+    }
+
+    /// Resumes waiter `id` with `CancellationError`, if it still waits.
+    private func cancelWait(_ id: UInt64) {
+        let waiter = state.withLock { state -> UnsafeContinuation<Arrival?, any Error>? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiters.remove(at: index).continuation
+        }
+        waiter?.resume(throwing: CancellationError())
     }
 }

@@ -240,6 +240,7 @@ extension AllTests {
         @Test("200 random sequences of open, read, write, sync, close and pipe reads with cancellation match the model")
         func randomSequences() async throws {
             let seed = testSeed()
+            print("model: seed \(seed) (URING_TEST_SEED replays it)")
             var random = SeededGenerator(seed: seed)
             var steps = 0
             for sequence in 0..<200 {

@@ -57,34 +57,52 @@ extension RingCore {
     }
 }
 
-/// Owns one iterator's stream and stops it (cancelling the request) when
-/// the iterator is dropped, so an abandoned loop leaves nothing in the kernel.
+/// Owns one iterator's stream: makes it on the first `next()`, and stops it
+/// (cancelling its request) when the iterator is dropped, so an abandoned
+/// loop leaves nothing in the kernel. Once the stream has thrown, or making
+/// it failed, `next()` returns nil.
 final class StreamConsumer<Element: Sendable>: Sendable {
-    private let starter: Locked<Result<MultishotStream<Element>, any Error>?>
-    private let make: @Sendable () throws -> MultishotStream<Element>
+    private enum Phase {
+        case notStarted
+        case running(MultishotStream<Element>)
+        case over
+    }
+    private let phase = Locked(Phase.notStarted)
+    private let make: nonisolated(nonsending) @Sendable () async throws -> MultishotStream<Element>
 
-    init(_ make: @escaping @Sendable () throws -> MultishotStream<Element>) {
+    init(_ make: nonisolated(nonsending) @escaping @Sendable () async throws -> MultishotStream<Element>) {
         self.make = make
-        self.starter = Locked(nil)
     }
 
     deinit {
-        if case .success(let stream)? = starter.withLock({ $0 }) { stream.stop() }
+        if case .running(let stream) = phase.withLock({ $0 }) { stream.stop() }
     }
 
     nonisolated(nonsending) func next() async throws -> Element? {
-        let stream = try starter.withLock { state -> MultishotStream<Element>? in
-            if state == nil { state = Result { try make() } }
-            if case .success(let stream)? = state { return stream }
-            if case .failure(let error)? = state {
-                state = .failure(EndedStream())  // the error is thrown once
-                if !(error is EndedStream) { throw error }
-            }
+        let stream: MultishotStream<Element>
+        switch phase.withLock({ $0 }) {
+        case .running(let running):
+            stream = running
+        case .over:
             return nil
+        case .notStarted:
+            do {
+                stream = try await make()
+            } catch {
+                phase.withLock { $0 = .over }
+                throw error
+            }
+            phase.withLock { $0 = .running(stream) }
         }
-        guard let stream else { return nil }
-        return try await stream.next()
+        do {
+            return try await stream.next()
+        } catch {
+            // Stopped here too: a `next()` that finds its task cancelled
+            // throws before the stream stops itself, and a request left
+            // armed would keep its descriptor open.
+            stream.stop()
+            phase.withLock { $0 = .over }
+            throw error
+        }
     }
-
-    private struct EndedStream: Error {}
 }

@@ -81,12 +81,12 @@ public struct IncomingConnections: AsyncSequence, Sendable {
 
     /// Starts accepting (on the first call to `next()`).
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(consumer: AcceptConsumer(self))
+        AsyncIterator(consumer: StreamConsumer { try makeStream() })
     }
 
     /// Produces the accepted connections.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let consumer: AcceptConsumer
+        let consumer: StreamConsumer<IncomingConnection>
 
         /// The next accepted connection; nil once the listener is closed.
         public mutating func next() async throws -> IncomingConnection? {
@@ -107,23 +107,17 @@ final class ListenerClosedFlag: Sendable {
     var isSet: Bool { flag.load(ordering: .acquiring) }
 }
 
-/// One iterator's multishot accept; stops it when the iterator goes away.
-final class AcceptConsumer: Sendable {
-    let stream: MultishotStream<IncomingConnection>?
-    let openError: Locked<UringError?>
-
-    init(_ sequence: IncomingConnections) {
-        openError = Locked(sequence.openError)
-        guard let listener = sequence.listener else {
-            stream = nil
-            return
-        }
-        let ring = sequence.ring
+extension IncomingConnections {
+    /// The stream of one iterator: one multishot accept request.
+    fileprivate func makeStream() throws -> MultishotStream<IncomingConnection> {
+        if let openError { throw openError }
+        guard let listener else { throw UringError.invalid(.accept, "the listener could not be duplicated") }
+        let ring = ring
         let core = ring.core
-        let address = sequence.address
-        let closed = sequence.closed
+        let address = address
+        let closed = closed
         let timeoutError = UringError.timedOut(.accept).about(address)
-        stream = MultishotStream(core: core, highWater: 64, timeoutError: timeoutError) { stream in
+        return MultishotStream(core: core, highWater: 64, timeoutError: timeoutError) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(.accept).about(address))
                 return 0
@@ -144,15 +138,5 @@ final class AcceptConsumer: Sendable {
                 io_uring_prep_multishot_accept(&$0, listener.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
             }
         }
-    }
-
-    deinit {
-        stream?.stop()
-    }
-
-    nonisolated(nonsending) func next() async throws -> IncomingConnection? {
-        if let error = openError.withLock({ error in defer { error = nil }; return error }) { throw error }
-        guard let stream else { return nil }
-        return try await stream.next()
     }
 }

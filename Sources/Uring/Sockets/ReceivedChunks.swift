@@ -47,12 +47,12 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
 
     /// Starts receiving (on the first call to `next()`).
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(consumer: ReceiveConsumer(self))
+        AsyncIterator(consumer: StreamConsumer { try await makeStream() })
     }
 
     /// Produces the received chunks in order.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let consumer: ReceiveConsumer
+        let consumer: StreamConsumer<ReceivedBytes>
 
         /// The next chunk; nil once the peer has closed its side.
         public mutating func next() async throws -> ReceivedBytes? {
@@ -66,47 +66,18 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
     }
 }
 
-/// One iterator's multishot receive; stops it when the iterator goes away.
-final class ReceiveConsumer: Sendable {
-    private struct Started {
-        var stream: MultishotStream<ReceivedBytes>?
-        var failed = false
-    }
-    private let sequence: ReceivedChunks
-    private let started = Locked(Started())
-
-    init(_ sequence: ReceivedChunks) {
-        self.sequence = sequence
-    }
-
-    deinit {
-        started.withLock { $0.stream }?.stop()
-    }
-
-    nonisolated(nonsending) func next() async throws -> ReceivedBytes? {
-        let current = started.withLock { $0 }
-        if let stream = current.stream { return try await stream.next() }
-        if current.failed { return nil }
-        do {
-            let stream = try await makeStream()
-            started.withLock { $0.stream = stream }
-            return try await stream.next()
-        } catch {
-            started.withLock { $0.failed = true }
-            throw error
-        }
-    }
-
-    private nonisolated(nonsending) func makeStream() async throws -> MultishotStream<ReceivedBytes> {
-        let socket = try sequence.socket.get()
-        let ring = sequence.ring
+extension ReceivedChunks {
+    /// The stream of one iterator: one multishot request over the pool.
+    fileprivate nonisolated(nonsending) func makeStream() async throws -> MultishotStream<ReceivedBytes> {
+        let socket = try socket.get()
         let core = ring.core
-        let address = sequence.address
-        let path = sequence.path
-        let operation = sequence.operation
+        let address = address
+        let path = path
+        let operation = operation
         try core.admit(operation, path: path, address: address)
+        let given = self.pool
         let pool: ReceiveBufferPool
-        if let given = sequence.pool {
+        if let given {
             pool = given
         } else {
             pool = try await ring.sharedReceivePool()
@@ -123,7 +94,7 @@ final class ReceiveConsumer: Sendable {
             return core.submitStream(keepAlive: ReceiveKeepAlive(socket: socket, pool: pool), handler: { result, flags in
                 let continues = flags & IORING_CQE_F_MORE != 0
                 if flags & IORING_CQE_F_BUFFER != 0 {
-                    let chunk = ReceivedBytes(pool: pool, id: cu_cqe_buffer_id(flags), count: Int(max(0, result)))
+                    let chunk = ReceivedBytes(pool: pool, id: cu_cqe_buffer_id(flags), count: Int(Swift.max(0, result)))
                     if result > 0 {
                         stream.deliver(chunk, requestContinues: continues)
                         if !continues { stream.requestEnded() }

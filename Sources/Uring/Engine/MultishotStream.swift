@@ -35,6 +35,10 @@ final class MultishotStream<Element: Sendable>: Sendable {
         /// Waiting for the kernel's resources (provided buffers) to return.
         var waitingForResources = false
         var started = false
+        /// Names the wait a deadline timer belongs to; bumped when a timed
+        /// wait starts and when it ends, so a timer that fires after its
+        /// wait is over (its cancellation still on the way) does nothing.
+        var timedWait: UInt64 = 0
     }
 
     private let state = Locked(State())
@@ -76,7 +80,12 @@ final class MultishotStream<Element: Sendable>: Sendable {
         }
         var timer: UInt64? = nil
         if let deadline = DeadlineScope.inForce { timer = try startTimer(until: deadline) }
-        defer { if let timer { core.requestCancellation(timer) } }
+        defer {
+            if let timer {
+                state.withLock { $0.timedWait &+= 1 }
+                core.requestCancellation(timer)
+            }
+        }
         // Code on an actor waits through a function isolated to it, so its
         // continuation does not resume on the global pool.
         let isolation = #isolation
@@ -106,8 +115,13 @@ final class MultishotStream<Element: Sendable>: Sendable {
             throw timeoutError
         }
         let time = KernelTimespec(absolute: deadline)
+        let wait = state.withLock { state in
+            state.timedWait &+= 1
+            return state.timedWait
+        }
         return core.submitStream(keepAlive: time, handler: { result, _ in
-            if result == -ETIME { self.stop(with: self.timeoutError) }
+            guard result == -ETIME, self.state.withLock({ $0.timedWait == wait }) else { return }
+            self.stop(with: self.timeoutError)
         }) {
             io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
         }

@@ -244,7 +244,7 @@ extension AllTests {
         @Test("a slow consumer exhausts a 4-buffer pool: the kernel waits, nothing is lost or reordered")
         func bufferExhaustion() async throws {
             try await RingActor.run { ring in
-                let pool = try await ReceiveBufferPool(bufferCount: 4, bufferSize: 1024, on: ring)
+                let pool = try await ReceiveBufferPool(bufferCount: 4, bufferSize: 1024, perConsumerLimit: 4, on: ring)
                 let pair = try StreamConnection.pair(on: ring)
                 let writer = Shared(pair.first)
                 let reader = pair.second
@@ -340,7 +340,7 @@ extension AllTests {
                     let client = try await StreamConnection.connect(to: address, on: ring)
                     try await client.sendAll([UInt8(7)])
                     #expect(try await client.receive(maximumCount: 1) == [7])
-                    clients.append(client.takeDescriptor())
+                    clients.append(try client.takeDescriptor())
                 }
                 server.cancel()
                 _ = try? await server.value

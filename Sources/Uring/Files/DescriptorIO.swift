@@ -136,12 +136,22 @@ struct DescriptorIO {
     /// Closes the descriptor; it is closed whatever happens, even when the
     /// task is cancelled or the ring is shut down (then synchronously).
     nonisolated(nonsending) func close() async throws {
+        try await Self.close(fd, core: core, path: path, address: nil)
+    }
+
+    /// The one close path of every descriptor type: through the ring, and
+    /// synchronously when the task is cancelled, the ring is shut down or
+    /// the kernel cannot close through the ring, so the descriptor is closed
+    /// whatever happens. Errors name `path` or `address`.
+    nonisolated(nonsending) static func close(
+        _ fd: Int32, core: RingCore, path: FilePath?, address: SocketAddress?
+    ) async throws {
         if Task.isCancelled || !core.acceptsWork.load(ordering: .acquiring) || !core.isSupported(.close) {
-            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path) }
+            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path).about(address) }
             return
         }
         do {
-            _ = try await core.perform(.close, path: path, honorsDeadline: false) {
+            _ = try await core.perform(.close, path: path, address: address, honorsDeadline: false) {
                 io_uring_prep_close(&$0, fd)
             }
         } catch let error as UringError where error.kind != .ringShutDown {
@@ -149,7 +159,7 @@ struct DescriptorIO {
         } catch {
             // Cancelled (or the ring shut down) before the kernel ran it: the
             // descriptor is still open, so close it here.
-            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path) }
+            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path).about(address) }
         }
     }
 }

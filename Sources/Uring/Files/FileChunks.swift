@@ -96,12 +96,6 @@ public struct FileChunks: AsyncSequence, Sendable {
     }
 }
 
-/// A descriptor closed when the last reference goes.
-final class OwnedDescriptor: Sendable {
-    let fd: Int32
-    init(_ fd: Int32) { self.fd = fd }
-    deinit { Glibc.close(fd) }
-}
 
 /// The memory one chunk read goes into, and the descriptor it reads from. The
 /// ring holds it (as the slot's `keepAlive`) until the kernel's completion, so

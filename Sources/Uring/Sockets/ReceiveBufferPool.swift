@@ -14,6 +14,15 @@ import Synchronization
 /// kernel stops receiving (data waits in the socket, and TCP slows the
 /// sender), and receiving resumes as buffers come back.
 ///
+/// The pool is shared fairly: one receiving sequence holds at most
+/// ``perConsumerLimit`` of its buffers at a time, counting the chunks that
+/// wait in its queue and those its consumer still holds. Bytes that arrive
+/// for a sequence already at its limit (a client that sends while the
+/// server's consumer is stuck, say, on a peer that does not read) are copied
+/// into memory of the chunk's own and the pool buffer goes straight back, so
+/// a few slow consumers cannot starve every other connection. The copies are
+/// bounded too: the sequence pauses its request once 16 chunks wait.
+///
 /// ```swift
 /// let pool = try await ReceiveBufferPool(bufferCount: 64, bufferSize: 4096, on: ring)
 /// for try await chunk in connection.received(from: pool) { … }
@@ -23,6 +32,9 @@ public final class ReceiveBufferPool: Sendable {
     public let bufferCount: Int
     /// The size of each buffer in bytes.
     public let bufferSize: Int
+    /// The most buffers one receiving sequence holds at a time; see the
+    /// type's discussion of fairness.
+    public let perConsumerLimit: Int
     /// The provided-buffer group id the kernel knows the pool by.
     let group: UInt16
     let core: RingCore
@@ -54,20 +66,31 @@ public final class ReceiveBufferPool: Sendable {
     /// - Parameters:
     ///   - bufferCount: A power of two from 1 to 32,768.
     ///   - bufferSize: Bytes per buffer; one receive completes at most this many.
+    ///   - perConsumerLimit: The most buffers one receiving sequence may
+    ///     hold; nil picks an eighth of the pool, at most 4 and at least 1.
+    ///     With the default of 256 buffers, 64 consumers that never read
+    ///     would be needed to hold them all.
     ///   - ring: The ring whose receives take buffers from the pool.
     /// - Throws: ``UringError`` of kind ``UringError/Kind/invalidArgument``
     ///   for bad sizes, or the kernel's error (`ENOMEM`, or `EINVAL` on kernels
     ///   before 5.19, which lack buffer rings).
-    public convenience init(bufferCount: Int = 256, bufferSize: Int = 16 * 1024, on ring: RingActor) async throws {
-        try await self.init(bufferCount: bufferCount, bufferSize: bufferSize, core: ring.core)
+    public convenience init(
+        bufferCount: Int = 256, bufferSize: Int = 16 * 1024, perConsumerLimit: Int? = nil, on ring: RingActor
+    ) async throws {
+        try await self.init(
+            bufferCount: bufferCount, bufferSize: bufferSize, perConsumerLimit: perConsumerLimit, core: ring.core)
     }
 
-    init(bufferCount: Int, bufferSize: Int, core: RingCore) async throws {
+    init(bufferCount: Int, bufferSize: Int, perConsumerLimit: Int? = nil, core: RingCore) async throws {
         guard bufferCount > 0, bufferCount <= 32_768, bufferCount & (bufferCount - 1) == 0 else {
             throw UringError.invalid(.registerBuffers, "bufferCount \(bufferCount) must be a power of two from 1 to 32768")
         }
         guard bufferSize > 0, bufferSize <= DescriptorIO.maximumTransfer else {
             throw UringError.invalid(.registerBuffers, "bufferSize \(bufferSize) must be from 1 to \(DescriptorIO.maximumTransfer)")
+        }
+        if let perConsumerLimit, perConsumerLimit < 1 || perConsumerLimit > bufferCount {
+            throw UringError.invalid(
+                .registerBuffers, "perConsumerLimit \(perConsumerLimit) must be from 1 to bufferCount (\(bufferCount))")
         }
         var raw: UnsafeMutableRawPointer? = nil
         guard posix_memalign(&raw, 4096, bufferCount * bufferSize) == 0, let buffers = raw else {
@@ -97,6 +120,7 @@ public final class ReceiveBufferPool: Sendable {
         }
         self.bufferCount = bufferCount
         self.bufferSize = bufferSize
+        self.perConsumerLimit = perConsumerLimit ?? Swift.max(1, Swift.min(4, bufferCount / 8))
         self.group = group
         self.core = core
         self.memory = Storage(
@@ -156,8 +180,41 @@ public final class ReceiveBufferPool: Sendable {
         }
     }
 
-    /// Buffers currently held by consumers (or filled and not yet delivered).
-    var buffersInUse: Int { outstanding.load(ordering: .relaxed) }
+    /// Buffers currently held by chunks: queued for their consumers or in
+    /// the consumers' hands. A reading, not a synchronised count.
+    public var buffersInUse: Int { outstanding.load(ordering: .relaxed) }
+
+    /// The chunk for a completion that filled buffer `id` with `count`
+    /// bytes for the sequence whose holdings `share` counts: the buffer
+    /// itself while the sequence is under its limit, otherwise a copy, and
+    /// the buffer goes back to the kernel at once.
+    func chunk(buffer id: UInt16, count: Int, for share: ConsumerShare) -> ReceivedBytes {
+        if share.hold(limit: perConsumerLimit) {
+            return ReceivedBytes(pool: self, id: id, count: count, share: share)
+        }
+        outstanding.add(1, ordering: .relaxed)  // balanced by `giveBack`
+        let copy = ReceivedBytes(copying: UnsafeRawPointer(address(of: id)), count: count)
+        giveBack(id)
+        return copy
+    }
+}
+
+/// How many pool buffers one receiving sequence's chunks hold right now.
+final class ConsumerShare: Sendable {
+    private let held = Atomic<Int>(0)
+
+    /// Counts one more buffer if the sequence holds fewer than `limit`.
+    /// Only the ring thread adds, so the check and the add cannot race with
+    /// another add; releases only make the count smaller.
+    func hold(limit: Int) -> Bool {
+        guard held.load(ordering: .relaxed) < limit else { return false }
+        held.add(1, ordering: .relaxed)
+        return true
+    }
+
+    func release() {
+        held.subtract(1, ordering: .relaxed)
+    }
 }
 
 /// Bytes received into a pool buffer; the buffer goes back to the pool
@@ -167,8 +224,12 @@ public final class ReceiveBufferPool: Sendable {
 /// kernel cannot reuse their buffers. Copy out (`Array(chunk)`) to keep
 /// the bytes longer.
 public final class ReceivedBytes: RandomAccessCollection, Sendable {
-    private let pool: ReceiveBufferPool
-    private let id: UInt16
+    /// Where the bytes live: a pool buffer, or memory of the chunk's own.
+    private enum Storage {
+        case pool(ReceiveBufferPool, id: UInt16, share: ConsumerShare)
+        case own
+    }
+    private let storage: Storage
     /// The number of bytes.
     public let count: Int
     private let base: UnsafeAddress
@@ -181,16 +242,31 @@ public final class ReceivedBytes: RandomAccessCollection, Sendable {
         let pointer: UnsafeRawPointer
     }
 
-    init(pool: ReceiveBufferPool, id: UInt16, count: Int) {
-        self.pool = pool
-        self.id = id
+    /// A chunk holding pool buffer `id`, counted in `share`.
+    init(pool: ReceiveBufferPool, id: UInt16, count: Int, share: ConsumerShare) {
+        self.storage = .pool(pool, id: id, share: share)
         self.count = count
         self.base = UnsafeAddress(pointer: UnsafeRawPointer(pool.address(of: id)))
         pool.taken()
     }
 
+    /// A chunk holding a copy of `count` bytes at `source`.
+    init(copying source: UnsafeRawPointer, count: Int) {
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count), alignment: 16)
+        memory.copyMemory(from: source, byteCount: count)
+        self.storage = .own
+        self.count = count
+        self.base = UnsafeAddress(pointer: UnsafeRawPointer(memory))
+    }
+
     deinit {
-        pool.giveBack(id)
+        switch storage {
+        case .pool(let pool, let id, let share):
+            share.release()
+            pool.giveBack(id)
+        case .own:
+            base.pointer.deallocate()
+        }
     }
 
     /// The first index, 0.

@@ -13,7 +13,9 @@ import SystemPackage
 /// iterating task is cancelled.
 ///
 /// Back-pressure: at most 16 chunks wait unconsumed, and the pool's buffers
-/// bound the rest. When the request is paused, or stopped because every
+/// bound the rest. One sequence holds at most the pool's
+/// ``ReceiveBufferPool/perConsumerLimit`` buffers; chunks beyond it are
+/// copies, so a stalled consumer cannot take the pool from the others. When the request is paused, or stopped because every
 /// buffer is in use, it is re-armed as soon as there is room again; the
 /// bytes in between wait in the socket, so nothing is lost or reordered.
 public struct ReceivedChunks: AsyncSequence, Sendable {
@@ -30,19 +32,37 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
     /// `.receive` (multishot recv) or `.readMultishot`.
     let operation: UringOperation
 
+    /// A sequence over `descriptor`, which it shares with its owner.
+    init(
+        ring: RingActor, sharing descriptor: OwnedDescriptor, address: SocketAddress?, path: FilePath? = nil,
+        pool: ReceiveBufferPool?, operation: UringOperation = .receive
+    ) {
+        self.init(ring: ring, socket: .success(descriptor), address: address, path: path, pool: pool, operation: operation)
+    }
+
+    /// A sequence over its own duplicate of `fd`, for owners that do not
+    /// share their descriptor.
     init(
         ring: RingActor, duplicating fd: Int32, address: SocketAddress?, path: FilePath? = nil,
         pool: ReceiveBufferPool?, operation: UringOperation = .receive
     ) {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        let socket: Result<OwnedDescriptor, UringError> = copy >= 0
+            ? .success(OwnedDescriptor(copy))
+            : .failure(UringError.system(.duplicate, Glibc.errno, path: path).about(address))
+        self.init(ring: ring, socket: socket, address: address, path: path, pool: pool, operation: operation)
+    }
+
+    private init(
+        ring: RingActor, socket: Result<OwnedDescriptor, UringError>, address: SocketAddress?, path: FilePath?,
+        pool: ReceiveBufferPool?, operation: UringOperation
+    ) {
         self.ring = ring
+        self.socket = socket
         self.address = address
         self.path = path
         self.pool = pool
         self.operation = operation
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        socket = copy >= 0
-            ? .success(OwnedDescriptor(copy))
-            : .failure(UringError.system(.duplicate, Glibc.errno, path: path).about(address))
     }
 
     /// Starts receiving (on the first call to `next()`).
@@ -86,6 +106,7 @@ extension ReceivedChunks {
             throw UringError.invalid(operation, path: path, "the buffer pool belongs to another ring").about(address)
         }
         let timeoutError = UringError.timedOut(operation, path: path).about(address)
+        let share = ConsumerShare()
         return MultishotStream(core: core, highWater: 16, timeoutError: timeoutError) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(operation, path: path).about(address))
@@ -94,13 +115,16 @@ extension ReceivedChunks {
             return core.submitStream(keepAlive: ReceiveKeepAlive(socket: socket, pool: pool), handler: { result, flags in
                 let continues = flags & IORING_CQE_F_MORE != 0
                 if flags & IORING_CQE_F_BUFFER != 0 {
-                    let chunk = ReceivedBytes(pool: pool, id: cu_cqe_buffer_id(flags), count: Int(Swift.max(0, result)))
+                    let id = cu_cqe_buffer_id(flags)
                     if result > 0 {
+                        let chunk = pool.chunk(buffer: id, count: Int(result), for: share)
                         stream.deliver(chunk, requestContinues: continues)
                         if !continues { stream.requestEnded() }
                         return
                     }
-                    // A buffer with no bytes goes straight back (dropped here).
+                    // A buffer with no bytes goes straight back.
+                    pool.taken()
+                    pool.giveBack(id)
                 }
                 if result > 0 {
                     if !continues { stream.requestEnded() }

@@ -169,9 +169,10 @@ struct SocketIO {
         _ = try await core.perform(.shutdown, address: address) { io_uring_prep_shutdown(&$0, fd, how) }
     }
 
-    /// Closes through the ring.
+    /// Closes the descriptor; it is closed whatever happens (see
+    /// ``DescriptorIO/close(_:core:path:address:)``).
     nonisolated(nonsending) func close() async throws {
-        _ = try await core.perform(.close, address: address, honorsDeadline: false) { io_uring_prep_close(&$0, fd) }
+        try await DescriptorIO.close(fd, core: core, path: nil, address: address)
     }
 }
 

@@ -5,8 +5,14 @@ import SystemPackage
 /// A connected stream socket: TCP over IPv4 or IPv6, or a Unix-domain stream.
 ///
 /// Like ``File`` it is noncopyable and owns its descriptor: `close()` closes
-/// it through the ring and reports errors, and dropping the value closes it
-/// in `deinit`. Buffers are lent for the length of each call.
+/// it through the ring and reports errors, and dropping the value closes it.
+/// Buffers are lent for the length of each call.
+///
+/// A connection is one descriptor. Sequences of ``received(from:)`` share it
+/// rather than duplicating it, and keep it open while they live: closing the
+/// connection while such a sequence is still alive (for example, its
+/// iterator in another task) leaves the closing of the descriptor to the
+/// sequence's end.
 ///
 /// ```swift
 /// let connection = try await StreamConnection.connect(to: .loopback(port: 8080), on: ring)
@@ -21,29 +27,27 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// The peer's address as known when the connection was made (nil for an
     /// unnamed Unix socket).
     public let remoteAddress: SocketAddress?
-    private var fd: Int32
+    /// The descriptor, shared with live ``received(from:)`` sequences; it
+    /// closes itself when the last holder lets go.
+    private var shared: OwnedDescriptor
 
     /// Takes ownership of a connected stream socket's descriptor.
     public init(adopting descriptor: FileDescriptor, on ring: RingActor) {
         self.ring = ring
-        self.fd = descriptor.rawValue
+        self.shared = OwnedDescriptor(descriptor.rawValue)
         self.remoteAddress = SocketIO(core: ring.core, fd: descriptor.rawValue, address: nil).remoteAddress()
     }
 
     init(fd: Int32, remote: SocketAddress?, on ring: RingActor) {
         self.ring = ring
-        self.fd = fd
+        self.shared = OwnedDescriptor(fd)
         self.remoteAddress = remote
     }
 
-    deinit {
-        if fd >= 0 { Glibc.close(fd) }
-    }
-
-    var io: SocketIO { SocketIO(core: ring.core, fd: fd, address: remoteAddress) }
+    var io: SocketIO { SocketIO(core: ring.core, fd: shared.fd, address: remoteAddress) }
 
     /// The underlying descriptor, still owned by this connection.
-    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    public var descriptor: FileDescriptor { FileDescriptor(rawValue: shared.fd) }
 
     /// This end's address (`getsockname`).
     public var localAddress: SocketAddress? { io.localAddress() }
@@ -148,7 +152,7 @@ public struct StreamConnection: ~Copyable, Sendable {
     ///
     /// See ``ReceivedChunks`` for back-pressure and buffer ownership.
     public func received(from pool: ReceiveBufferPool? = nil) -> ReceivedChunks {
-        ReceivedChunks(ring: ring, duplicating: fd, address: remoteAddress, pool: pool)
+        ReceivedChunks(ring: ring, sharing: shared, address: remoteAddress, pool: pool)
     }
 
     // MARK: Options and shutdown
@@ -187,18 +191,27 @@ public struct StreamConnection: ~Copyable, Sendable {
     // MARK: Closing
 
     /// Closes the socket through the ring. The descriptor is released even
-    /// when an error is thrown.
+    /// when an error is thrown (then it is closed synchronously).
+    ///
+    /// If a ``received(from:)`` sequence of this connection is still alive,
+    /// it keeps the descriptor, and the descriptor closes when the sequence
+    /// ends; this call then only gives up the connection's share.
     public consuming func close() async throws {
-        let io = self.io
-        fd = -1
+        guard isKnownUniquelyReferenced(&shared) else { return }
+        let io = SocketIO(core: ring.core, fd: shared.detach(), address: remoteAddress)
         try await io.close()
     }
 
     /// Gives up ownership of the descriptor without closing it.
-    public consuming func takeDescriptor() -> FileDescriptor {
-        let descriptor = FileDescriptor(rawValue: fd)
-        fd = -1
-        return descriptor
+    ///
+    /// - Throws: ``UringError`` if a ``received(from:)`` sequence of this
+    ///   connection is still alive: it uses the descriptor, so its ownership
+    ///   cannot be handed over. The connection is closed in that case.
+    public consuming func takeDescriptor() throws(UringError) -> FileDescriptor {
+        guard isKnownUniquelyReferenced(&shared) else {
+            throw .invalid(.close, "a receive sequence of this connection still uses its descriptor").about(remoteAddress)
+        }
+        return FileDescriptor(rawValue: shared.detach())
     }
 }
 

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import SystemPackage
 import Testing
 
@@ -96,5 +97,109 @@ extension AllTests {
                 try await listener.close()
             }
         }
+
+        @Test("accept survives the descriptor limit: it backs off, keeps every connection, and accepts again once some close")
+        func acceptSurvivesDescriptorLimit() async throws {
+            try await RingActor.run { ring in
+                let listener = try await StreamListener.bind(to: .loopback(port: 0), on: ring)
+                let address = listener.localAddress
+                let clientCount = 12
+                let room = 4
+                // Client sockets are made before the limit is lowered, so
+                // only the server's accepts run out of descriptors.
+                var sockets: [Int32] = []
+                for _ in 0..<clientCount {
+                    sockets.append(socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+                }
+                defer { for fd in sockets where fd >= 0 { _ = Glibc.close(fd) } }
+                #expect(!sockets.contains(-1))
+                for fd in sockets {
+                    // A loopback connect completes at once, into the backlog.
+                    let status = address.bytes.withUnsafeBytes {
+                        Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+                    }
+                    #expect(status == 0, "connect: errno \(errno)")
+                }
+                // Made before the limit is lowered: it duplicates the listener.
+                let connections = listener.connections
+                var saved = rlimit()
+                getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+                // Exactly `room` free descriptor numbers below the new limit
+                // (this suite runs alone, so nothing else opens any meanwhile).
+                var lowered = saved
+                lowered.rlim_cur = rlim_t(limitLeaving(room))
+                #expect(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lowered) == 0)
+                defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved) }
+
+                let served = Shared(Atomic<Int>(0))
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await withThrowingDiscardingTaskGroup { handlers in
+                            for try await incoming in connections {
+                                handlers.addTask {
+                                    let connection = try incoming.take()
+                                    served.value.add(1, ordering: .relaxed)
+                                    var buffer = [UInt8](repeating: 0, count: 16)
+                                    while true {
+                                        let n = try await connection.receive(into: &buffer)
+                                        if n == 0 { break }
+                                        try await connection.sendAll(Array(buffer[..<n]))
+                                    }
+                                    try await connection.close()
+                                }
+                            }
+                        }
+                    }
+                    // `room` are accepted; the rest wait in the backlog.
+                    while served.value.load(ordering: .relaxed) < room || ring.statistics.acceptBackOffs == 0 {
+                        try await Task.sleep(for: .milliseconds(2))
+                    }
+                    // The accepted ones keep working while accept backs off.
+                    for index in 0..<room {
+                        #expect(try await echoByte(on: sockets[index], UInt8(index), ring: ring) == [UInt8(index)])
+                    }
+                    // Each accepted client that leaves frees a server
+                    // descriptor, and a waiting client is accepted and served.
+                    for index in room..<clientCount {
+                        _ = Glibc.shutdown(sockets[index - room], Int32(SHUT_WR))
+                        #expect(try await echoByte(on: sockets[index], UInt8(index), ring: ring) == [UInt8(index)])
+                    }
+                    #expect(served.value.load(ordering: .relaxed) == clientCount)
+                    #expect(ring.statistics.acceptBackOffs > 0)
+                    group.cancelAll()
+                }
+                try await listener.close()
+            }
+        }
     }
+}
+
+/// A descriptor limit that leaves exactly `room` free descriptor numbers
+/// below it.
+private func limitLeaving(_ room: Int) -> Int {
+    var free = 0
+    var fd: Int32 = 0
+    while true {
+        if fcntl(fd, F_GETFD) == -1 {
+            free += 1
+            if free == room { return Int(fd) + 1 }
+        }
+        fd += 1
+    }
+}
+
+/// Sends one byte on the connected socket `fd` through the ring and returns
+/// what comes back; `fd` stays open and the caller's.
+private func echoByte(on fd: Int32, _ byte: UInt8, ring: RingActor) async throws -> [UInt8] {
+    let connection = StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
+    let reply: [UInt8]
+    do {
+        try await connection.sendAll([byte])
+        reply = try await connection.receive(maximumCount: 1)
+    } catch {
+        _ = try? connection.takeDescriptor()
+        throw error
+    }
+    _ = try connection.takeDescriptor()
+    return reply
 }

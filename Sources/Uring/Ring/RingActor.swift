@@ -32,12 +32,14 @@ public actor RingActor {
 
     /// The pool multishot receives use when given none (created on first use).
     private nonisolated let sharedPool = Locked<ReceiveBufferPool?>(nil)
+    /// What the socket layer counts for ``statistics``.
+    nonisolated let serverCounters = ServerCounters()
 
     /// The ring's shared receive pool: 256 buffers of 16 KiB, created on
     /// first use.
     nonisolated(nonsending) func sharedReceivePool() async throws -> ReceiveBufferPool {
         if let pool = sharedPool.withLock({ $0 }) { return pool }
-        let made = try await ReceiveBufferPool(bufferCount: 256, bufferSize: 16 * 1024, core: core)
+        let made = try await ReceiveBufferPool(bufferCount: 256, bufferSize: 16 * 1024, ring: self)
         // Two first users may race; the loser's pool is dropped (and unregistered).
         return sharedPool.withLock { pool in
             if let existing = pool { return existing }
@@ -109,7 +111,11 @@ public actor RingActor {
     }
 
     /// Counters of the ring's work so far.
-    public nonisolated var statistics: RingStatistics { core.statistics }
+    public nonisolated var statistics: RingStatistics {
+        var statistics = core.statistics
+        serverCounters.fill(&statistics)
+        return statistics
+    }
 
     /// Whether the running kernel's io_uring supports `operation`.
     public nonisolated func isSupported(_ operation: UringOperation) -> Bool {

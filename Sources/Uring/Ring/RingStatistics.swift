@@ -23,10 +23,18 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     public var slotsCreated: Int
     /// Operation slots in use right now.
     public var slotsInUse: Int
+    /// Times a multishot accept waited because the process or the system
+    /// ran out of descriptors or memory (see ``IncomingConnections``).
+    public var acceptBackOffs: UInt64 = 0
+    /// Received chunks copied out of the receive pool because their
+    /// sequence already held its share of it (see ``ReceiveBufferPool``):
+    /// a sign of consumers that do not keep up.
+    public var receiveCopies: UInt64 = 0
 
     /// All counters on one line.
     public var description: String {
         "submitted \(submitted), completed \(completed), in flight \(inFlight), wake-ups \(wakeUps), "
-            + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), enters \(kernelEnters), slots \(slotsInUse)/\(slotsCreated)"
+            + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), enters \(kernelEnters), slots \(slotsInUse)/\(slotsCreated), "
+            + "accept back-offs \(acceptBackOffs), receive copies \(receiveCopies)"
     }
 }

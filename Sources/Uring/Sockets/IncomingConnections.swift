@@ -64,7 +64,14 @@ final class OwnedOnce: Sendable {
 /// The sequence ends only with an error (thrown), with cancellation of the
 /// iterating task (`CancellationError`), or when the listener is closed
 /// (normally). When the kernel stops the multishot request on its own, it is
-/// re-armed without the consumer noticing. At most 64 accepted connections
+/// re-armed without the consumer noticing.
+///
+/// Running out of resources does not end it. When accept fails with
+/// `EMFILE` or `ENFILE` (the descriptor limit), `ENOBUFS` or `ENOMEM`, or
+/// `ECONNABORTED` (a client gave up in the backlog), the sequence waits, 10
+/// ms at first and twice as long after each failure in a row up to one
+/// second, then accepts again; new clients wait in the listen backlog
+/// meanwhile. Each wait counts in ``RingStatistics/acceptBackOffs``. At most 64 accepted connections
 /// wait unclaimed; beyond that the request is paused and new connections
 /// wait in the kernel's listen backlog.
 public struct IncomingConnections: AsyncSequence, Sendable {
@@ -117,6 +124,7 @@ extension IncomingConnections {
         let address = address
         let closed = closed
         let timeoutError = UringError.timedOut(.accept).about(address)
+        let backOff = AcceptBackOff()
         return MultishotStream(core: core, highWater: 64, timeoutError: timeoutError) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(.accept).about(address))
@@ -125,10 +133,18 @@ extension IncomingConnections {
             return core.submitStream(keepAlive: listener, handler: { result, flags in
                 let continues = flags & IORING_CQE_F_MORE != 0
                 if result >= 0 {
+                    backOff.reset()
                     stream.deliver(IncomingConnection(fd: result, ring: ring), requestContinues: continues)
                     if !continues { stream.requestEnded() }
                 } else if closed.isSet {
                     stream.finish(throwing: nil)
+                } else if AcceptBackOff.isTransient(-result) && core.acceptsWork.load(ordering: .acquiring) {
+                    ring.serverCounters.acceptBackOffs.add(1, ordering: .relaxed)
+                    stream.waitForResources()
+                    let time = KernelTimespec(backOff.next())
+                    core.submitStream(keepAlive: time, handler: { _, _ in stream.resourcesReturned() }) {
+                        io_uring_prep_timeout(&$0, time.pointer, 0, 0)
+                    }
                 } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
                     stream.requestEnded()  // paused for back-pressure, or stopped
                 } else {
@@ -138,5 +154,29 @@ extension IncomingConnections {
                 io_uring_prep_multishot_accept(&$0, listener.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
             }
         }
+    }
+}
+
+/// How long a multishot accept waits after running out of resources: 10 ms,
+/// doubling with each failure in a row, at most one second.
+final class AcceptBackOff: Sendable {
+    private let milliseconds = Atomic<Int>(0)
+
+    /// Errors that say "not now" rather than "never": the process or the
+    /// system is out of descriptors or memory, or a client left the backlog.
+    static func isTransient(_ code: Int32) -> Bool {
+        code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM || code == ECONNABORTED
+    }
+
+    /// The next wait (only the ring thread calls this).
+    func next() -> Duration {
+        let wait = min(max(10, milliseconds.load(ordering: .relaxed) * 2), 1000)
+        milliseconds.store(wait, ordering: .relaxed)
+        return .milliseconds(wait)
+    }
+
+    /// An accept succeeded: the next failure waits the shortest time again.
+    func reset() {
+        if milliseconds.load(ordering: .relaxed) != 0 { milliseconds.store(0, ordering: .relaxed) }
     }
 }

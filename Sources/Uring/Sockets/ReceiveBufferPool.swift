@@ -38,6 +38,7 @@ public final class ReceiveBufferPool: Sendable {
     /// The provided-buffer group id the kernel knows the pool by.
     let group: UInt16
     let core: RingCore
+    private let counters: ServerCounters
     private let memory: Storage
 
     /// Buffers the kernel filled that chunks still hold. Counted without the
@@ -78,10 +79,11 @@ public final class ReceiveBufferPool: Sendable {
         bufferCount: Int = 256, bufferSize: Int = 16 * 1024, perConsumerLimit: Int? = nil, on ring: RingActor
     ) async throws {
         try await self.init(
-            bufferCount: bufferCount, bufferSize: bufferSize, perConsumerLimit: perConsumerLimit, core: ring.core)
+            bufferCount: bufferCount, bufferSize: bufferSize, perConsumerLimit: perConsumerLimit, ring: ring)
     }
 
-    init(bufferCount: Int, bufferSize: Int, perConsumerLimit: Int? = nil, core: RingCore) async throws {
+    init(bufferCount: Int, bufferSize: Int, perConsumerLimit: Int? = nil, ring: RingActor) async throws {
+        let core = ring.core
         guard bufferCount > 0, bufferCount <= 32_768, bufferCount & (bufferCount - 1) == 0 else {
             throw UringError.invalid(.registerBuffers, "bufferCount \(bufferCount) must be a power of two from 1 to 32768")
         }
@@ -123,6 +125,7 @@ public final class ReceiveBufferPool: Sendable {
         self.perConsumerLimit = perConsumerLimit ?? Swift.max(1, Swift.min(4, bufferCount / 8))
         self.group = group
         self.core = core
+        self.counters = ring.serverCounters
         self.memory = Storage(
             buffers: buffers, ring: UnsafeMutablePointer(bitPattern: ringAddress)!)
         for id in 0..<bufferCount { give(UInt16(id)) }
@@ -192,6 +195,7 @@ public final class ReceiveBufferPool: Sendable {
         if share.hold(limit: perConsumerLimit) {
             return ReceivedBytes(pool: self, id: id, count: count, share: share)
         }
+        counters.receiveCopies.add(1, ordering: .relaxed)
         outstanding.add(1, ordering: .relaxed)  // balanced by `giveBack`
         let copy = ReceivedBytes(copying: UnsafeRawPointer(address(of: id)), count: count)
         giveBack(id)

@@ -171,6 +171,73 @@ extension AllTests {
                 try await listener.close()
             }
         }
+
+        @Test("an idle timeout ends a receive sequence that waits too long, after what was already queued")
+        func idleTimeout() async throws {
+            try await RingActor.run { ring in
+                let pair = try StreamConnection.pair(on: ring)
+                let peer = pair.first
+                let connection = pair.second
+                try await peer.sendAll(Array("early".utf8))
+                var received: [UInt8] = []
+                do {
+                    for try await chunk in connection.received(idleTimeout: .milliseconds(50)) {
+                        received += chunk
+                    }
+                    Issue.record("the sequence ended without timing out")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                    #expect("\(error)".contains("recv"))
+                }
+                #expect(received == Array("early".utf8))
+                // The connection still works after the timeout.
+                try await peer.sendAll(Array("late".utf8))
+                #expect(try await connection.receive(maximumCount: 16) == Array("late".utf8))
+                try await peer.close()
+                try await connection.close()
+            }
+        }
+
+        @Test("a deadline already past does not start a receive: bytes waiting in the socket stay there")
+        func pastDeadlineReceivesNothing() async throws {
+            try await RingActor.run { ring in
+                let pair = try StreamConnection.pair(on: ring)
+                let peer = pair.first
+                let connection = pair.second
+                try await peer.sendAll(Array("hello".utf8))
+                await #expect(throws: UringError.self) {
+                    try await withDeadline(.now - .seconds(1)) {
+                        for try await _ in connection.received() {}
+                    }
+                }
+                #expect(try await connection.receive(maximumCount: 16) == Array("hello".utf8))
+                try await peer.close()
+                try await connection.close()
+            }
+        }
+
+        @Test("file.chunks honours withTimeout: reading a pipe with no writer activity times out")
+        func chunksHonourDeadlines() async throws {
+            try await RingActor.run { ring in
+                let (readEnd, writeEnd) = makePipe()
+                defer { _ = Glibc.close(writeEnd) }
+                let file = File(adopting: FileDescriptor(rawValue: readEnd), path: "pipe", on: ring)
+                do {
+                    try await withTimeout(.milliseconds(100)) {
+                        for try await _ in file.chunks() {}
+                    }
+                    Issue.record("the read ended without timing out")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                    #expect("\(error)".contains("pipe"))
+                }
+                // Nothing stays in flight, and the pipe still reads.
+                _ = Glibc.write(writeEnd, "x", 1)
+                var byte = [UInt8](repeating: 0, count: 1)
+                #expect(try await file.read(into: &byte) == 1)
+                try await file.close()
+            }
+        }
     }
 }
 

@@ -35,8 +35,9 @@ final class MultishotStream<Element: Sendable>: Sendable {
         /// Waiting for the kernel's resources (provided buffers) to return.
         var waitingForResources = false
         var started = false
-        /// Names the wait a deadline timer belongs to; bumped when a timed
-        /// wait starts and when it ends, so a timer that fires after its
+        /// Names the consumer's current wait, for the deadline timer that
+        /// bounds it: bumped when a wait starts and, under the same lock,
+        /// whenever a waiter is resumed, so a timer that fires after its
         /// wait is over (its cancellation still on the way) does nothing.
         var timedWait: UInt64 = 0
     }
@@ -44,18 +45,22 @@ final class MultishotStream<Element: Sendable>: Sendable {
     private let state = Locked(State())
     private let core: RingCore
     private let highWater: Int
-    /// What a `next()` that waits past the task's deadline throws.
+    /// What a `next()` that waits past the task's deadline (or the idle
+    /// timeout) throws.
     private let timeoutError: UringError
+    /// The longest one `next()` may wait for an element, if bounded.
+    private let idleTimeout: Duration?
     /// Submits the request; returns its `user_data`.
     private let arm: @Sendable (MultishotStream<Element>) -> UInt64
 
     init(
-        core: RingCore, highWater: Int, timeoutError: UringError,
+        core: RingCore, highWater: Int, timeoutError: UringError, idleTimeout: Duration? = nil,
         arm: @escaping @Sendable (MultishotStream<Element>) -> UInt64
     ) {
         self.core = core
         self.highWater = max(1, highWater)
         self.timeoutError = timeoutError
+        self.idleTimeout = idleTimeout
         self.arm = arm
     }
 
@@ -65,21 +70,34 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// stream, or `CancellationError` when the consumer's task is cancelled
     /// (which also stops the stream).
     ///
-    /// Inside ``withDeadline(_:_:)``, a wait that outlasts the deadline ends
-    /// the stream with ``UringError/Kind/timedOut``: a kernel timer fires at
-    /// the deadline, and it is cancelled when the wait ends first.
+    /// Inside ``withDeadline(_:_:)``, and with an idle timeout, a wait that
+    /// outlasts the limit ends the stream with ``UringError/Kind/timedOut``:
+    /// a kernel timer fires at the limit, and it is cancelled when the wait
+    /// ends first. A limit already past returns what is queued, and
+    /// otherwise throws without starting a request, so nothing is received
+    /// only to be dropped.
     nonisolated(nonsending) func next() async throws -> Element? {
         try Task.checkCancellation()
+        var limit = DeadlineScope.inForce
+        if let idleTimeout {
+            let idleLimit = RingClock.Instant.now + idleTimeout
+            limit = limit.map { min($0, idleLimit) } ?? idleLimit
+        }
+        let expired = limit.map { $0 <= .now } ?? false
         // Fast path: an element (or the end) is already here, so no
         // cancellation handler and no continuation (see
         // `RingCore.completion(of:)` for what each costs).
-        switch take(parking: nil) {
+        switch take(parking: nil, mayStart: !expired) {
         case .value(let element): return element
         case .failure(let error): throw error
         case .wait: break
         }
+        if expired {
+            stop(with: timeoutError)
+            throw timeoutError
+        }
         var timer: UInt64? = nil
-        if let deadline = DeadlineScope.inForce { timer = try startTimer(until: deadline) }
+        if let limit { timer = startTimer(until: limit) }
         defer {
             if let timer {
                 state.withLock { $0.timedWait &+= 1 }
@@ -106,43 +124,52 @@ final class MultishotStream<Element: Sendable>: Sendable {
         }
     }
 
-    /// Submits a timer that ends the stream with `timeoutError` at
-    /// `deadline`; returns its `user_data`. A deadline already past ends the
-    /// stream at once.
-    private func startTimer(until deadline: RingClock.Instant) throws -> UInt64 {
-        guard deadline > .now else {
-            stop(with: timeoutError)
-            throw timeoutError
-        }
-        let time = KernelTimespec(absolute: deadline)
+    /// Submits a timer that ends the current wait, and the stream, with
+    /// `timeoutError` at `limit`; returns its `user_data`.
+    private func startTimer(until limit: RingClock.Instant) -> UInt64 {
+        let time = KernelTimespec(absolute: limit)
         let wait = state.withLock { state in
             state.timedWait &+= 1
             return state.timedWait
         }
         return core.submitStream(keepAlive: time, handler: { result, _ in
-            guard result == -ETIME, self.state.withLock({ $0.timedWait == wait }) else { return }
-            self.stop(with: self.timeoutError)
+            guard result == -ETIME else { return }
+            self.timeOut(wait)
         }) {
             io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
         }
     }
 
+    /// The timer of wait `wait` fired: if that wait is still going on (no
+    /// element reached it), end the stream with `timeoutError`.
+    private func timeOut(_ wait: UInt64) {
+        let (waiter, cancel) = state.withLock { state -> (UnsafeContinuation<Element?, any Error>?, UInt64?) in
+            guard state.timedWait == wait, state.end == nil, let waiter = state.waiter else { return (nil, nil) }
+            state.waiter = nil
+            state.timedWait &+= 1
+            state.end = .failure(timeoutError)
+            return (waiter, state.armed ? state.userData : nil)
+        }
+        if let cancel, cancel != 0 { core.requestCancellation(cancel) }
+        if let waiter { resumeAcrossThreads(waiter, with: .failure(timeoutError)) }
+    }
+
     /// Resumes `continuation` with what is ready, or leaves it as the waiter.
     private func park(_ continuation: UnsafeContinuation<Element?, any Error>) {
-        switch take(parking: continuation) {
+        switch take(parking: continuation, mayStart: true) {
         case .value(let element): continuation.resume(returning: element)
         case .failure(let error): continuation.resume(throwing: error)
         case .wait: break
         }
     }
 
-    /// Under the lock: starts the stream on first use, then takes the next
-    /// element or the end; if there is neither, installs `waiter` (when
-    /// given) and answers `.wait`.
-    private func take(parking waiter: UnsafeContinuation<Element?, any Error>?) -> NextStep<Element> {
+    /// Under the lock: starts the stream on first use (if `mayStart`), then
+    /// takes the next element or the end; if there is neither, installs
+    /// `waiter` (when given) and answers `.wait`.
+    private func take(parking waiter: UnsafeContinuation<Element?, any Error>?, mayStart: Bool) -> NextStep<Element> {
         var mustArm = false
         let step: NextStep<Element> = state.withLock { state in
-            if !state.started {
+            if !state.started && mayStart {
                 state.started = true
                 state.armed = true
                 mustArm = true
@@ -171,6 +198,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
             if state.end == nil { state.end = error.map { .failure($0) } ?? .success(()) }
             let waiter = state.waiter
             state.waiter = nil
+            state.timedWait &+= 1
             return (waiter, state.armed ? state.userData : nil)
         }
         if let cancel, cancel != 0 { core.requestCancellation(cancel) }
@@ -192,7 +220,10 @@ final class MultishotStream<Element: Sendable>: Sendable {
                 return nil
             }
             if let waiter = state.waiter {
+                // The wait is over now, not when the consumer runs again: a
+                // timer firing in between must not end the stream.
                 state.waiter = nil
+                state.timedWait &+= 1
                 return waiter
             }
             state.queue.append(element)
@@ -250,6 +281,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
             if state.end == nil { state.end = error.map { .failure($0) } ?? .success(()) }
             guard state.queue.isEmpty, let waiter = state.waiter else { return nil }
             state.waiter = nil
+            state.timedWait &+= 1
             return waiter
         }
         if let waiter { resumeAcrossThreads(waiter, with: Self.end(error)) }

@@ -1,5 +1,6 @@
 import CUring
 import Glibc
+import Synchronization
 import SystemPackage
 
 extension File {
@@ -26,6 +27,10 @@ extension File {
     /// The chunks are ordinary arrays, not aligned, so a file opened with
     /// ``OpenOptions/direct`` fails here with `EINVAL`; read such files with
     /// ``AlignedBuffer`` and `read(into: &buffer, at:)`.
+    ///
+    /// Inside ``withDeadline(_:_:)`` (or ``withTimeout(_:_:)``), a chunk
+    /// that has not arrived by the deadline ends the sequence with
+    /// ``UringError/Kind/timedOut``; its read is cancelled in the kernel.
     ///
     /// - Parameters:
     ///   - size: Bytes per chunk.
@@ -127,6 +132,11 @@ final class ChunkBox: @unchecked Sendable {
     }
 }
 
+/// Set by a deadline timer when it fires.
+final class TimerFired: Sendable {
+    let flag = Atomic<Bool>(false)
+}
+
 /// The iterator's state: the reads in flight, in file order.
 final class ChunkReader {
     private struct Read {
@@ -189,9 +199,14 @@ final class ChunkReader {
             finish()
             return nil
         }
-        let completion = await core.completion(of: head.slot)
         let n: Int
         do {
+            let completion: Completion
+            if let deadline = DeadlineScope.inForce {
+                completion = try await self.completion(of: head.slot, until: deadline)
+            } else {
+                completion = await core.completion(of: head.slot)
+            }
             n = Int(try core.check(completion, .read, path: path))
         } catch {
             finish()
@@ -215,6 +230,35 @@ final class ChunkReader {
             nextOffset = head.offset + Int64(n)
         }
         return bytes
+    }
+
+    /// Waits for the read in `slot`, which a kernel timer cancels at
+    /// `deadline`; throws ``UringError/Kind/timedOut`` if it did. The read
+    /// is still awaited to its completion, so its buffer is never written
+    /// after this returns.
+    private nonisolated(nonsending) func completion(
+        of slot: OperationSlot, until deadline: RingClock.Instant
+    ) async throws -> Completion {
+        let timedOut = UringError.timedOut(.read, path: path)
+        guard deadline > .now else {
+            core.abandon(slot)
+            throw timedOut
+        }
+        let core = self.core
+        let target = slot.userData
+        let time = KernelTimespec(absolute: deadline)
+        let fired = TimerFired()
+        let timer = core.submitStream(keepAlive: time, handler: { result, _ in
+            guard result == -ETIME else { return }
+            fired.flag.store(true, ordering: .releasing)
+            core.requestCancellation(target)
+        }) {
+            io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
+        }
+        let completion = await core.completion(of: slot)
+        core.requestCancellation(timer)
+        if completion.result == -ECANCELED && fired.flag.load(ordering: .acquiring) { throw timedOut }
+        return completion
     }
 
     private func fill() throws {

@@ -4,7 +4,7 @@ import Synchronization
 
 /// Buffers the kernel picks from when data arrives: a provided-buffer ring.
 ///
-/// Multishot receives (``StreamConnection/received(from:)``) do not name a
+/// Multishot receives (``StreamConnection/received(from:idleTimeout:)``) do not name a
 /// buffer up front. The kernel takes the next free one from the pool when
 /// bytes arrive, and the chunk (``ReceivedBytes``) holds it until the
 /// consumer drops the chunk; then it goes back to the kernel. An idle

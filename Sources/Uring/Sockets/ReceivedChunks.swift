@@ -4,13 +4,15 @@ import SystemPackage
 
 /// What a stream socket receives, or what a pipe, tty or eventfd yields to
 /// reads, as chunks in order, from one multishot request. See
-/// ``StreamConnection/received(from:)`` and ``File/arrivals(from:)``.
+/// ``StreamConnection/received(from:idleTimeout:)`` and ``File/arrivals(from:)``.
 ///
 /// The kernel fills buffers of a ``ReceiveBufferPool`` as bytes arrive, and
 /// each chunk holds its buffer until the consumer drops it. The sequence
 /// ends normally when the peer closes its sending side, throws on an error
-/// (for example `ECONNRESET`), and throws `CancellationError` when the
-/// iterating task is cancelled.
+/// (for example `ECONNRESET`), throws `CancellationError` when the
+/// iterating task is cancelled, and throws ``UringError/Kind/timedOut`` when
+/// its idle timeout or the task's deadline (``withDeadline(_:_:)``) passes
+/// while it waits.
 ///
 /// Back-pressure: at most 16 chunks wait unconsumed, and the pool's buffers
 /// bound the rest. One sequence holds at most the pool's
@@ -31,6 +33,9 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
     let pool: ReceiveBufferPool?
     /// `.receive` (multishot recv) or `.readMultishot`.
     let operation: UringOperation
+    /// How long one `next()` may wait for bytes; see
+    /// ``StreamConnection/received(from:idleTimeout:)``.
+    var idleTimeout: Duration? = nil
 
     /// A sequence over `descriptor`, which it shares with its owner.
     init(
@@ -107,7 +112,7 @@ extension ReceivedChunks {
         }
         let timeoutError = UringError.timedOut(operation, path: path).about(address)
         let share = ConsumerShare()
-        return MultishotStream(core: core, highWater: 16, timeoutError: timeoutError) { stream in
+        return MultishotStream(core: core, highWater: 16, timeoutError: timeoutError, idleTimeout: idleTimeout) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(operation, path: path).about(address))
                 return 0

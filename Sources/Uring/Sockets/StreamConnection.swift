@@ -8,7 +8,7 @@ import SystemPackage
 /// it through the ring and reports errors, and dropping the value closes it.
 /// Buffers are lent for the length of each call.
 ///
-/// A connection is one descriptor. Sequences of ``received(from:)`` share it
+/// A connection is one descriptor. Sequences of ``received(from:idleTimeout:)`` share it
 /// rather than duplicating it, and keep it open while they live: closing the
 /// connection while such a sequence is still alive (for example, its
 /// iterator in another task) leaves the closing of the descriptor to the
@@ -27,7 +27,7 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// The peer's address as known when the connection was made (nil for an
     /// unnamed Unix socket).
     public let remoteAddress: SocketAddress?
-    /// The descriptor, shared with live ``received(from:)`` sequences; it
+    /// The descriptor, shared with live ``received(from:idleTimeout:)`` sequences; it
     /// closes itself when the last holder lets go.
     private var shared: OwnedDescriptor
 
@@ -151,8 +151,18 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// `pool` (the ring's shared pool when nil).
     ///
     /// See ``ReceivedChunks`` for back-pressure and buffer ownership.
-    public func received(from pool: ReceiveBufferPool? = nil) -> ReceivedChunks {
-        ReceivedChunks(ring: ring, sharing: shared, address: remoteAddress, pool: pool)
+    ///
+    /// - Parameters:
+    ///   - pool: The buffers to receive into; the ring's shared pool when nil.
+    ///   - idleTimeout: If given, a `next()` that waits this long without a
+    ///     byte arriving ends the sequence with ``UringError/Kind/timedOut``
+    ///     (chunks already queued are returned first). It bounds silence, not
+    ///     the exchange: a peer that trickles a byte now and then stays
+    ///     within it. Bound a whole exchange with ``withTimeout(_:_:)``.
+    public func received(from pool: ReceiveBufferPool? = nil, idleTimeout: Duration? = nil) -> ReceivedChunks {
+        var chunks = ReceivedChunks(ring: ring, sharing: shared, address: remoteAddress, pool: pool)
+        chunks.idleTimeout = idleTimeout
+        return chunks
     }
 
     // MARK: Options and shutdown
@@ -193,7 +203,7 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// Closes the socket through the ring. The descriptor is released even
     /// when an error is thrown (then it is closed synchronously).
     ///
-    /// If a ``received(from:)`` sequence of this connection is still alive,
+    /// If a ``received(from:idleTimeout:)`` sequence of this connection is still alive,
     /// it keeps the descriptor, and the descriptor closes when the sequence
     /// ends; this call then only gives up the connection's share.
     public consuming func close() async throws {
@@ -204,7 +214,7 @@ public struct StreamConnection: ~Copyable, Sendable {
 
     /// Gives up ownership of the descriptor without closing it.
     ///
-    /// - Throws: ``UringError`` if a ``received(from:)`` sequence of this
+    /// - Throws: ``UringError`` if a ``received(from:idleTimeout:)`` sequence of this
     ///   connection is still alive: it uses the descriptor, so its ownership
     ///   cannot be handed over. The connection is closed in that case.
     public consuming func takeDescriptor() throws(UringError) -> FileDescriptor {

@@ -1,9 +1,16 @@
 // uring-echo: a TCP echo server on io_uring, one child task per connection.
 //
-//     uring-echo [--host H] --port P
+//     uring-echo [--host H] --port P [--max-connections N] [--idle-seconds S]
 //
 // It prints "listening on H:P" once it accepts connections, and on SIGINT or
 // SIGTERM stops accepting, closes every open connection and exits 0.
+//
+// It is built to be copied: `StreamListener.serve` bounds the connections
+// handled at once (default 10,000; more wait in the listen backlog), keeps
+// one client's failure to its own connection, and keeps accepting when the
+// process runs out of descriptors. A connection silent for --idle-seconds
+// (default 60) is closed, and the receive pool's per-connection limit keeps
+// clients that never read their echoes from starving the others.
 
 import Glibc
 import SystemPackage
@@ -15,15 +22,25 @@ struct UringEcho {
         signal(SIGPIPE, SIG_IGN)
         var host = "127.0.0.1"
         var port: UInt16?
+        var maximumConnections = 10_000
+        var idleSeconds = 60
+        let usage = "usage: uring-echo [--host H] --port P [--max-connections N] [--idle-seconds S]"
         var arguments = CommandLine.arguments.dropFirst()
         while let argument = arguments.popFirst() {
             switch argument {
             case "--host": host = arguments.popFirst() ?? ""
             case "--port": port = arguments.popFirst().flatMap { UInt16($0) }
-            default: fail("unknown argument '\(argument)'\nusage: uring-echo [--host H] --port P")
+            case "--max-connections":
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
+                maximumConnections = n
+            case "--idle-seconds":
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
+                idleSeconds = n
+            default: fail("unknown argument '\(argument)'\n\(usage)")
             }
         }
-        guard let port else { fail("usage: uring-echo [--host H] --port P") }
+        guard let port else { fail(usage) }
+        let limits = (connections: maximumConnections, idle: Duration.seconds(idleSeconds))
         do {
             let address = try SocketAddress(ip: host, port: port)
             try await RingActor.run { ring in
@@ -33,16 +50,17 @@ struct UringEcho {
                 let listener = try await StreamListener.bind(to: address, on: ring)
                 print("listening on \(listener.localAddress)")
                 flushStandardOutput()
-                let connections = listener.connections
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await serve(connections) }
                     group.addTask {
                         for try await signal in signals {
                             report("stopping on \(signal)")
                             return
                         }
                     }
-                    // Whichever ends first (a signal, or an error) stops the other.
+                    // Serving ends only by cancellation (or a failure of the
+                    // listener itself); the signal task ending cancels it.
+                    let connections = listener.connections
+                    group.addTask { try await serve(connections, limits: limits) }
                     try await group.next()
                     group.cancelAll()
                 }
@@ -56,22 +74,14 @@ struct UringEcho {
 
     /// Echoes every connection in its own child task until cancelled; the
     /// cancellation reaches each child, whose connection then closes.
-    static func serve(_ connections: IncomingConnections) async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            for try await incoming in connections {
-                group.addTask {
-                    let connection = try incoming.take()
-                    do {
-                        for try await chunk in connection.received() {
-                            try await connection.sendAll(chunk)
-                        }
-                        try await connection.shutdown(.sending)
-                    } catch let error as UringError {
-                        // One client's failure (a reset) ends only its connection.
-                        report("\(connection.remoteAddress.map { "\($0)" } ?? "client"): \(error)")
-                    }
-                }
+    static func serve(_ connections: IncomingConnections, limits: (connections: Int, idle: Duration)) async throws {
+        try await connections.serve(maximumConnections: limits.connections, onError: { error, peer in
+            report("\(peer.map { "\($0)" } ?? "client"): \(error)")
+        }) { connection in
+            for try await chunk in connection.received(idleTimeout: limits.idle) {
+                try await connection.sendAll(chunk)
             }
+            try await connection.shutdown(.sending)
         }
     }
 }

@@ -238,6 +238,64 @@ extension AllTests {
                 try await file.close()
             }
         }
+
+        @Test("serve: at most maximumConnections handled at once, one connection's error or reset stays its own, cancelling closes them all")
+        func serveIsSafe() async throws {
+            struct ProtocolViolation: Error {}
+            try await RingActor.run { ring in
+                // Boxed so a child task can serve it; closed with the box.
+                let listener = Shared(try await StreamListener.bind(to: .loopback(port: 0), on: ring))
+                let address = listener.value.localAddress
+                let live = Shared(Atomic<Int>(0))
+                let mostLive = Shared(Atomic<Int>(0))
+                let errors = Shared(Atomic<Int>(0))
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await listener.value.serve(maximumConnections: 2, onError: { _, _ in
+                            errors.value.add(1, ordering: .relaxed)
+                        }) { connection in
+                            let now = live.value.add(1, ordering: .relaxed).newValue
+                            defer { live.value.subtract(1, ordering: .relaxed) }
+                            _ = mostLive.value.max(now, ordering: .relaxed)
+                            for try await chunk in connection.received() {
+                                if chunk.first == UInt8(ascii: "!") { throw ProtocolViolation() }
+                                try await connection.sendAll(chunk)
+                            }
+                        }
+                    }
+                    let first = try await StreamConnection.connect(to: address, on: ring)
+                    let second = try await StreamConnection.connect(to: address, on: ring)
+                    try await first.sendAll(Array("a".utf8))
+                    #expect(try await first.receive(maximumCount: 8) == Array("a".utf8))
+                    try await second.sendAll(Array("b".utf8))
+                    #expect(try await second.receive(maximumCount: 8) == Array("b".utf8))
+                    // A third waits for a place; the first's violation frees one.
+                    let third = try await StreamConnection.connect(to: address, on: ring)
+                    try await third.sendAll(Array("c".utf8))
+                    try await first.sendAll(Array("!".utf8))
+                    #expect(try await first.receive(maximumCount: 8).isEmpty, "the failed connection was not closed")
+                    #expect(try await third.receive(maximumCount: 8) == Array("c".utf8))
+                    #expect(errors.value.load(ordering: .relaxed) == 1)
+                    // A client that resets ends only its own connection.
+                    var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                    _ = setsockopt(
+                        third.descriptor.rawValue, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                    try await third.close()
+                    try await second.sendAll(Array("d".utf8))
+                    #expect(try await second.receive(maximumCount: 8) == Array("d".utf8))
+                    // Stopping the server closes the connections it still has.
+                    group.cancelAll()
+                    #expect(try await second.receive(maximumCount: 8).isEmpty, "cancelling serve left a connection open")
+                    try await first.close()
+                    try await second.close()
+                    do {
+                        try await group.next()
+                        Issue.record("serve returned normally after cancellation")
+                    } catch is CancellationError {}
+                }
+                #expect(mostLive.value.load(ordering: .relaxed) <= 2)
+            }
+        }
     }
 }
 

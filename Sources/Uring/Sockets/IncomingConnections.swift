@@ -85,6 +85,8 @@ public struct IncomingConnections: AsyncSequence, Sendable {
     let openError: UringError?
     let address: SocketAddress?
     let closed: ListenerClosedFlag
+    /// Accepted connections that may wait unclaimed before the request pauses.
+    var highWater = 64
 
     /// Starts accepting (on the first call to `next()`).
     public func makeAsyncIterator() -> AsyncIterator {
@@ -125,7 +127,7 @@ extension IncomingConnections {
         let closed = closed
         let timeoutError = UringError.timedOut(.accept).about(address)
         let backOff = AcceptBackOff()
-        return MultishotStream(core: core, highWater: 64, timeoutError: timeoutError) { stream in
+        return MultishotStream(core: core, highWater: highWater, timeoutError: timeoutError) { stream in
             if !core.acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: UringError.shutDown(.accept).about(address))
                 return 0

@@ -18,6 +18,13 @@ struct UringCat {
         // A closed pipe on standard output becomes an EPIPE error instead of a
         // signal that kills the process mid-write.
         signal(SIGPIPE, SIG_IGN)
+        // A closed standard output must be found before the ring opens its
+        // descriptors: the ring's own would take number 1, and writes meant
+        // for standard output would go to it.
+        if fcntl(STDOUT_FILENO, F_GETFD) == -1 {
+            report("write <stdout>: Bad file descriptor (EBADF)")
+            exit(1)
+        }
         var failed = false
         do {
             failed = try await RingActor.run { ring in
@@ -35,7 +42,7 @@ struct UringCat {
                         failed = true
                     }
                 }
-                _ = output.takeDescriptor()  // standard output stays open
+                _ = try? output.takeDescriptor()  // standard output stays open
                 return failed
             }
         } catch {
@@ -47,13 +54,13 @@ struct UringCat {
 
     static func copy(_ path: String, to output: borrowing File, on ring: RingActor) async throws {
         if path == "-" {
-            let input = File(adopting: .standardInput, path: "<stdin>", on: ring)
+            // A duplicate of descriptor 0, so standard input stays open.
+            let input = try File.standardInput(on: ring)
             let position = max(0, lseek(0, 0, SEEK_CUR))
-            let chunks = input.chunks(size: 128 * 1024, from: Int64(position))
-            _ = input.takeDescriptor()  // standard input stays open; chunks reads a duplicate
-            for try await chunk in chunks {
+            for try await chunk in input.chunks(size: 128 * 1024, from: Int64(position)) {
                 try await output.writeAll(chunk)
             }
+            try await input.close()
             return
         }
         let input = try await File.open(FilePath(path), on: ring)

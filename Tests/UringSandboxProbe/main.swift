@@ -60,7 +60,7 @@ case "nofile":
     while true {
         do {
             let file = try await File.open(path, on: ring)
-            opened.append(file.takeDescriptor())
+            opened.append(try file.takeDescriptor())
             if opened.count > Int(ceiling) { print("the limit was not enforced"); exit(1) }
         } catch let error as UringError where error.errno == .tooManyOpenFiles {
             print("opened \(opened.count), then: \(error)")

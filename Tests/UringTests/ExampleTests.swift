@@ -51,6 +51,24 @@ extension AllTests {
             let message = String(decoding: result.stderr, as: UTF8.self)
             #expect(message == "uring-cat: open '\(missing)': No such file or directory (ENOENT)\n")
         }
+
+        @Test("a closed standard output is reported as EBADF, not as an error of the ring's own descriptors")
+        func closedStandardOutput() throws {
+            let scratch = Scratch()
+            let input = scratch.write("input", Array("text\n".utf8))
+            let result = try run("/bin/sh", ["-c", "exec \"$0\" \"$1\" >&-", uringCat, input.string])
+            #expect(result.status == 1)
+            #expect(String(decoding: result.stderr, as: UTF8.self) == "uring-cat: write <stdout>: Bad file descriptor (EBADF)\n")
+        }
+
+        @Test("standard input is copied, and stays open for the rest of the program")
+        func standardInput() throws {
+            let scratch = Scratch()
+            let input = scratch.write("input", pattern(count: 300_000, seed: 4))
+            let result = try run(uringCat, ["-"], stdinPath: input.string)
+            #expect(result.status == 0)
+            #expect(Array(result.stdout) == pattern(count: 300_000, seed: 4))
+        }
     }
 }
 

@@ -66,7 +66,7 @@ extension AllTests {
                 } catch let error as UringError {
                     #expect(error.errno == .badFileDescriptor && error.path == "/not-open")
                 }
-                _ = bad.takeDescriptor()
+                _ = try bad.takeDescriptor()
                 #expect(ring.statistics.slotsInUse == 0)
             }
             // From an ordinary task, through the inbox.

@@ -98,6 +98,29 @@ extension AllTests {
             }
         }
 
+        @Test("file.chunks shares the file's descriptor: no duplicate, and closing the file mid-sequence leaves it to the sequence")
+        func chunksShareTheDescriptor() async throws {
+            try await RingActor.run { ring in
+                let scratch = Scratch()
+                let bytes = pattern(count: 256 * 1024, seed: 5)
+                let path = scratch.write("data", bytes)
+                let file = try await File.open(path, on: ring)
+                let opened = openDescriptorCount()
+                let chunks = file.chunks(size: 64 * 1024)
+                var iterator = chunks.makeAsyncIterator()
+                var read = try await iterator.next() ?? []
+                #expect(openDescriptorCount() == opened, "the sequence opened a descriptor of its own")
+                try await file.close()
+                #expect(openDescriptorCount() == opened, "closing the file closed the descriptor under the sequence")
+                while let chunk = try await iterator.next() { read += chunk }
+                #expect(read == bytes)
+                _ = consume iterator
+                _ = consume chunks
+                // The sequence's reads release the descriptor as they finish.
+                while openDescriptorCount() >= opened { try await Task.sleep(for: .milliseconds(1)) }
+            }
+        }
+
         @Test("accept survives the descriptor limit: it backs off, keeps every connection, and accepts again once some close")
         func acceptSurvivesDescriptorLimit() async throws {
             try await RingActor.run { ring in

@@ -115,7 +115,7 @@ struct LibraryRunner {
     func withFile<R>(_ fd: Int32, _ body: (borrowing File) async throws -> R) async throws -> R {
         let file = File(adopting: FileDescriptor(rawValue: fd), on: ring)
         let result = await Result(catching: { try await body(file) })
-        _ = file.takeDescriptor()
+        _ = try file.takeDescriptor()
         return try result.get()
     }
 
@@ -126,7 +126,7 @@ struct LibraryRunner {
                 if descriptors[file] != nil { return "skip" }
                 let opened = try await File.open(
                     path(file), .readWrite, options: truncate ? [.create, .truncate] : [.create], on: ring)
-                descriptors[file] = opened.takeDescriptor().rawValue
+                descriptors[file] = try opened.takeDescriptor().rawValue
                 return "opened"
             case .write(let file, let offset, let length, let seed):
                 guard let fd = descriptors[file] else { return "skip" }
@@ -161,7 +161,7 @@ struct LibraryRunner {
                         let file = File(adopting: FileDescriptor(rawValue: fd), on: ring)
                         var buffer = [UInt8](repeating: 0, count: length)
                         let outcome = await Result(catching: { try await file.read(into: &buffer) })
-                        _ = file.takeDescriptor()
+                        _ = try? file.takeDescriptor()
                         switch outcome {
                         case .success(let n): return "read \(n) \(Checksum.of(buffer[..<n]))"
                         case .failure(is CancellationError): return "pending, cancelled"

@@ -27,17 +27,17 @@ public struct File: ~Copyable, Sendable {
     public let ring: RingActor
     /// The path the file was opened with, used in error messages.
     public let path: FilePath?
-    private var fd: Int32
+    /// The descriptor, shared with live ``chunks(size:readAhead:from:)`` and
+    /// ``arrivals(from:)`` sequences; it closes itself when the last holder
+    /// lets go.
+    private var shared: OwnedDescriptor
+    private var fd: Int32 { shared.fd }
 
     /// Takes ownership of an open descriptor. The file closes it.
     public init(adopting descriptor: FileDescriptor, path: FilePath? = nil, on ring: RingActor) {
         self.ring = ring
         self.path = path
-        self.fd = descriptor.rawValue
-    }
-
-    deinit {
-        if fd >= 0 { Glibc.close(fd) }
+        self.shared = OwnedDescriptor(descriptor.rawValue)
     }
 
     /// The underlying descriptor, still owned by this file.
@@ -295,18 +295,32 @@ public struct File: ~Copyable, Sendable {
     /// Closes the file through the ring and reports any error (for example
     /// a delayed write error on a network file system). The descriptor is
     /// released even when an error is thrown.
+    ///
+    /// If a ``chunks(size:readAhead:from:)`` or ``arrivals(from:)`` sequence
+    /// of this file is still alive, it keeps the descriptor, which then
+    /// closes (synchronously, without reporting errors) when the sequence
+    /// ends; this call only gives up the file's share.
     public consuming func close() async throws {
-        let io = self.io
-        fd = -1
+        guard isKnownUniquelyReferenced(&shared) else { return }
+        let io = DescriptorIO(core: ring.core, fd: shared.detach(), path: path)
         try await io.close()
     }
 
     /// Gives up ownership of the descriptor without closing it.
-    public consuming func takeDescriptor() -> FileDescriptor {
-        let descriptor = FileDescriptor(rawValue: fd)
-        fd = -1
-        return descriptor
+    ///
+    /// - Throws: ``UringError`` if a ``chunks(size:readAhead:from:)`` or
+    ///   ``arrivals(from:)`` sequence of this file is still alive: it uses
+    ///   the descriptor, so its ownership cannot be handed over. The file is
+    ///   closed in that case.
+    public consuming func takeDescriptor() throws(UringError) -> FileDescriptor {
+        guard isKnownUniquelyReferenced(&shared) else {
+            throw .invalid(.close, path: path, "a sequence reading this file still uses its descriptor")
+        }
+        return FileDescriptor(rawValue: shared.detach())
     }
+
+    /// The shared descriptor, for sequences that read it.
+    var sharedDescriptor: OwnedDescriptor { shared }
 }
 
 /// The stable address of an `inout` buffer (see ``IOBuffer``).

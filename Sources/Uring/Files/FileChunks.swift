@@ -18,11 +18,11 @@ extension File {
     /// file. On a pipe, socket or terminal the chunks are read one at a time
     /// from the current position instead.
     ///
-    /// The sequence reads from its own duplicate of the descriptor, so it may
-    /// outlive the `File`. When iteration stops early, or the task is
-    /// cancelled, the reads still in flight are cancelled; their memory, and
-    /// the duplicate descriptor, are released once the kernel is done with
-    /// them.
+    /// The sequence shares the file's descriptor (it does not duplicate it),
+    /// so it may outlive the `File`: the descriptor then closes when the
+    /// sequence ends. When iteration stops early, or the task is cancelled,
+    /// the reads still in flight are cancelled; their memory, and the
+    /// descriptor, are released once the kernel is done with them.
     ///
     /// The chunks are ordinary arrays, not aligned, so a file opened with
     /// ``OpenOptions/direct`` fails here with `EINVAL`; read such files with
@@ -38,8 +38,7 @@ extension File {
     ///   - offset: Where to start.
     public func chunks(size: Int = 64 * 1024, readAhead: Int = 4, from offset: Int64 = 0) -> FileChunks {
         FileChunks(
-            ring: ring, duplicating: descriptor.rawValue, path: path, size: size, readAhead: readAhead,
-            offset: offset)
+            ring: ring, sharing: sharedDescriptor, path: path, size: size, readAhead: readAhead, offset: offset)
     }
 }
 
@@ -59,7 +58,7 @@ public struct FileChunks: AsyncSequence, Sendable {
     let readAhead: Int
     let offset: Int64
 
-    init(ring: RingActor, duplicating fd: Int32, path: FilePath?, size: Int, readAhead: Int, offset: Int64) {
+    init(ring: RingActor, sharing descriptor: OwnedDescriptor, path: FilePath?, size: Int, readAhead: Int, offset: Int64) {
         self.ring = ring
         self.path = path
         self.size = size
@@ -70,12 +69,7 @@ public struct FileChunks: AsyncSequence, Sendable {
         } else if offset < 0 {
             source = .failure(.invalid(.read, path: path, "offset \(offset) is negative"))
         } else {
-            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-            if copy < 0 {
-                source = .failure(.system(.duplicate, Glibc.errno, path: path))
-            } else {
-                source = .success(OwnedDescriptor(copy))
-            }
+            source = .success(descriptor)
         }
     }
 

@@ -103,13 +103,15 @@ public struct RegisteredFile: ~Copyable, Sendable {
     public static func register(_ file: consuming File) async throws -> RegisteredFile {
         let ring = file.ring
         let path = file.path
-        let descriptor = OwnedDescriptor(file.takeDescriptor().rawValue)
+        // Shared, not taken: a sequence still reading the file keeps it.
+        let descriptor = file.sharedDescriptor
+        _ = consume file
         let table = SlotArray(descriptor.fd)
         let updated = try await ring.core.perform(.registerFiles, path: path, keepAlive: table) {
             io_uring_prep_files_update(&$0, table.pointer, 1, Int32(bitPattern: CU_FILE_INDEX_ALLOC))
         }
         guard updated == 1 else { throw UringError.system(.registerFiles, ENFILE, path: path) }
-        withExtendedLifetime(descriptor) {}  // closed here; the table keeps its own reference
+        withExtendedLifetime(descriptor) {}  // released here; the table keeps its own reference
         return RegisteredFile(slot: table.pointer.pointee, path: path, ring: ring)
     }
 

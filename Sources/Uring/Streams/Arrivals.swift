@@ -10,8 +10,8 @@ extension File {
     /// whenever data arrives, with no request per chunk. The sequence ends
     /// at end of file (the writer closed its end), throws on an error, and
     /// throws `CancellationError` when the iterating task is cancelled. It
-    /// reads from its own duplicate of the descriptor, so the file may be
-    /// closed while the sequence lives.
+    /// shares the file's descriptor, so the file may be closed while the
+    /// sequence lives; the descriptor then closes when the sequence ends.
     ///
     /// Regular files cannot be read this way (the kernel answers `EBADFD`);
     /// use ``File/chunks(size:readAhead:from:)`` for them.
@@ -20,7 +20,7 @@ extension File {
     ///   ``UringError/Kind/unsupported`` on kernels without multishot reads.
     public func arrivals(from pool: ReceiveBufferPool? = nil) -> ReceivedChunks {
         ReceivedChunks(
-            ring: ring, duplicating: descriptor.rawValue, address: nil, path: path, pool: pool,
+            ring: ring, sharing: sharedDescriptor, address: nil, path: path, pool: pool,
             operation: .readMultishot)
     }
 

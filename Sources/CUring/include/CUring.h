@@ -24,6 +24,7 @@
 // struct, which Clang then merges instead of reporting a conflict.
 #include <linux/io_uring.h>
 #include <linux/stat.h>
+#include <linux/openat2.h>
 #include <liburing.h>
 
 /// Open flags that <fcntl.h> hides without _GNU_SOURCE, which this header
@@ -35,6 +36,8 @@ static const int CU_O_DIRECT = 040000;
 #endif
 static const int CU_O_SYNC = 04010000;
 static const int CU_O_PATH = 010000000;
+/// O_TMPFILE, which includes O_DIRECTORY (x86-64 and arm64 agree).
+static const int CU_O_TMPFILE = 020200000;
 static const int CU_AT_EMPTY_PATH = 0x1000;
 
 /// Flag values that Swift cannot import from the enum-typed macros.

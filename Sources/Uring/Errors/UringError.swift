@@ -5,6 +5,7 @@ import SystemPackage
 public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case nop
     case open
+    case openResolving = "openat2"
     case close
     case read
     case write
@@ -66,6 +67,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .cancel: 14
         case .preallocate: 17
         case .open: 18
+        case .openResolving: 28
         case .close: 19
         case .metadata: 21
         case .read: 22

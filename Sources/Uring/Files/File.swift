@@ -70,28 +70,55 @@ public struct File: ~Copyable, Sendable {
     }
 
     /// Opens the file at `path` relative to `directory`.
+    ///
+    /// - Parameter resolving: Limits on how the kernel resolves `path`; with
+    ///   ``PathResolution/beneath`` nothing outside `directory` can be
+    ///   opened, symbolic links included. Any limit needs `openat2` through
+    ///   the ring (kernel 5.6+).
+    /// - Throws: ``UringError`` naming the directory's path joined with
+    ///   `path`: `EXDEV` for a path that would leave the directory under
+    ///   ``PathResolution/beneath``, `ELOOP` for a link refused by
+    ///   ``PathResolution/noSymlinks``.
     public static func open(
         _ path: FilePath,
         relativeTo directory: borrowing Directory,
         _ access: FileDescriptor.AccessMode = .readOnly,
         options: OpenOptions = [],
-        permissions: FilePermissions? = nil
+        permissions: FilePermissions? = nil,
+        resolving: PathResolution = []
     ) async throws -> File {
         let ring = directory.ring
-        let fd = try await openAt(directory.descriptor.rawValue, path, access, options, permissions, ring)
         let shownPath = directory.path.map { $0.appending(path.components) } ?? path
+        let fd: Int32
+        if resolving.isEmpty {
+            fd = try await openAt(
+                directory.descriptor.rawValue, path, access, options, permissions, ring, reportedAs: shownPath)
+        } else {
+            if path.isEmpty { throw UringError.invalid(.openResolving, path: shownPath, "the path is empty") }
+            // openat2 refuses a mode unless the open may create the file.
+            let flags = options.flags(access)
+            let creates = flags & O_CREAT != 0 || flags & CU_O_TMPFILE == CU_O_TMPFILE
+            let how = OpenHow(
+                flags: flags, mode: creates ? (permissions ?? FilePermissions(rawValue: 0o644)).rawValue : 0,
+                resolve: resolving, path: PathStorage(path))
+            let directoryFD = directory.descriptor.rawValue
+            fd = try await ring.core.perform(.openResolving, path: shownPath, keepAlive: how) {
+                io_uring_prep_openat2(&$0, directoryFD, how.path.pointer, how.pointer)
+            }
+        }
         return File(adopting: FileDescriptor(rawValue: fd), path: shownPath, on: ring)
     }
 
     static func openAt(
         _ directory: Int32, _ path: FilePath, _ access: FileDescriptor.AccessMode, _ options: OpenOptions,
-        _ permissions: FilePermissions?, _ ring: RingActor
+        _ permissions: FilePermissions?, _ ring: RingActor, reportedAs reported: FilePath? = nil
     ) async throws -> Int32 {
-        if path.isEmpty { throw UringError.invalid(.open, path: path, "the path is empty") }
+        let reported = reported ?? path
+        if path.isEmpty { throw UringError.invalid(.open, path: reported, "the path is empty") }
         let name = PathStorage(path)
         let flags = options.flags(access)
         let mode = (permissions ?? FilePermissions(rawValue: 0o644)).rawValue
-        return try await ring.core.perform(.open, path: path, keepAlive: name) {
+        return try await ring.core.perform(.open, path: reported, keepAlive: name) {
             io_uring_prep_openat(&$0, directory, name.pointer, flags, mode)
         }
     }

@@ -29,6 +29,10 @@ public struct OpenOptions: OptionSet, Sendable, Hashable {
     public static let noFollow = OpenOptions(rawValue: O_NOFOLLOW)
     /// Writes return only once the data and metadata are durable (`O_SYNC`).
     public static let synchronous = OpenOptions(rawValue: CU_O_SYNC)
+    /// Open without waiting (`O_NONBLOCK`): a FIFO opens at once even with no
+    /// writer. Reads and writes of the file then fail with `EAGAIN` instead
+    /// of waiting, on regular files too when their data is not cached.
+    public static let nonBlocking = OpenOptions(rawValue: O_NONBLOCK)
     /// Keep the descriptor open across `exec` (omits `O_CLOEXEC`).
     public static let inheritedByChildProcesses = OpenOptions(rawValue: 1 << 30)
 

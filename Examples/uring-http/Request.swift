@@ -1,0 +1,233 @@
+// Reading HTTP/1.1 request heads from a connection, incrementally and with
+// limits: every way a client can get a head wrong ends in a status code.
+
+import Uring
+
+/// The parts of a request head this server acts on.
+struct RequestHead {
+    var method: String
+    var target: String
+    /// HTTP/1.1 keeps the connection by default, HTTP/1.0 does not; the
+    /// `Connection` field's tokens override either.
+    var keepAlive: Bool
+    /// The body's length from `Content-Length` (0 when absent).
+    var contentLength = 0
+    /// A `Transfer-Encoding` field was present (this server handles none).
+    var hasTransferEncoding = false
+}
+
+/// Why a head could not be taken: the status to answer with.
+struct BadRequest: Error {
+    var status: Int
+    var reason: String
+}
+
+/// The limits a request must keep to.
+struct RequestLimits: Sendable {
+    /// The longest request target, in bytes (longer: 414).
+    var maximumTarget = 8 * 1024
+    /// The longest head, in bytes (longer: 431).
+    var maximumHead = 32 * 1024
+    /// The longest body read and discarded (longer: 413).
+    var maximumBody = 1 << 20
+    /// How long a client may take to send a whole head once it started.
+    var headerTimeout = Duration.seconds(10)
+    /// How long a kept-alive connection may wait for its next request.
+    var keepAliveTimeout = Duration.seconds(15)
+    /// How long one response may take to send.
+    var sendTimeout = Duration.seconds(30)
+}
+
+/// What the next request on a connection turned out to be.
+enum NextRequest {
+    case head(RequestHead)
+    /// The client closed the connection between requests.
+    case closed
+    /// The client went quiet: between requests (`idle`), or mid-head.
+    case timedOut(idle: Bool)
+}
+
+/// Reads request heads (and discards bodies) from one connection's received
+/// chunks, scanning each byte once.
+struct RequestReader {
+    private var chunks: ReceivedChunks.AsyncIterator
+    private var pending: [UInt8] = []
+    /// How many bytes of `pending` have been scanned for the head's end.
+    private var scanned = 0
+    /// Where the request line ends, once seen.
+    private var lineEnd: Int?
+    let limits: RequestLimits
+
+    init(_ chunks: ReceivedChunks, limits: RequestLimits) {
+        self.chunks = chunks.makeAsyncIterator()
+        self.limits = limits
+    }
+
+    /// The next request's head. Throws ``BadRequest`` for a head to refuse,
+    /// and the connection's errors.
+    mutating func next() async throws -> NextRequest {
+        if pending.isEmpty {
+            switch try await receive(within: limits.keepAliveTimeout) {
+            case .bytes: break
+            case .closed: return .closed
+            case .timedOut: return .timedOut(idle: true)
+            }
+        }
+        let deadline = RingClock.Instant.now + limits.headerTimeout
+        while true {
+            if let end = try scan() {
+                let head = try RequestHead(pending[..<end], limits: limits)
+                pending.removeFirst(end + 4)
+                scanned = 0
+                lineEnd = nil
+                return .head(head)
+            }
+            switch try await receive(within: deadline - .now) {
+            case .bytes: continue
+            case .closed: return .closed  // gone mid-head: nobody to answer
+            case .timedOut: return .timedOut(idle: false)
+            }
+        }
+    }
+
+    /// Reads and drops `count` body bytes.
+    mutating func discard(_ count: Int) async throws -> Bool {
+        var left = count
+        let deadline = RingClock.Instant.now + limits.headerTimeout
+        while true {
+            let taken = min(left, pending.count)
+            pending.removeFirst(taken)
+            left -= taken
+            if left == 0 { return true }
+            guard case .bytes = try await receive(within: deadline - .now) else { return false }
+        }
+    }
+
+    private enum Received { case bytes, closed, timedOut }
+
+    private mutating func receive(within limit: Duration) async throws -> Received {
+        do {
+            let chunk = try await withTimeout(limit) { try await chunks.next(isolation: #isolation) }
+            guard let chunk else { return .closed }
+            pending.append(contentsOf: chunk)
+            return .bytes
+        } catch let error as UringError where error.kind == .timedOut {
+            return .timedOut
+        }
+    }
+
+    /// Looks at the bytes not scanned yet: the index of the CR LF CR LF that
+    /// ends the head, if it arrived. Throws for a bare LF and for a request
+    /// line or head over its limit.
+    private mutating func scan() throws -> Int? {
+        let cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
+        while scanned < pending.count {
+            let i = scanned
+            scanned += 1
+            guard pending[i] == lf else { continue }
+            guard i > 0, pending[i - 1] == cr else { throw BadRequest(status: 400, reason: "bare LF in the request head") }
+            if lineEnd == nil { lineEnd = i - 1 }
+            if i >= 3 && pending[i - 2] == lf && pending[i - 3] == cr { return i - 3 }
+        }
+        if lineEnd == nil && pending.count > limits.maximumTarget + 32 {
+            throw BadRequest(status: 414, reason: "request target too long")
+        }
+        if pending.count > limits.maximumHead {
+            throw BadRequest(status: 431, reason: "request head too large")
+        }
+        return nil
+    }
+}
+
+extension RequestHead {
+    /// Parses a head (without its final blank line), whose lines are known
+    /// to end in CR LF.
+    init(_ head: ArraySlice<UInt8>, limits: RequestLimits) throws {
+        // Every line but the last ends in CR LF (the last one's CR LF is
+        // part of the blank line that ended the head).
+        var lines = head.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map {
+            $0.last == UInt8(ascii: "\r") ? $0.dropLast() : $0
+        }
+        let requestLine = lines.removeFirst()
+        let parts = requestLine.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty,
+            parts[0].allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) })
+        else { throw BadRequest(status: 400, reason: "malformed request line") }
+        guard parts[1].count <= limits.maximumTarget else { throw BadRequest(status: 414, reason: "request target too long") }
+        guard parts[1].first == UInt8(ascii: "/") else { throw BadRequest(status: 400, reason: "malformed request target") }
+        guard parts[2].elementsEqual("HTTP/1.1".utf8) || parts[2].elementsEqual("HTTP/1.0".utf8) else {
+            throw BadRequest(status: 400, reason: "unsupported HTTP version")
+        }
+        method = String(decoding: parts[0], as: UTF8.self)
+        target = String(decoding: parts[1], as: UTF8.self)
+        keepAlive = parts[2].elementsEqual("HTTP/1.1".utf8)
+        var contentLength: Int?
+        for line in lines {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
+                !line[..<colon].contains(where: { $0 == 32 || $0 == 9 }),
+                !line.contains(where: { $0 < 32 && $0 != 9 })
+            else { throw BadRequest(status: 400, reason: "malformed header field") }
+            let name = String(decoding: line[..<colon].map(lowercase), as: UTF8.self)
+            let value = trimmed(line[(colon + 1)...])
+            switch name {
+            case "connection":
+                for token in value.split(separator: UInt8(ascii: ",")).map(trimmed) {
+                    let token = String(decoding: token.map(lowercase), as: UTF8.self)
+                    if token == "close" { keepAlive = false }
+                    if token == "keep-alive" { keepAlive = true }
+                }
+            case "content-length":
+                guard !value.isEmpty, value.count <= 18, value.allSatisfy({ (48...57).contains($0) }),
+                    let length = Int(String(decoding: value, as: UTF8.self)),
+                    contentLength == nil || contentLength == length
+                else { throw BadRequest(status: 400, reason: "malformed Content-Length") }
+                contentLength = length
+            case "transfer-encoding":
+                hasTransferEncoding = true
+            default:
+                break
+            }
+        }
+        self.contentLength = contentLength ?? 0
+    }
+}
+
+/// An ASCII letter in lower case; other bytes as they are.
+func lowercase(_ byte: UInt8) -> UInt8 {
+    (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 32 : byte
+}
+
+/// `bytes` without leading and trailing spaces and tabs.
+func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+    var bytes = bytes
+    while let first = bytes.first, first == 32 || first == 9 { bytes.removeFirst() }
+    while let last = bytes.last, last == 32 || last == 9 { bytes.removeLast() }
+    return bytes
+}
+
+/// The request target as a path relative to the root: query dropped,
+/// percent escapes decoded, no leading slash, `index.html` for a directory.
+/// Throws 400 for a NUL or a bad escape, 403 for a ".." segment.
+func decodePath(_ target: String) throws(BadRequest) -> String {
+    let pathPart = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
+    var bytes: [UInt8] = []
+    var utf8 = Array(pathPart.utf8)[...]
+    while let byte = utf8.popFirst() {
+        if byte == UInt8(ascii: "%") {
+            guard utf8.count >= 2, let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) else {
+                throw BadRequest(status: 400, reason: "malformed percent escape")
+            }
+            bytes.append(value)
+            utf8 = utf8.dropFirst(2)
+        } else {
+            bytes.append(byte)
+        }
+    }
+    if bytes.contains(0) { throw BadRequest(status: 400, reason: "NUL in the path") }
+    let path = String(decoding: bytes, as: UTF8.self)
+    let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+    if segments.contains("..") { throw BadRequest(status: 403, reason: "forbidden") }
+    let relative = segments.joined(separator: "/")
+    if relative.isEmpty { return "index.html" }
+    return path.hasSuffix("/") ? relative + "/index.html" : relative
+}

@@ -1,0 +1,184 @@
+// Answering requests: regular files under the root, exactly as many bytes
+// as promised, and a status for every failure a client can cause.
+
+import Glibc
+import SystemPackage
+import Uring
+
+/// The root directory, open once; every file is opened beneath it.
+final class Root: Sendable {
+    let directory: Directory
+    init(_ directory: consuming Directory) { self.directory = directory }
+}
+
+/// The files under one directory, served over HTTP/1.1.
+struct Site: Sendable {
+    let root: Root
+    let limits: RequestLimits
+
+    /// Answers requests on one connection until either side closes it, a
+    /// limit is broken or a timeout passes.
+    func serve(_ connection: borrowing StreamConnection) async throws {
+        // Responses are written whole; nothing is gained by Nagle's delay.
+        try? await connection.setNoDelay()
+        var requests = RequestReader(connection.received(), limits: limits)
+        // One file buffer per connection, made for its first file: a fresh
+        // 64 KiB array per request cost more in page faults and zeroing than
+        // the request's own I/O (perf of uring-bench http).
+        var buffer: [UInt8] = []
+        while true {
+            let head: RequestHead
+            do {
+                switch try await requests.next() {
+                case .head(let next): head = next
+                case .closed, .timedOut(idle: true): return
+                case .timedOut(idle: false):
+                    try await respond(408, "request head not received in time\n", keepAlive: false, on: connection)
+                    return
+                }
+            } catch let bad as BadRequest {
+                try await respond(bad.status, bad.reason + "\n", keepAlive: false, on: connection)
+                return
+            }
+            if head.hasTransferEncoding {
+                try await respond(501, "transfer codings are not supported\n", keepAlive: false, on: connection)
+                return
+            }
+            if head.contentLength > limits.maximumBody {
+                try await respond(413, "request body too large\n", keepAlive: false, on: connection)
+                return
+            }
+            // A body is read and dropped, never taken for the next request.
+            guard try await requests.discard(head.contentLength) else { return }
+            guard try await answer(head, on: connection, buffer: &buffer) else { return }
+        }
+    }
+
+    /// Answers one request; returns whether the connection stays open.
+    private func answer(
+        _ head: RequestHead, on connection: borrowing StreamConnection, buffer: inout [UInt8]
+    ) async throws -> Bool {
+        let keepAlive = head.keepAlive
+        guard head.method == "GET" || head.method == "HEAD" else {
+            try await respond(405, "only GET and HEAD\n", keepAlive: keepAlive, on: connection, extra: "Allow: GET, HEAD\r\n")
+            return keepAlive
+        }
+        let sendsBody = head.method == "GET"
+        let relative: String
+        do {
+            relative = try decodePath(head.target)
+        } catch {
+            try await respond(error.status, error.reason + "\n", keepAlive: keepAlive, on: connection, body: sendsBody)
+            return keepAlive
+        }
+        // Beneath the root whatever the path's symbolic links say, and
+        // without waiting: a FIFO would otherwise block the open until a
+        // writer came.
+        let file: File
+        do {
+            file = try await File.open(
+                FilePath(relative), relativeTo: root.directory, options: [.nonBlocking],
+                resolving: [.beneath, .noMagicLinks])
+        } catch let error as UringError {
+            let (status, text) = Self.status(for: error)
+            if status == 500 { report("\(error)") }
+            try await respond(status, text, keepAlive: keepAlive, on: connection, body: sendsBody)
+            return keepAlive
+        }
+        // Regular files only, decided before any read could wait.
+        var info = stat()
+        let fd = file.descriptor.rawValue
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            try await file.close()
+            try await respond(404, "not found\n", keepAlive: keepAlive, on: connection, body: sendsBody)
+            return keepAlive
+        }
+        // Reads of a regular file may wait for the disk again.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        let size = Int64(info.st_size)
+        let header = "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nContent-Type: \(contentType(relative))\r\n"
+            + "Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        guard sendsBody else {
+            try await file.close()
+            try await send(Array(header.utf8), on: connection)
+            return keepAlive
+        }
+        if buffer.count != 64 * 1024 { buffer = [UInt8](repeating: 0, count: 64 * 1024) }
+        var offset: Int64 = 0
+        var response = Array(header.utf8)
+        var complete = true
+        repeat {
+            var n = size == 0 ? 0 : try await file.read(into: &buffer, at: offset)
+            if n == 0 && offset < size {
+                complete = false  // the file shrank: the promised length cannot be kept
+                break
+            }
+            n = Int(min(Int64(n), size - offset))  // the file grew: send only what was promised
+            offset += Int64(n)
+            // The head goes out with the body's first piece, in one send:
+            // two small sends would wait on the client's delayed ACK.
+            if response.isEmpty && n == buffer.count {
+                try await send(buffer, on: connection)
+            } else {
+                response.append(contentsOf: buffer[..<n])
+                try await send(response, on: connection)
+            }
+            response.removeAll(keepingCapacity: true)
+        } while offset < size
+        if !response.isEmpty { try await send(response, on: connection) }
+        try await file.close()
+        // A short body can only be signalled by closing the connection.
+        return keepAlive && complete
+    }
+
+    /// The status for a failed open: nothing about the file system beyond
+    /// "not there" or "not allowed" reaches the client.
+    private static func status(for error: UringError) -> (Int, String) {
+        switch error.errno {
+        case .noSuchFileOrDirectory, .notDirectory, .tooManySymbolicLinkLevels, .isDirectory, .noSuchAddressOrDevice:
+            return (404, "not found\n")
+        case .permissionDenied, .notPermitted, .improperLink:
+            return (403, "forbidden\n")
+        case .fileNameTooLong:
+            return (414, "path too long\n")
+        default:
+            return (500, "internal error\n")
+        }
+    }
+
+    private static let reasons = [
+        400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+        408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
+        431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    ]
+
+    private func respond(
+        _ status: Int, _ text: String, keepAlive: Bool, on connection: borrowing StreamConnection,
+        extra: String = "", body: Bool = true
+    ) async throws {
+        let reason = Self.reasons[status] ?? "Error"
+        let bytes = Array(text.utf8)
+        var response = "HTTP/1.1 \(status) \(reason)\r\nContent-Length: \(bytes.count)\r\n"
+        response += "Content-Type: text/plain; charset=utf-8\r\n\(extra)Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        try await send(Array(response.utf8) + (body ? bytes : []), on: connection)
+    }
+
+    /// Sends all of `bytes` within the send timeout.
+    private func send(_ bytes: [UInt8], on connection: borrowing StreamConnection) async throws {
+        try await withTimeout(limits.sendTimeout) { try await connection.sendAll(bytes) }
+    }
+}
+
+/// Content types by file extension.
+let contentTypes = [
+    "html": "text/html; charset=utf-8", "txt": "text/plain; charset=utf-8", "css": "text/css",
+    "js": "text/javascript", "json": "application/json", "png": "image/png", "jpg": "image/jpeg",
+    "svg": "image/svg+xml", "pdf": "application/pdf",
+]
+
+/// The content type for a path, by its extension.
+func contentType(_ path: String) -> String {
+    let name = path.split(separator: "/").last ?? ""
+    guard let dot = name.lastIndex(of: ".") else { return "application/octet-stream" }
+    return contentTypes[String(name[name.index(after: dot)...]).lowercased()] ?? "application/octet-stream"
+}

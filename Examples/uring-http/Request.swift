@@ -127,7 +127,10 @@ struct RequestReader {
             guard pending[i] == lf else { continue }
             guard i > 0, pending[i - 1] == cr else { throw BadRequest(status: 400, reason: "bare LF in the request head") }
             if lineEnd == nil { lineEnd = i - 1 }
-            if i >= 3 && pending[i - 2] == lf && pending[i - 3] == cr { return i - 3 }
+            if i >= 3 && pending[i - 2] == lf && pending[i - 3] == cr {
+                guard i - 3 <= limits.maximumHead else { throw BadRequest(status: 431, reason: "request head too large") }
+                return i - 3
+            }
         }
         if lineEnd == nil && pending.count > limits.maximumTarget + 32 {
             throw BadRequest(status: 414, reason: "request target too long")

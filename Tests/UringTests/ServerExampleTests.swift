@@ -100,6 +100,35 @@ extension AllTests {
             _ = try await idleClient
         }
 
+        @Test("uring-echo under a descriptor limit: more clients than fit are all served in turn as idle ones time out, and the server stays up")
+        func echoSurvivesDescriptorLimit() async throws {
+            let server = try ServerProcess(
+                "/bin/sh", ["-c", "ulimit -n 64; exec \"$0\" --port 0 --idle-seconds 1", productsDirectory + "/uring-echo"])
+            let port = try await server.waitUntilListening()
+            let client = #"""
+                import socket, sys
+                port = int(sys.argv[1])
+                clients = []
+                for i in range(100):
+                    s = socket.create_connection(("127.0.0.1", port))
+                    s.settimeout(50)
+                    s.sendall(bytes([i % 256]))
+                    clients.append(s)
+                served = 0
+                for i, s in enumerate(clients):
+                    # Echoed once accepted; closed once idle for a second.
+                    if s.recv(1) == bytes([i % 256]) and s.recv(1) == b"":
+                        served += 1
+                    s.close()
+                print(served)
+                """#
+            let result = try await python(client, ["\(port)"])
+            #expect(result.status == 0, "python: \(result.stderr)")
+            #expect(result.stdout == "100\n", "stderr: \(result.stderr)")
+            let status = try await server.stop()
+            #expect(status == 0, "status \(status), stderr: \(server.stderr.suffix(2000))")
+        }
+
         @Test("uring-http serves curl: identical bodies (small, exactly its buffer, large), HEAD, keep-alive, 404, 400, and '..' refused")
         func httpExample() async throws {
             let root = Scratch()
@@ -174,6 +203,80 @@ extension AllTests {
             let bad = try await python(raw, ["\(port)"])
             #expect(bad.stdout == "HTTP/1.1 400 Bad Request\n", "python: \(bad.stderr)")
 
+            let status = try await server.stop()
+            #expect(status == 0, "status \(status), stderr: \(server.stderr)")
+        }
+
+        @Test("uring-http against hostile requests: symlinks out of the root, FIFOs, smuggled bodies, bare LF, token lists, limits and timeouts")
+        func httpHostile() async throws {
+            let root = Scratch()
+            _ = root.write("index.html", Array("<h1>hello</h1>\n".utf8))
+            _ = root.write("real.txt", Array("real\n".utf8))
+            let outside = Scratch()
+            _ = outside.write("secret.txt", Array("secret\n".utf8))
+            symlink(outside.path + "/secret.txt", root.path + "/escape.txt")
+            symlink("/dev/zero", root.path + "/zero")
+            symlink("real.txt", root.path + "/inside.txt")
+            mkfifo(root.path + "/fifo", 0o644)
+            let server = try ServerProcess(
+                productsDirectory + "/uring-http",
+                ["--port", "0", "--root", root.path, "--header-seconds", "1", "--keepalive-seconds", "1"])
+            let port = try await server.waitUntilListening()
+            let client = #"""
+                import re, socket, sys
+                port = int(sys.argv[1])
+                def connect():
+                    s = socket.create_connection(("127.0.0.1", port))
+                    s.settimeout(30)
+                    return s
+                def read_all(s):
+                    data = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk: return data
+                        data += chunk
+                def statuses(data):
+                    return [code.decode() for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+                def ask(raw):
+                    s = connect(); s.sendall(raw); data = read_all(s); s.close(); return data
+                def status(path):
+                    return statuses(ask(b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\n\r\n"))
+                print("escape", status(b"/escape.txt"))
+                print("device", status(b"/zero"))
+                print("inside", status(b"/inside.txt"))
+                print("fifo", status(b"/fifo"))
+                print("nul", status(b"/real.txt%00"))
+                # A POST whose body is a GET: one answer for the POST, then the real next request.
+                smuggled = b"GET /escape.txt HTTP/1.1\r\n\r\n"
+                print("smuggled", statuses(ask(
+                    b"POST /real.txt HTTP/1.1\r\nContent-Length: " + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled
+                    + b"GET /real.txt HTTP/1.1\r\nConnection: close\r\n\r\n")))
+                print("chunked", statuses(ask(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")))
+                print("huge-body", statuses(ask(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")))
+                print("bare-lf", statuses(ask(b"GET / HTTP/1.1\nHost: x\n\n")))
+                print("tokens", statuses(ask(b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\nGET / HTTP/1.1\r\n\r\n")))
+                s = connect()
+                s.sendall(b"GET / HTTP/1.1\r\nConnection: xclosex\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                print("substring", statuses(read_all(s))); s.close()
+                print("long-target", statuses(ask(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n")))
+                print("huge-head", statuses(ask(b"GET / HTTP/1.1\r\n" + b"X-Filler: " + b"b" * 1000 + b"\r\n" * 1 + (b"X-More: " + b"c" * 1000 + b"\r\n") * 40 + b"\r\n")))
+                # Half a head, then silence: 408 once the header timeout passes.
+                s = connect(); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                print("slow-head", statuses(read_all(s))); s.close()
+                # A kept-alive connection that goes quiet is closed.
+                s = connect(); s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                print("idle", statuses(read_all(s))); s.close()
+                print("after", status(b"/real.txt"))
+                """#
+            let result = try await python(client, ["\(port)"])
+            #expect(result.status == 0, "python: \(result.stderr)")
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            #expect(lines == [
+                "escape ['403']", "device ['403']", "inside ['200']", "fifo ['404']", "nul ['400']",
+                "smuggled ['405', '200']", "chunked ['501']", "huge-body ['413']", "bare-lf ['400']",
+                "tokens ['200']", "substring ['200', '200']", "long-target ['414']", "huge-head ['431']",
+                "slow-head ['408']", "idle ['200']", "after ['200']",
+            ], "\(result.stdout)\n\(result.stderr)")
             let status = try await server.stop()
             #expect(status == 0, "status \(status), stderr: \(server.stderr)")
         }

@@ -1,10 +1,14 @@
 // uring-run: runs a command as a child process and waits for it through
-// io_uring (waitid), forwarding SIGINT and SIGTERM to it meanwhile.
+// io_uring (waitid), forwarding signals to it meanwhile: SIGHUP, SIGINT,
+// SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2 and SIGWINCH, the ones a wrapper such
+// as a container's init passes on, so none of them kills uring-run and
+// leaves the child running.
 //
 //     uring-run COMMAND [ARGUMENT...]
 //
 // Exits with the child's exit code, or 128 + the signal that killed it,
-// like a shell. Prints how the child ended to standard error.
+// like a shell; 127 when the command is not found and 126 when it is found
+// but cannot be run. Prints how the child ended to standard error.
 
 import Glibc
 import Uring
@@ -17,7 +21,7 @@ struct UringRun {
         do {
             let code = try await RingActor.run { ring -> Int32 in
                 // Caught from here on: they reach the loop below, not us.
-                let signals = try ring.signals([.interrupt, .terminate])
+                let signals = try ring.signals(forwarded)
                 let child = try spawn(arguments)
                 let status = try await withThrowingTaskGroup(of: ExitStatus?.self) { group in
                     group.addTask { try await ring.waitForExit(child) }
@@ -41,11 +45,17 @@ struct UringRun {
                 }
             }
             exit(code)
+        } catch let error as SpawnError {
+            report("\(error)")
+            exit(error.exitStatus)
         } catch {
             fail("\(error)")
         }
     }
 }
+
+/// The signals passed on to the child.
+let forwarded: Set<Signal> = [.hangUp, .interrupt, .quit, .terminate, .user1, .user2, .windowSizeChanged]
 
 /// Starts `arguments[0]` (looked up in PATH) with the rest as its arguments.
 func spawn(_ arguments: [String]) throws -> pid_t {
@@ -69,6 +79,9 @@ struct SpawnError: Error, CustomStringConvertible {
     let command: String
     let code: Int32
     var description: String { "cannot run '\(command)': \(String(cString: strerror(code)))" }
+    /// A shell's status for a command that did not start: 127 when there is
+    /// no such file, 126 when there is one that cannot be executed.
+    var exitStatus: Int32 { code == ENOENT || code == ENOTDIR ? 127 : 126 }
 }
 
 func report(_ message: String) {

@@ -98,38 +98,96 @@ extension AllTests {
                     == "uring-cp: open '\(missing)': No such file or directory (ENOENT)\n")
         }
 
-        @Test("uring-run returns the child's exit code, and forwards SIGINT to it")
+        @Test("uring-cp: no set-ID bits, holes kept, /proc and device sources copied by reads, a bad source leaves the destination alone, ENOSPC named")
+        func copySafety() throws {
+            let scratch = Scratch()
+            let cp = productsDirectory + "/uring-cp"
+            func stat(_ path: String) -> Glibc.stat {
+                var info = Glibc.stat()
+                _ = lstat(path, &info)
+                return info
+            }
+            // Set-user-ID and set-group-ID bits are not copied.
+            let program = scratch.write("program", pattern(count: 1000, seed: 1))
+            chmod(program.string, 0o6755)
+            #expect(try run(cp, [program.string, scratch.path + "/program-copy"]).status == 0)
+            #expect(stat(scratch.path + "/program-copy").st_mode & 0o7777 == 0o755)
+
+            // A sparse file stays sparse.
+            let sparse = scratch.path + "/sparse"
+            let fd = open(sparse, O_CREAT | O_WRONLY, 0o644)
+            let data = pattern(count: 4096, seed: 2)
+            _ = ftruncate(fd, 64 << 20)
+            _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 32 << 20) }
+            close(fd)
+            #expect(try run(cp, [sparse, scratch.path + "/sparse-copy"]).status == 0)
+            let copy = stat(scratch.path + "/sparse-copy")
+            #expect(copy.st_size == 64 << 20)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: scratch.path + "/sparse-copy"))
+            #expect(Array(bytes[(32 << 20)..<((32 << 20) + 4096)]) == data)
+            #expect(bytes[0..<(32 << 20)].allSatisfy { $0 == 0 })
+            if stat(sparse).st_blocks * 512 < 1 << 20 {
+                #expect(copy.st_blocks * 512 < 1 << 20, "the copy allocated \(copy.st_blocks * 512) bytes for 4 KiB of data")
+            }
+
+            // A /proc file (size 0, not spliceable) is copied by reads and writes.
+            let proc = try run(cp, ["/proc/version", scratch.path + "/version"])
+            #expect(proc.status == 0, "\(String(decoding: proc.stderr, as: UTF8.self))")
+            #expect(try String(contentsOfFile: scratch.path + "/version", encoding: .utf8)
+                == (try String(contentsOfFile: "/proc/version", encoding: .utf8)))
+
+            // A source that opens but cannot be read leaves the destination as it was.
+            let kept = scratch.write("kept", Array("keep me\n".utf8))
+            let unreadable = try run(cp, ["/proc/self/mem", kept.string])
+            #expect(unreadable.status == 1)
+            #expect(try String(contentsOfFile: kept.string, encoding: .utf8) == "keep me\n")
+
+            // A full device is reported as such.
+            let full = try run(cp, [program.string, "/dev/full"])
+            #expect(full.status == 1)
+            #expect(String(decoding: full.stderr, as: UTF8.self).contains("No space left on device (ENOSPC)"),
+                "\(String(decoding: full.stderr, as: UTF8.self))")
+        }
+
+        @Test("uring-run returns the child's exit code, 126 and 127 like a shell, and forwards SIGINT, SIGHUP and SIGUSR1")
         func runs() throws {
             let exited = try run(productsDirectory + "/uring-run", ["/bin/sh", "-c", "exit 7"])
             #expect(exited.status == 7)
             #expect(String(decoding: exited.stderr, as: UTF8.self) == "uring-run: /bin/sh exited with code 7\n")
 
             let scratch = Scratch()
-            let errPath = scratch.path + "/stderr"
-            let runner = try spawn(
-                productsDirectory + "/uring-run", ["sleep", "60"], stdin: "/dev/null", stdout: "/dev/null",
-                stderr: errPath)
-            // The child exists only after the signals are caught.
-            func hasChild() -> Bool {
-                // Each thread lists the children it started; the ring thread spawns.
-                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(runner)/task")) ?? []
-                return tasks.contains { task in
-                    let children = try? String(contentsOfFile: "/proc/\(runner)/task/\(task)/children", encoding: .utf8)
-                    return !(children ?? "").isEmpty
+            let notExecutable = scratch.write("not-executable", Array("#!/bin/sh\n".utf8))
+            chmod(notExecutable.string, 0o644)
+            #expect(try run(productsDirectory + "/uring-run", [notExecutable.string]).status == 126)
+            #expect(try run(productsDirectory + "/uring-run", [scratch.path + "/missing"]).status == 127)
+
+            for (signal, name) in [(SIGINT, "SIGINT"), (SIGHUP, "SIGHUP"), (SIGUSR1, "SIGUSR1")] {
+                let errPath = scratch.path + "/stderr"
+                let runner = try spawn(
+                    productsDirectory + "/uring-run", ["sleep", "60"], stdin: "/dev/null", stdout: "/dev/null",
+                    stderr: errPath)
+                // The child exists only after the signals are caught.
+                func hasChild() -> Bool {
+                    // Each thread lists the children it started; the ring thread spawns.
+                    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(runner)/task")) ?? []
+                    return tasks.contains { task in
+                        let children = try? String(contentsOfFile: "/proc/\(runner)/task/\(task)/children", encoding: .utf8)
+                        return !(children ?? "").isEmpty
+                    }
                 }
+                var waited = 0
+                while !hasChild() && waited < 10_000 {
+                    usleep(1000)
+                    waited += 1
+                }
+                #expect(hasChild(), "uring-run started no child in 10 s")
+                kill(runner, signal)
+                var status: Int32 = 0
+                while waitpid(runner, &status, 0) < 0 && errno == EINTR {}
+                #expect((status >> 8) & 0xff == 128 + signal, "128 + \(name); raw status \(status)")
+                let message = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+                #expect(message.contains("forwarding \(name)") && message.contains("killed by \(name)"), "\(message)")
             }
-            var waited = 0
-            while !hasChild() && waited < 10_000 {
-                usleep(1000)
-                waited += 1
-            }
-            #expect(hasChild(), "uring-run started no child in 10 s")
-            kill(runner, SIGINT)
-            var status: Int32 = 0
-            while waitpid(runner, &status, 0) < 0 && errno == EINTR {}
-            #expect((status >> 8) & 0xff == 130, "128 + SIGINT; raw status \(status)")
-            let message = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-            #expect(message.contains("forwarding SIGINT") && message.contains("killed by SIGINT"), "\(message)")
         }
     }
 }

@@ -1,6 +1,9 @@
-// echo-load PORT CONNECTIONS SIZE SECONDS [CPU]: the one load client of the
-// echo scenario, the same for every server. Each connection sends SIZE bytes,
-// waits until all SIZE come back, and repeats (ping-pong) for SECONDS.
+// echo-load PORT CONNECTIONS SIZE SECONDS [CPU|-] [SLOW]: the one load client
+// of the echo scenario, the same for every server. Each connection sends SIZE
+// bytes, waits until all SIZE come back, and repeats (ping-pong) for SECONDS.
+// SLOW more connections (default 0) are hostile: they send 64 KiB blocks as
+// fast as the server takes them and never read a byte back, so the server's
+// echo to them stalls. Only the well-behaved connections are measured.
 // Prints "messages=N seconds=S p50_us=X p99_us=Y errors=E".
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,7 +48,8 @@ int main(int argc, char **argv) {
     int port = atoi(argv[1]), count = atoi(argv[2]);
     size_t size = (size_t)atol(argv[3]);
     double seconds = atof(argv[4]);
-    if (argc > 5) {
+    int slow = argc > 6 ? atoi(argv[6]) : 0;
+    if (argc > 5 && strcmp(argv[5], "-") != 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
         CPU_SET(atoi(argv[5]), &set);
@@ -53,11 +57,13 @@ int main(int argc, char **argv) {
     }
     char *out = malloc(size), *in = malloc(size);
     memset(out, 'x', size);
-    struct connection *connections = calloc((size_t)count, sizeof *connections);
+    struct connection *connections = calloc((size_t)(count + slow), sizeof *connections);
+    char *block = malloc(65536);
+    memset(block, 'y', 65536);
     int epoll = epoll_create1(EPOLL_CLOEXEC);
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; i < count + slow; i++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) { perror("echo-load: connect"); return 1; }
         int one = 1;
@@ -78,6 +84,11 @@ int main(int argc, char **argv) {
         if (now >= end) running = 0;
         for (int e = 0; e < n; e++) {
             struct connection *c = &connections[events[e].data.u32];
+            if (events[e].data.u32 >= (unsigned)count) {
+                // A slow reader: send until the kernel refuses, read nothing.
+                while (send(c->fd, block, 65536, MSG_NOSIGNAL) > 0) {}
+                continue;
+            }
             for (;;) {
                 if (c->sent < size) {
                     ssize_t w = send(c->fd, out + c->sent, size - c->sent, MSG_NOSIGNAL);

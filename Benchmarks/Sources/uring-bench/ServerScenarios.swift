@@ -143,6 +143,36 @@ extension UringBench {
                 report.add(scenario, server.name, "p99_latency", figures.p99, "µs")
             }
         }
+        // Hostile clients: 8 more connections that send without ever reading
+        // their echoes. Each server's well-behaved rate is compared with its
+        // own rate without them, measured in the same rounds.
+        let slowScenario = "echo (64 connections, 64-byte messages, 8 slow readers)"
+        let plainScenario = "echo (64 connections, 64-byte messages)"
+        for server in running {
+            var best: (rate: Double, p99: Double)? = nil
+            for _ in 0..<rounds {
+                let result = try run(pinned([load, String(server.port), "64", "64", String(seconds), "-", "8"]))
+                let fields = Dictionary(
+                    uniqueKeysWithValues: result.output.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap {
+                        field -> (String, Double)? in
+                        let parts = field.split(separator: "=")
+                        guard parts.count == 2, let value = Double(parts[1]) else { return nil }
+                        return (String(parts[0]), value)
+                    })
+                guard let messages = fields["messages"], let elapsed = fields["seconds"] else {
+                    report.skipped(slowScenario, server.name, "the load client failed: \(result.output)")
+                    continue
+                }
+                let rate = messages / elapsed
+                if rate > best?.rate ?? -1 { best = (rate, fields["p99_us"] ?? .nan) }
+            }
+            guard let best else { continue }
+            report.add(slowScenario, server.name, "messages_per_second", best.rate, "messages/s")
+            report.add(slowScenario, server.name, "p99_latency", best.p99, "µs")
+            if let plain = report.value(plainScenario, server.name, "messages_per_second"), plain > 0 {
+                report.add(slowScenario, server.name, "of_rate_without_slow_readers", best.rate / plain, "×")
+            }
+        }
         for (connections, size) in configurations {
             let scenario = "echo (\(connections) connections, \(size)-byte messages)"
             report.table(scenario, "messages_per_second", ours: ours)
@@ -155,6 +185,10 @@ extension UringBench {
                 report.goal(scenario, "≥ 0.8 of C liburing", ratio: mine.flatMap { m in cRate.map { m / $0 } })
             }
         }
+        report.table(slowScenario, "messages_per_second", ours: ours)
+        report.goal(
+            slowScenario, "≥ 0.8 of its rate without slow readers",
+            ratio: report.value(slowScenario, ours, "of_rate_without_slow_readers"))
     }
 }
 

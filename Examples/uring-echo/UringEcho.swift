@@ -1,6 +1,7 @@
 // uring-echo: a TCP echo server on io_uring, one child task per connection.
 //
 //     uring-echo [--host H] --port P [--max-connections N] [--idle-seconds S]
+//                [--send-seconds S]
 //
 // It prints "listening on H:P" once it accepts connections, and on SIGINT or
 // SIGTERM stops accepting, closes every open connection and exits 0.
@@ -9,8 +10,10 @@
 // handled at once (default 10,000; more wait in the listen backlog), keeps
 // one client's failure to its own connection, and keeps accepting when the
 // process runs out of descriptors. A connection silent for --idle-seconds
-// (default 60) is closed, and the receive pool's per-connection limit keeps
-// clients that never read their echoes from starving the others.
+// (default 60) is closed, and so is one whose echo cannot be sent within
+// --send-seconds (default 30): a client that never reads. Until then the
+// receive pool's per-connection limit keeps such clients from starving the
+// others.
 
 import Glibc
 import SystemPackage
@@ -24,7 +27,8 @@ struct UringEcho {
         var port: UInt16?
         var maximumConnections = 10_000
         var idleSeconds = 60
-        let usage = "usage: uring-echo [--host H] --port P [--max-connections N] [--idle-seconds S]"
+        var sendSeconds = 30
+        let usage = "usage: uring-echo [--host H] --port P [--max-connections N] [--idle-seconds S] [--send-seconds S]"
         var arguments = CommandLine.arguments.dropFirst()
         while let argument = arguments.popFirst() {
             switch argument {
@@ -36,11 +40,15 @@ struct UringEcho {
             case "--idle-seconds":
                 guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
                 idleSeconds = n
+            case "--send-seconds":
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
+                sendSeconds = n
             default: fail("unknown argument '\(argument)'\n\(usage)")
             }
         }
         guard let port else { fail(usage) }
-        let limits = (connections: maximumConnections, idle: Duration.seconds(idleSeconds))
+        let limits = Limits(
+            connections: maximumConnections, idle: .seconds(idleSeconds), send: .seconds(sendSeconds))
         do {
             let address = try SocketAddress(ip: host, port: port)
             try await RingActor.run { ring in
@@ -74,16 +82,23 @@ struct UringEcho {
 
     /// Echoes every connection in its own child task until cancelled; the
     /// cancellation reaches each child, whose connection then closes.
-    static func serve(_ connections: IncomingConnections, limits: (connections: Int, idle: Duration)) async throws {
+    static func serve(_ connections: IncomingConnections, limits: Limits) async throws {
         try await connections.serve(maximumConnections: limits.connections, onError: { error, peer in
             report("\(peer.map { "\($0)" } ?? "client"): \(error)")
         }) { connection in
             for try await chunk in connection.received(idleTimeout: limits.idle) {
-                try await connection.sendAll(chunk)
+                try await withTimeout(limits.send) { try await connection.sendAll(chunk) }
             }
             try await connection.shutdown(.sending)
         }
     }
+}
+
+/// What one connection may take.
+struct Limits: Sendable {
+    var connections: Int
+    var idle: Duration
+    var send: Duration
 }
 
 func report(_ message: String) {

@@ -96,12 +96,12 @@ struct UringHTTP {
     }
 }
 
-/// Writes one line to standard error, with control bytes (which a client
-/// can put in a path) escaped so they cannot forge or garble log lines.
+/// Writes one line to standard error, with control characters, C0 and C1
+/// (which a client can put in a path), escaped so they cannot forge or garble log lines.
 func report(_ message: String) {
     var line = "uring-http: "
     for scalar in message.unicodeScalars {
-        if scalar.value < 0x20 || scalar.value == 0x7f {
+        if scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) {
             line += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
         } else {
             line.unicodeScalars.append(scalar)

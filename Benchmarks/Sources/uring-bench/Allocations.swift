@@ -33,7 +33,7 @@ extension UringBench {
             // received through the ring.
             let pair = try StreamConnection.pair(on: ring)
             let receiver = pair.first
-            let sender = pair.second.takeDescriptor()
+            let sender = try pair.second.takeDescriptor()
             defer { try? sender.close() }
             var small = [UInt8](repeating: 0, count: 64)
             let message = [UInt8](repeating: 1, count: 64)

@@ -141,10 +141,13 @@ final class MultishotStream<Element: Sendable>: Sendable {
     }
 
     /// The timer of wait `wait` fired: if that wait is still going on (no
-    /// element reached it), end the stream with `timeoutError`.
+    /// element reached it), end the stream with `timeoutError`. The consumer
+    /// may not have parked yet (the timer can fire first); it then finds the
+    /// end when it does.
     private func timeOut(_ wait: UInt64) {
         let (waiter, cancel) = state.withLock { state -> (UnsafeContinuation<Element?, any Error>?, UInt64?) in
-            guard state.timedWait == wait, state.end == nil, let waiter = state.waiter else { return (nil, nil) }
+            guard state.timedWait == wait, state.end == nil else { return (nil, nil) }
+            let waiter = state.waiter
             state.waiter = nil
             state.timedWait &+= 1
             state.end = .failure(timeoutError)
@@ -174,6 +177,9 @@ final class MultishotStream<Element: Sendable>: Sendable {
                 state.armed = true
                 mustArm = true
             }
+            // A parking consumer that finds something ends its wait here, so
+            // the wait's timer (already started) can no longer end the stream.
+            if waiter != nil, state.queue.first != nil || state.end != nil { state.timedWait &+= 1 }
             if let element = state.queue.popFirst() {
                 mustArm = mustArm || claimRearm(&state)
                 return .value(element)

@@ -335,15 +335,17 @@ public struct File: ~Copyable, Sendable {
 
     /// Gives up ownership of the descriptor without closing it.
     ///
-    /// - Throws: ``UringError`` if a ``chunks(size:readAhead:from:)`` or
-    ///   ``arrivals(from:)`` sequence of this file is still alive: it uses
-    ///   the descriptor, so its ownership cannot be handed over. The file is
-    ///   closed in that case.
+    /// If a ``chunks(size:readAhead:from:)`` or ``arrivals(from:)`` sequence
+    /// of this file is still alive (or its last read is still finishing in
+    /// the kernel), it keeps using the descriptor, so the one returned is a
+    /// duplicate (`F_DUPFD_CLOEXEC`) for the same open file, and the
+    /// original closes when the sequence is done.
+    ///
+    /// - Throws: ``UringError`` if that duplicate cannot be made (`EMFILE`).
     public consuming func takeDescriptor() throws(UringError) -> FileDescriptor {
-        guard isKnownUniquelyReferenced(&shared) else {
-            throw .invalid(.close, path: path, "a sequence reading this file still uses its descriptor")
-        }
-        return FileDescriptor(rawValue: shared.detach())
+        // Unique: no sequence holds it, so the number itself is handed over.
+        if isKnownUniquelyReferenced(&shared) { return FileDescriptor(rawValue: shared.detach()) }
+        return try shared.duplicate(path: path, address: nil)
     }
 
     /// The shared descriptor, for sequences that read it.

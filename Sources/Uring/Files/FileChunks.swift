@@ -183,6 +183,12 @@ final class ChunkReader {
             finished = true
             throw openError
         }
+        // A deadline already past starts no read (one on a pipe would take
+        // bytes only to drop them).
+        if let deadline = DeadlineScope.inForce, deadline <= .now {
+            finish()
+            throw UringError.timedOut(.read, path: path)
+        }
         do {
             try fill()
         } catch {
@@ -251,7 +257,9 @@ final class ChunkReader {
         }
         let completion = await core.completion(of: slot)
         core.requestCancellation(timer)
-        if completion.result == -ECANCELED && fired.flag.load(ordering: .acquiring) { throw timedOut }
+        // Cancelled by the timer: ECANCELED, or EINTR for a read a kernel
+        // worker was blocked in.
+        if completion.result < 0 && fired.flag.load(ordering: .acquiring) { throw timedOut }
         return completion
     }
 

@@ -113,7 +113,8 @@ extension File {
             if dataStart < 0 && Glibc.errno == ENXIO { break }  // only a hole (or nothing) is left
             let start = dataStart < 0 ? offset : dataStart
             let holeStart = dataStart < 0 ? -1 : Int64(lseek(ends.input, off_t(start), 4 /* SEEK_HOLE */))
-            let end = holeStart < 0 ? Int64.max : holeStart
+            // No hole after the data (or the file changed under us): copy to the end.
+            let end = holeStart <= start ? Int64.max : holeStart
             let reached = try await spliceRange(
                 start..<end, ends: ends, pipes: pipes, piece: piece, core: core
             ) { copied in progress?(copied, total) }
@@ -196,8 +197,9 @@ extension File {
                     }
                     filled += Int64(n)
                 }
-                // Pieces finish in order, so the copy is contiguous up to here.
-                reached = offset + filled
+                // Pieces finish in order, so the copy is contiguous up to here;
+                // a piece started past the end of the file fills nothing.
+                reached = max(reached, offset + filled)
                 if filled > 0 { progress(reached) }
                 if reachedEnd {
                     next = range.upperBound  // start nothing more

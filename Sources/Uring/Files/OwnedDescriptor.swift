@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import SystemPackage
 
 /// A descriptor shared by its owner (a connection, say) and the requests
 /// and sequences that use it, closed when the last of them lets go.
@@ -21,6 +22,16 @@ final class OwnedDescriptor: Sendable {
     /// hands it on). Only for an owner that holds the sole reference.
     func detach() -> Int32 {
         number.exchange(-1, ordering: .acquiringAndReleasing)
+    }
+
+    /// A duplicate of the descriptor (`F_DUPFD_CLOEXEC`), for an owner that
+    /// gives up its share while others still hold this one.
+    func duplicate(path: FilePath?, address: SocketAddress?) throws(UringError) -> FileDescriptor {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else {
+            throw UringError.system(.duplicate, Glibc.errno, path: path).about(address)
+        }
+        return FileDescriptor(rawValue: copy)
     }
 
     deinit {

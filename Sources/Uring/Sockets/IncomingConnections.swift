@@ -67,11 +67,12 @@ final class OwnedOnce: Sendable {
 /// re-armed without the consumer noticing.
 ///
 /// Running out of resources does not end it. When accept fails with
-/// `EMFILE` or `ENFILE` (the descriptor limit), `ENOBUFS` or `ENOMEM`, or
-/// `ECONNABORTED` (a client gave up in the backlog), the sequence waits, 10
-/// ms at first and twice as long after each failure in a row up to one
-/// second, then accepts again; new clients wait in the listen backlog
-/// meanwhile. Each wait counts in ``RingStatistics/acceptBackOffs``. At most 64 accepted connections
+/// `EMFILE` or `ENFILE` (the descriptor limit), `ENOBUFS` or `ENOMEM`, the
+/// sequence waits, 10 ms at first and twice as long after each failure in a
+/// row up to one second, then accepts again; new clients wait in the listen
+/// backlog meanwhile. Each wait counts in ``RingStatistics/acceptBackOffs``.
+/// `ECONNABORTED` (a client gave up while in the backlog) does not end it
+/// either; accepting goes on at once. At most 64 accepted connections
 /// wait unclaimed; beyond that the request is paused and new connections
 /// wait in the kernel's listen backlog.
 public struct IncomingConnections: AsyncSequence, Sendable {
@@ -140,6 +141,8 @@ extension IncomingConnections {
                     if !continues { stream.requestEnded() }
                 } else if closed.isSet {
                     stream.finish(throwing: nil)
+                } else if result == -ECONNABORTED && core.acceptsWork.load(ordering: .acquiring) {
+                    stream.requestEnded()  // a client gave up in the backlog: accept the next at once
                 } else if AcceptBackOff.isTransient(-result) && core.acceptsWork.load(ordering: .acquiring) {
                     ring.serverCounters.acceptBackOffs.add(1, ordering: .relaxed)
                     stream.waitForResources()
@@ -165,9 +168,9 @@ final class AcceptBackOff: Sendable {
     private let milliseconds = Atomic<Int>(0)
 
     /// Errors that say "not now" rather than "never": the process or the
-    /// system is out of descriptors or memory, or a client left the backlog.
+    /// system is out of descriptors or memory.
     static func isTransient(_ code: Int32) -> Bool {
-        code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM || code == ECONNABORTED
+        code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM
     }
 
     /// The next wait (only the ring thread calls this).

@@ -46,8 +46,14 @@ public final class ReceiveBufferPool: Sendable {
     /// the lock (in `giveBack`), which `waitForBuffer` checks it under.
     private let outstanding = Atomic<Int>(0)
     /// Streams whose receive stopped because the pool was empty; also guards
-    /// the descriptor ring, which has one writer at a time.
-    private let waiters = Locked(FIFO<MultishotStream<ReceivedBytes>>())
+    /// the descriptor ring, which has one writer at a time. Held weakly: a
+    /// stream its consumer dropped while it waited must not stay alive here
+    /// (with its socket) until a buffer comes back.
+    private let waiters = Locked(FIFO<WaitingStream>())
+
+    private struct WaitingStream {
+        weak var stream: MultishotStream<ReceivedBytes>?
+    }
 
     /// The pool's memory: the buffers and the ring of their descriptors.
     private final class Storage: @unchecked Sendable {
@@ -68,9 +74,11 @@ public final class ReceiveBufferPool: Sendable {
     ///   - bufferCount: A power of two from 1 to 32,768.
     ///   - bufferSize: Bytes per buffer; one receive completes at most this many.
     ///   - perConsumerLimit: The most buffers one receiving sequence may
-    ///     hold; nil picks an eighth of the pool, at most 4 and at least 1.
-    ///     With the default of 256 buffers, 64 consumers that never read
-    ///     would be needed to hold them all.
+    ///     hold; nil picks an eighth of the pool, at most 2 and at least 1.
+    ///     Stalled consumers can hold the whole pool only if there are
+    ///     `bufferCount / perConsumerLimit` of them (128 with the defaults):
+    ///     bound how many connections a server handles, or how long a
+    ///     handler may stall (a send timeout), below that.
     ///   - ring: The ring whose receives take buffers from the pool.
     /// - Throws: ``UringError`` of kind ``UringError/Kind/invalidArgument``
     ///   for bad sizes, or the kernel's error (`ENOMEM`, or `EINVAL` on kernels
@@ -122,7 +130,7 @@ public final class ReceiveBufferPool: Sendable {
         }
         self.bufferCount = bufferCount
         self.bufferSize = bufferSize
-        self.perConsumerLimit = perConsumerLimit ?? Swift.max(1, Swift.min(4, bufferCount / 8))
+        self.perConsumerLimit = perConsumerLimit ?? Swift.max(1, Swift.min(2, bufferCount / 8))
         self.group = group
         self.core = core
         self.counters = ring.serverCounters
@@ -166,7 +174,7 @@ public final class ReceiveBufferPool: Sendable {
             give(id)
             outstanding.subtract(1, ordering: .relaxed)
             while let waiter = waiters.popFirst() {
-                if waiter.isWaitingForResources { return waiter }
+                if let stream = waiter.stream, stream.isWaitingForResources { return stream }
             }
             return nil
         }
@@ -178,7 +186,7 @@ public final class ReceiveBufferPool: Sendable {
     func waitForBuffer(_ stream: MultishotStream<ReceivedBytes>) -> Bool {
         waiters.withLock { waiters in
             if outstanding.load(ordering: .relaxed) < bufferCount { return true }
-            waiters.append(stream)
+            waiters.append(WaitingStream(stream: stream))
             return false
         }
     }

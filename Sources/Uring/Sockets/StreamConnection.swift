@@ -214,14 +214,17 @@ public struct StreamConnection: ~Copyable, Sendable {
 
     /// Gives up ownership of the descriptor without closing it.
     ///
-    /// - Throws: ``UringError`` if a ``received(from:idleTimeout:)`` sequence of this
-    ///   connection is still alive: it uses the descriptor, so its ownership
-    ///   cannot be handed over. The connection is closed in that case.
+    /// If a ``received(from:idleTimeout:)`` sequence of this connection is
+    /// still alive (or its last request is still finishing in the kernel),
+    /// it keeps using the descriptor, so the one returned is a duplicate
+    /// (`F_DUPFD_CLOEXEC`) for the same socket, and the original closes when
+    /// the sequence is done.
+    ///
+    /// - Throws: ``UringError`` if that duplicate cannot be made (`EMFILE`).
     public consuming func takeDescriptor() throws(UringError) -> FileDescriptor {
-        guard isKnownUniquelyReferenced(&shared) else {
-            throw .invalid(.close, "a receive sequence of this connection still uses its descriptor").about(remoteAddress)
-        }
-        return FileDescriptor(rawValue: shared.detach())
+        // Unique: no sequence holds it, so the number itself is handed over.
+        if isKnownUniquelyReferenced(&shared) { return FileDescriptor(rawValue: shared.detach()) }
+        return try shared.duplicate(path: nil, address: remoteAddress)
     }
 }
 

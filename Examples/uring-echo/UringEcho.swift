@@ -38,17 +38,19 @@ struct UringEcho {
                 guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
                 maximumConnections = n
             case "--idle-seconds":
-                guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n >= 0 else { fail(usage) }
                 idleSeconds = n
             case "--send-seconds":
-                guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n >= 0 else { fail(usage) }
                 sendSeconds = n
             default: fail("unknown argument '\(argument)'\n\(usage)")
             }
         }
         guard let port else { fail(usage) }
+        // 0 turns a timeout off.
         let limits = Limits(
-            connections: maximumConnections, idle: .seconds(idleSeconds), send: .seconds(sendSeconds))
+            connections: maximumConnections, idle: idleSeconds > 0 ? .seconds(idleSeconds) : nil,
+            send: sendSeconds > 0 ? .seconds(sendSeconds) : nil)
         do {
             let address = try SocketAddress(ip: host, port: port)
             try await RingActor.run { ring in
@@ -87,7 +89,11 @@ struct UringEcho {
             report("\(peer.map { "\($0)" } ?? "client"): \(error)")
         }) { connection in
             for try await chunk in connection.received(idleTimeout: limits.idle) {
-                try await withTimeout(limits.send) { try await connection.sendAll(chunk) }
+                if let send = limits.send {
+                    try await connection.sendAll(chunk, timeout: send)
+                } else {
+                    try await connection.sendAll(chunk)
+                }
             }
             try await connection.shutdown(.sending)
         }
@@ -97,8 +103,8 @@ struct UringEcho {
 /// What one connection may take.
 struct Limits: Sendable {
     var connections: Int
-    var idle: Duration
-    var send: Duration
+    var idle: Duration?
+    var send: Duration?
 }
 
 func report(_ message: String) {

@@ -221,6 +221,38 @@ extension AllTests {
             }
         }
 
+        @Test("sendAll(_:timeout:) to a peer that never reads times out; one that reads gets everything")
+        func sendTimeout() async throws {
+            try await RingActor.run { ring in
+                let pair = try StreamConnection.pair(on: ring)
+                let sender = pair.first
+                let stalled = pair.second
+                // More than any socket buffer holds.
+                let bytes = pattern(count: 16 << 20, seed: 8)
+                do {
+                    try await sender.sendAll(bytes, timeout: .milliseconds(100))
+                    Issue.record("16 MiB went into a socket nobody reads")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                }
+                try await stalled.close()
+                try await sender.close()
+
+                let another = try StreamConnection.pair(on: ring)
+                let writer = Shared(another.first)
+                let reader = another.second
+                let small = pattern(count: 256 * 1024, seed: 9)
+                async let sent: Void = writer.value.sendAll(small, timeout: .seconds(50))
+                var received: [UInt8] = []
+                while received.count < small.count {
+                    received += try await reader.receive(maximumCount: 64 * 1024)
+                }
+                try await sent
+                #expect(received == small)
+                try await reader.close()
+            }
+        }
+
         @Test("a deadline already past does not start a receive: bytes waiting in the socket stay there")
         func pastDeadlineReceivesNothing() async throws {
             try await RingActor.run { ring in

@@ -1,6 +1,13 @@
 import CUring
 import Glibc
 
+/// What the idle timer's completion decided, under the stream's lock.
+private enum IdleOutcome<Element> {
+    case nothing
+    case rearm(RingClock.Instant)
+    case timeOut(UnsafeContinuation<Element?, any Error>, UInt64?)
+}
+
 /// What `MultishotStream.next()` found under its lock.
 private enum NextStep<Element> {
     case value(Element?)
@@ -40,6 +47,12 @@ final class MultishotStream<Element: Sendable>: Sendable {
         /// whenever a waiter is resumed, so a timer that fires after its
         /// wait is over (its cancellation still on the way) does nothing.
         var timedWait: UInt64 = 0
+        /// When the current waiter started waiting (kept only with an idle
+        /// timeout).
+        var waitStarted: RingClock.Instant?
+        /// The idle timer is in the kernel, and its `user_data`.
+        var idleTimerArmed = false
+        var idleTimer: UInt64 = 0
     }
 
     private let state = Locked(State())
@@ -78,11 +91,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// only to be dropped.
     nonisolated(nonsending) func next() async throws -> Element? {
         try Task.checkCancellation()
-        var limit = DeadlineScope.inForce
-        if let idleTimeout {
-            let idleLimit = RingClock.Instant.now + idleTimeout
-            limit = limit.map { min($0, idleLimit) } ?? idleLimit
-        }
+        let limit = DeadlineScope.inForce
         let expired = limit.map { $0 <= .now } ?? false
         // Fast path: an element (or the end) is already here, so no
         // cancellation handler and no continuation (see
@@ -145,14 +154,18 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// may not have parked yet (the timer can fire first); it then finds the
     /// end when it does.
     private func timeOut(_ wait: UInt64) {
+        var idleTimer: UInt64 = 0
         let (waiter, cancel) = state.withLock { state -> (UnsafeContinuation<Element?, any Error>?, UInt64?) in
             guard state.timedWait == wait, state.end == nil else { return (nil, nil) }
             let waiter = state.waiter
             state.waiter = nil
+            state.waitStarted = nil
             state.timedWait &+= 1
             state.end = .failure(timeoutError)
+            if state.idleTimerArmed { idleTimer = state.idleTimer }
             return (waiter, state.armed ? state.userData : nil)
         }
+        if idleTimer != 0 { core.requestCancellation(idleTimer) }
         if let cancel, cancel != 0 { core.requestCancellation(cancel) }
         if let waiter { resumeAcrossThreads(waiter, with: .failure(timeoutError)) }
     }
@@ -171,6 +184,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// `waiter` (when given) and answers `.wait`.
     private func take(parking waiter: UnsafeContinuation<Element?, any Error>?, mayStart: Bool) -> NextStep<Element> {
         var mustArm = false
+        var idleTimerAt: RingClock.Instant? = nil
         let step: NextStep<Element> = state.withLock { state in
             if !state.started && mayStart {
                 state.started = true
@@ -188,26 +202,89 @@ final class MultishotStream<Element: Sendable>: Sendable {
             case .success?: return .value(nil)
             case .failure(let error)?: return .failure(error)
             case nil:
-                if let waiter { state.waiter = waiter }
+                if let waiter {
+                    state.waiter = waiter
+                    if let idleTimeout {
+                        let now = RingClock.Instant.now
+                        state.waitStarted = now
+                        if !state.idleTimerArmed {
+                            state.idleTimerArmed = true
+                            idleTimerAt = now + idleTimeout
+                        }
+                    }
+                }
                 return .wait
             }
         }
         if mustArm { submit() }
+        if let idleTimerAt { armIdleTimer(at: idleTimerAt) }
         return step
+    }
+
+    // MARK: Idle timeout
+
+    /// Submits the idle timer for `instant`. One timer per stream, re-armed
+    /// only when it fires: a stream whose waits are short pays for one
+    /// timer per idle period, not one per wait.
+    private func armIdleTimer(at instant: RingClock.Instant) {
+        let time = KernelTimespec(absolute: instant)
+        let userData = core.submitStream(keepAlive: time, handler: { result, _ in
+            self.idleTimerFired(expired: result == -ETIME)
+        }) {
+            io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
+        }
+        let cancel = state.withLock { state -> Bool in
+            state.idleTimer = userData
+            return state.end != nil  // ended while the timer was being handed over
+        }
+        if cancel { core.requestCancellation(userData) }
+    }
+
+    /// The idle timer completed: if the consumer has been waiting for the
+    /// whole idle timeout, end the stream with `timeoutError`; if it is
+    /// waiting but started later, wait on until that wait's limit; if it is
+    /// not waiting, disarm until its next wait.
+    private func idleTimerFired(expired: Bool) {
+        guard let idleTimeout else { return }
+        let outcome = state.withLock { state -> IdleOutcome<Element> in
+            guard expired, state.end == nil, let waiter = state.waiter, let started = state.waitStarted else {
+                state.idleTimerArmed = false
+                return .nothing
+            }
+            let limit = started + idleTimeout
+            if limit > .now { return .rearm(limit) }
+            state.idleTimerArmed = false
+            state.waiter = nil
+            state.waitStarted = nil
+            state.timedWait &+= 1
+            state.end = .failure(timeoutError)
+            return .timeOut(waiter, state.armed ? state.userData : nil)
+        }
+        switch outcome {
+        case .nothing: break
+        case .rearm(let limit): armIdleTimer(at: limit)
+        case .timeOut(let waiter, let cancel):
+            if let cancel, cancel != 0 { core.requestCancellation(cancel) }
+            resumeAcrossThreads(waiter, with: .failure(timeoutError))
+        }
     }
 
     /// The consumer is gone: cancel the request, drop what waits, and end.
     func stop(with error: (any Error)? = nil) {
         var dropped = FIFO<Element>()
+        var idleTimer: UInt64 = 0
         let (waiter, cancel) = state.withLock { state -> (UnsafeContinuation<Element?, any Error>?, UInt64?) in
             swap(&dropped, &state.queue)
             if state.end == nil { state.end = error.map { .failure($0) } ?? .success(()) }
             let waiter = state.waiter
             state.waiter = nil
+            state.waitStarted = nil
             state.timedWait &+= 1
+            if state.idleTimerArmed { idleTimer = state.idleTimer }
             return (waiter, state.armed ? state.userData : nil)
         }
         if let cancel, cancel != 0 { core.requestCancellation(cancel) }
+        if idleTimer != 0 { core.requestCancellation(idleTimer) }
         if let waiter { resumeAcrossThreads(waiter, with: Self.end(error)) }
         withExtendedLifetime(dropped) {}  // elements release their resources here, outside the lock
     }
@@ -229,6 +306,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
                 // The wait is over now, not when the consumer runs again: a
                 // timer firing in between must not end the stream.
                 state.waiter = nil
+                state.waitStarted = nil
                 state.timedWait &+= 1
                 return waiter
             }
@@ -282,14 +360,18 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// Ends the stream: normally with nil, or with `error` once the queue is
     /// drained.
     func finish(throwing error: (any Error)?) {
+        var idleTimer: UInt64 = 0
         let waiter = state.withLock { state -> UnsafeContinuation<Element?, any Error>? in
             state.armed = false
             if state.end == nil { state.end = error.map { .failure($0) } ?? .success(()) }
+            if state.idleTimerArmed { idleTimer = state.idleTimer }
             guard state.queue.isEmpty, let waiter = state.waiter else { return nil }
             state.waiter = nil
+            state.waitStarted = nil
             state.timedWait &+= 1
             return waiter
         }
+        if idleTimer != 0 { core.requestCancellation(idleTimer) }
         if let waiter { resumeAcrossThreads(waiter, with: Self.end(error)) }
     }
 

@@ -71,10 +71,16 @@ public struct File: ~Copyable, Sendable {
 
     /// Opens the file at `path` relative to `directory`.
     ///
-    /// - Parameter resolving: Limits on how the kernel resolves `path`; with
-    ///   ``PathResolution/beneath`` nothing outside `directory` can be
-    ///   opened, symbolic links included. Any limit needs `openat2` through
-    ///   the ring (kernel 5.6+).
+    /// - Parameters:
+    ///   - path: The file's path, relative to `directory`.
+    ///   - directory: Where relative paths start.
+    ///   - access: Read, write, or both.
+    ///   - options: Creation, truncation, appending and the rest.
+    ///   - permissions: Permissions for a created file (default `0o644`).
+    ///   - resolving: Limits on how the kernel resolves `path`; with
+    ///     ``PathResolution/beneath`` nothing outside `directory` can be
+    ///     opened, symbolic links included. Any limit needs `openat2` through
+    ///     the ring (kernel 5.6+).
     /// - Throws: ``UringError`` naming the directory's path joined with
     ///   `path`: `EXDEV` for a path that would leave the directory under
     ///   ``PathResolution/beneath``, `ELOOP` for a link refused by

@@ -108,6 +108,26 @@ public struct StreamConnection: ~Copyable, Sendable {
         withExtendedLifetime(chunk) {}
     }
 
+    /// Sends all of `buffer` within `timeout`, or throws
+    /// ``UringError/Kind/timedOut`` (how much was sent is then unknown, so
+    /// close the connection). For a peer that stops reading, this bounds how
+    /// long a handler can be held.
+    ///
+    /// Cheaper than `withTimeout { try await sendAll(buffer) }`: a send into
+    /// a socket with room costs one kernel request and no timer, and only a
+    /// send that must wait is linked to one.
+    public func sendAll<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, timeout: Duration) async throws {
+        try await io.sendAll(address(of: buffer), count: buffer.count, deadline: .now + timeout)
+    }
+
+    /// Sends all of a received chunk within `timeout`; see
+    /// ``sendAll(_:timeout:)-(Buffer,_)``.
+    public func sendAll(_ chunk: ReceivedBytes, timeout: Duration) async throws {
+        // The chunk is a parameter, alive (with its buffer) until this returns.
+        try await io.sendAll(chunk.rawAddress, count: chunk.count, deadline: .now + timeout)
+        withExtendedLifetime(chunk) {}
+    }
+
     /// Sends bytes from `buffer` without copying them into the kernel
     /// (`SEND_ZC`); returns how many were sent. It returns once the kernel no
     /// longer reads the buffer, which for TCP is when the peer acknowledged

@@ -117,15 +117,15 @@ extension AllTests {
             let sparse = scratch.path + "/sparse"
             let fd = open(sparse, O_CREAT | O_WRONLY, 0o644)
             let data = pattern(count: 4096, seed: 2)
-            _ = ftruncate(fd, 64 << 20)
-            _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 32 << 20) }
+            _ = ftruncate(fd, 16 << 20)
+            _ = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 8 << 20) }
             close(fd)
             #expect(try run(cp, [sparse, scratch.path + "/sparse-copy"]).status == 0)
             let copy = stat(scratch.path + "/sparse-copy")
-            #expect(copy.st_size == 64 << 20)
+            #expect(copy.st_size == 16 << 20)
             let bytes = try Data(contentsOf: URL(fileURLWithPath: scratch.path + "/sparse-copy"))
-            #expect(Array(bytes[(32 << 20)..<((32 << 20) + 4096)]) == data)
-            #expect(bytes[0..<(32 << 20)].allSatisfy { $0 == 0 })
+            #expect(Array(bytes[(8 << 20)..<((8 << 20) + 4096)]) == data)
+            #expect(Checksum.of(bytes) == Checksum.of([UInt8](repeating: 0, count: 8 << 20) + data + [UInt8](repeating: 0, count: (8 << 20) - 4096)))
             if stat(sparse).st_blocks * 512 < 1 << 20 {
                 #expect(copy.st_blocks * 512 < 1 << 20, "the copy allocated \(copy.st_blocks * 512) bytes for 4 KiB of data")
             }

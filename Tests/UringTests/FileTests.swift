@@ -268,10 +268,12 @@ extension AllTests {
             await ring.shutdown()
         }
 
-        @Test("100 MiB written then read back through chunks has the same checksum")
-        func hundredMiB() async throws {
+        // Sized for the sanitizer runs: 100 MiB took 52 s under ThreadSanitizer
+        // and over the minute under AddressSanitizer on this kind of machine.
+        @Test("24 MiB written then read back through chunks has the same checksum")
+        func largeFile() async throws {
             let scratch = Scratch()
-            let total = 100 << 20
+            let total = 24 << 20
             let block = pattern(count: 1 << 20, seed: 42)
             var expected = Checksum()
             try await RingActor.run { ring in

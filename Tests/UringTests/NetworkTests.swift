@@ -85,7 +85,8 @@ extension AllTests {
             }
         }
 
-        @Test("1,000 concurrent connections each echo 64 KiB with matching checksums")
+        // 16 KiB each: with 64 KiB this took 52-58 s under the sanitizers.
+        @Test("1,000 concurrent connections each echo 16 KiB with matching checksums")
         func thousandConnections() async throws {
             try await RingActor.run { ring in
                 let listener = try await StreamListener.bind(to: .loopback(port: 0), backlog: 4096, on: ring)
@@ -94,7 +95,7 @@ extension AllTests {
                 let mismatches = try await withThrowingTaskGroup(of: Int.self) { group -> Int in
                     for i in 0..<1_000 {
                         group.addTask {
-                            let bytes = pattern(count: 64 * 1024, seed: UInt64(i + 1))
+                            let bytes = pattern(count: 16 * 1024, seed: UInt64(i + 1))
                             let back = try await echoRoundTrip(bytes, to: address, on: ring)
                             return Checksum.of(back) == Checksum.of(bytes) && back.count == bytes.count ? 0 : 1
                         }

@@ -94,19 +94,21 @@ func waitForRingThreadsToEnd() async {
 }
 
 /// A deterministic pseudo-random byte pattern (xorshift), so failures repeat.
+/// Written a word at a time through a pointer: the sanitizer builds check
+/// every access, and a byte-at-a-time loop made large tests slow there.
 func pattern(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
     var state = seed | 1
     var bytes = [UInt8](repeating: 0, count: count)
-    var i = 0
-    while i < count {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        var word = state
-        for _ in 0..<8 where i < count {
-            bytes[i] = UInt8(truncatingIfNeeded: word)
-            word >>= 8
-            i += 1
+    bytes.withUnsafeMutableBytes { raw in
+        var i = 0
+        while i < count {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            var word = state.littleEndian
+            let n = min(8, count - i)
+            withUnsafeBytes(of: &word) { raw.baseAddress!.advanced(by: i).copyMemory(from: $0.baseAddress!, byteCount: n) }
+            i += n
         }
     }
     return bytes
@@ -116,6 +118,17 @@ func pattern(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
 struct Checksum {
     private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
     mutating func update(_ bytes: some Sequence<UInt8>) {
+        // Contiguous bytes through a pointer (no per-byte iterator calls,
+        // which the sanitizer builds make slow); anything else byte by byte.
+        let done: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            var value = self.value
+            for byte in buffer {
+                value ^= UInt64(byte)
+                value &*= 0x100_0000_01b3
+            }
+            self.value = value
+        }
+        if done != nil { return }
         for byte in bytes {
             value ^= UInt64(byte)
             value &*= 0x100_0000_01b3

@@ -21,7 +21,7 @@ extension AllTests {
                 try #require(ring.isSupported(.futexWait), "kernel lacks IORING_OP_FUTEX_WAIT (6.7+)")
                 let semaphore = RingSemaphore(value: 0)
                 let waiter = Task { try await semaphore.wait(on: ring) }
-                while ring.statistics.inFlight == 0 { await Task.yield() }  // asleep in the kernel
+                while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }  // asleep in the kernel
                 let thread = Thread { semaphore.signal() }
                 thread.start()
                 try await waiter.value

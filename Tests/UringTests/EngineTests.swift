@@ -181,7 +181,7 @@ extension AllTests.EngineTests {
         await withTaskGroup(of: Void.self) { outer in
             // This one holds the only place in the kernel.
             outer.addTask { try? await ring.sleep(for: .seconds(3600)) }
-            while ring.statistics.inFlight == 0 { await Task.yield() }
+            while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }
             let outcome = await withTaskGroup(of: String.self) { inner in
                 inner.addTask {
                     do {
@@ -193,7 +193,7 @@ extension AllTests.EngineTests {
                         return "\(error)"
                     }
                 }
-                while ring.statistics.slotsInUse < 2 { await Task.yield() }
+                while ring.statistics.slotsInUse < 2 && !Task.isCancelled { await Task.yield() }
                 inner.cancelAll()
                 return await inner.next()!
             }

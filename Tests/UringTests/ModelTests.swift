@@ -171,7 +171,7 @@ struct LibraryRunner {
                     // An empty pipe leaves the read in the kernel: cancel it
                     // once it is there. A full one completes on its own.
                     if empty {
-                        while ring.statistics.inFlight <= before { await Task.yield() }
+                        while ring.statistics.inFlight <= before && !Task.isCancelled { await Task.yield() }
                         group.cancelAll()
                     }
                     return await group.next()!

@@ -233,7 +233,7 @@ func cancelOnceInFlight(
 ) async -> String {
     await withTaskGroup(of: String.self) { group in
         group.addTask(operation: operation)
-        while ring.statistics.inFlight == 0 { await Task.yield() }
+        while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }
         group.cancelAll()
         return await group.next()!
     }

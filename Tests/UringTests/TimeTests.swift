@@ -7,7 +7,7 @@ import Testing
 /// Waits (without a time limit: a hang is the failure) until `ring` has no
 /// request left in the kernel and no slot in use.
 func settle(_ ring: RingActor) async {
-    while ring.statistics.inFlight != 0 || ring.statistics.slotsInUse != 0 { await Task.yield() }
+    while (ring.statistics.inFlight != 0 || ring.statistics.slotsInUse != 0) && !Task.isCancelled { await Task.yield() }
 }
 
 extension AllTests {

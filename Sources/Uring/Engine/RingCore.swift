@@ -89,6 +89,8 @@ final class RingCore: @unchecked Sendable {
     let enterCount = Atomic<UInt64>(0)
     /// Provided-buffer group ids: the next never used, and those given back.
     private let bufferGroups = Locked((next: 0, free: [UInt16]()))
+    /// Run once when the ring starts shutting down (nil once they ran).
+    private let shutdownHooks = Locked<[@Sendable () -> Void]?>([])
 
     // MARK: Ring thread only
 
@@ -283,6 +285,26 @@ final class RingCore: @unchecked Sendable {
             throw .system(.createRing, status)
         }
         pthread_detach(thread)
+    }
+
+    /// Runs `hook` when the ring starts shutting down (at once if it has),
+    /// for layers whose waits no request in the kernel would end.
+    func onShutdown(_ hook: @escaping @Sendable () -> Void) {
+        let registered = shutdownHooks.withLock { hooks -> Bool in
+            guard hooks != nil else { return false }
+            hooks!.append(hook)
+            return true
+        }
+        if !registered { hook() }
+    }
+
+    /// Runs the shutdown hooks, once.
+    func runShutdownHooks() {
+        let hooks = shutdownHooks.withLock { hooks -> [@Sendable () -> Void] in
+            defer { hooks = nil }
+            return hooks ?? []
+        }
+        for hook in hooks { hook() }
     }
 
     deinit {

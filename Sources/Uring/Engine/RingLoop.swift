@@ -400,6 +400,10 @@ extension RingCore {
     /// Stops taking work and cancels everything in the kernel.
     private func startShutdown() {
         acceptsWork.store(false, ordering: .releasing)
+        // Waits that no request in the kernel will end (ring messages,
+        // streams waiting for buffers) end now.
+        mailbox.close()
+        runShutdownHooks()
         guard ringOpen, !shuttingDown else {
             if !ringOpen { resumeShutdownWaiters() }
             return

@@ -239,6 +239,9 @@ final class Mailbox: Sendable {
         let ready = state.withLock { state -> Result<Arrival?, any Error>? in
             if let arrival = state.arrivals.popFirst() { return .success(arrival) }
             if state.closed { return .success(nil) }
+            // A cancellation that came before this waiter is queued found no
+            // waiter to cancel; seen here, under the same lock, it is not lost.
+            if Task.isCancelled { return .failure(CancellationError()) }
             state.waiters.append((id: id, continuation: continuation))
             return nil
         }

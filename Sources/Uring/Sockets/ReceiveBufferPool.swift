@@ -137,6 +137,21 @@ public final class ReceiveBufferPool: Sendable {
         self.memory = Storage(
             buffers: buffers, ring: UnsafeMutablePointer(bitPattern: ringAddress)!)
         for id in 0..<bufferCount { give(UInt16(id)) }
+        // A stream waiting for a buffer has no request in the kernel, so
+        // the ring's shutdown would not end it.
+        core.onShutdown { [weak self] in self?.endWaiters() }
+    }
+
+    /// Ends every stream waiting for a buffer: the ring is shutting down.
+    private func endWaiters() {
+        let streams = waiters.withLock { waiters -> [MultishotStream<ReceivedBytes>] in
+            var streams: [MultishotStream<ReceivedBytes>] = []
+            while let waiter = waiters.popFirst() {
+                if let stream = waiter.stream { streams.append(stream) }
+            }
+            return streams
+        }
+        for stream in streams { stream.finish(throwing: UringError.shutDown(.receive)) }
     }
 
     deinit {
@@ -190,6 +205,9 @@ public final class ReceiveBufferPool: Sendable {
             return false
         }
     }
+
+    /// Streams waiting for a buffer to come back (for tests).
+    var waitingStreams: Int { waiters.withLock { $0.count } }
 
     /// Buffers currently held by chunks: queued for their consumers or in
     /// the consumers' hands. A reading, not a synchronised count.

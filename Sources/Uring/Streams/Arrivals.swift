@@ -77,6 +77,8 @@ public struct ReceivedLines: AsyncSequence, Sendable {
         var pending: [UInt8] = []
         var position = 0
         var ended = false
+        /// The chunks threw: the sequence is over, without a last line.
+        var failed = false
 
         init(chunks: ReceivedChunks.AsyncIterator, maximumLength: Int, operation: UringOperation) {
             self.chunks = chunks
@@ -90,6 +92,7 @@ public struct ReceivedLines: AsyncSequence, Sendable {
         }
 
         nonisolated(nonsending) private mutating func advance() async throws -> String? {
+            if failed { return nil }
             while true {
                 if let newline = pending[position...].firstIndex(of: UInt8(ascii: "\n")) {
                     partial.append(contentsOf: pending[position..<newline])
@@ -103,7 +106,17 @@ public struct ReceivedLines: AsyncSequence, Sendable {
                     throw UringError.invalid(operation, "a line is longer than \(maximumLength) bytes")
                 }
                 if ended { return partial.isEmpty ? nil : try takeLine() }
-                if let chunk = try await chunks.next(isolation: #isolation) {
+                let chunk: ReceivedBytes?
+                do {
+                    chunk = try await chunks.next(isolation: #isolation)
+                } catch {
+                    // An error ends the lines: what was buffered is not a
+                    // finished line, and a later `next()` returns nil.
+                    failed = true
+                    partial.removeAll()
+                    throw error
+                }
+                if let chunk {
                     chunk.withUnsafeBytes { pending.append(contentsOf: $0) }
                 } else {
                     ended = true

@@ -15,10 +15,9 @@ final class HoldCounts: Sendable {
 extension AllTests {
     @Suite("Futex semaphore, process exit, ring-to-ring messages", .checksDescriptorLeaks)
     struct CoordinationTests {
-        @Test("semaphore: a task waits through the ring and a plain thread wakes it, and the other way round")
+        @Test("semaphore: a task waits through the ring and a plain thread wakes it, and the other way round", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreAcrossThreads() async throws {
             try await RingActor.run { ring in
-                try #require(ring.isSupported(.futexWait), "kernel lacks IORING_OP_FUTEX_WAIT (6.7+)")
                 let semaphore = RingSemaphore(value: 0)
                 let waiter = Task { try await semaphore.wait(on: ring) }
                 while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }  // asleep in the kernel
@@ -47,11 +46,10 @@ extension AllTests {
             }
         }
 
-        @Test("semaphore: at most N tasks hold a permit at once")
+        @Test("semaphore: at most N tasks hold a permit at once", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreBoundsConcurrency() async throws {
             let ring = try RingActor()
             do {
-                try #require(ring.isSupported(.futexWait), "kernel lacks IORING_OP_FUTEX_WAIT (6.7+)")
                 let semaphore = RingSemaphore(value: 2)
                 let counts = HoldCounts()
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -74,10 +72,9 @@ extension AllTests {
             await ring.shutdown()
         }
 
-        @Test("semaphore: a cancelled waiter takes no permit and leaves nothing in the kernel")
+        @Test("semaphore: a cancelled waiter takes no permit and leaves nothing in the kernel", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreCancellation() async throws {
             try await RingActor.run { ring in
-                try #require(ring.isSupported(.futexWait), "kernel lacks IORING_OP_FUTEX_WAIT (6.7+)")
                 let semaphore = RingSemaphore(value: 0)
                 let outcome = await cancelOnceInFlight(on: ring) {
                     do {
@@ -94,10 +91,9 @@ extension AllTests {
             }
         }
 
-        @Test("waitForExit: exit codes, death by signal, a pid that is not a child, and cancellation")
+        @Test("waitForExit: exit codes, death by signal, a pid that is not a child, and cancellation", .kernel(has: .waitForExit, "IORING_OP_WAITID (6.7+)"))
         func processExit() async throws {
             try await RingActor.run { ring in
-                try #require(ring.isSupported(.waitForExit), "kernel lacks IORING_OP_WAITID (6.7+)")
                 let scratch = Scratch()
                 let out = scratch.path + "/out"
                 let exiting = try spawn("/bin/sh", ["-c", "exit 3"], stdin: "/dev/null", stdout: out, stderr: out)
@@ -130,13 +126,14 @@ extension AllTests {
             }
         }
 
-        @Test("messages: a value, an object and a registered file go from one ring to another")
+        @Test(
+            "messages: a value, an object and a registered file go from one ring to another",
+            .kernel(has: .message, "IORING_OP_MSG_RING (5.18+)"))
         func ringMessages() async throws {
             let scratch = Scratch()
             let path = scratch.write("shared", Array("handed over".utf8))
             let receiver = try RingActor()
             try await RingActor.run { sender in
-                try #require(sender.isSupported(.message), "kernel lacks IORING_OP_MSG_RING (5.18+)")
                 let listening = Task { () -> [String] in
                     var seen: [String] = []
                     for try await message in receiver.messages {

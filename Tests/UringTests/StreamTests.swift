@@ -7,10 +7,9 @@ import Testing
 extension AllTests {
     @Suite("Multishot reads, poll and signals", .checksDescriptorLeaks)
     struct StreamTests {
-        @Test("lines from a pipe through one multishot read, including a last line without a newline")
+        @Test("lines from a pipe through one multishot read, including a last line without a newline", .kernel(has: .readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
         func linesFromPipe() async throws {
             try await RingActor.run { ring in
-                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
                 let (readEnd, writeEnd) = makePipe()
                 let reading = File(adopting: FileDescriptor(rawValue: readEnd), path: "<pipe>", on: ring)
                 let text = (0..<500).map { "line \($0) " + String(repeating: "x", count: $0 % 50) }
@@ -43,7 +42,9 @@ extension AllTests {
             }
         }
 
-        @Test("standard input as lines: descriptor 0 swapped for a pipe, read through File.standardInput")
+        @Test(
+            "standard input as lines: descriptor 0 swapped for a pipe, read through File.standardInput",
+            .kernel(has: .readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
         func standardInputLines() async throws {
             let (readEnd, writeEnd) = makePipe()
             let savedInput = dup(0)
@@ -54,7 +55,6 @@ extension AllTests {
                 close(savedInput)
             }
             try await RingActor.run { ring in
-                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
                 let input = try File.standardInput(on: ring)
                 _ = write(writeEnd, "a\nb\n", 4)
                 close(writeEnd)
@@ -64,12 +64,11 @@ extension AllTests {
             }
         }
 
-        @Test("a multishot read of a regular file fails with a clear error")
+        @Test("a multishot read of a regular file fails with a clear error", .kernel(has: .readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
         func multishotReadOfRegularFile() async throws {
             let scratch = Scratch()
             let path = scratch.write("plain", [1, 2, 3])
             try await RingActor.run { ring in
-                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
                 let file = try await File.open(path, on: ring)
                 do {
                     for try await _ in file.arrivals() {}
@@ -82,10 +81,9 @@ extension AllTests {
             }
         }
 
-        @Test("a line longer than the limit throws instead of growing")
+        @Test("a line longer than the limit throws instead of growing", .kernel(has: .readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
         func lineTooLong() async throws {
             try await RingActor.run { ring in
-                try #require(ring.isSupported(.readMultishot), "kernel lacks IORING_OP_READ_MULTISHOT (6.7+)")
                 let pipe = try Pipe(on: ring)
                 try await pipe.writing.writeAll([UInt8](repeating: UInt8(ascii: "z"), count: 5000))
                 await #expect(throws: UringError.self) {

@@ -266,3 +266,17 @@ extension Trait where Self == DescriptorLeakCheck {
     /// Checks that a suite leaks no descriptors (see ``DescriptorLeakCheck``).
     static var checksDescriptorLeaks: Self { DescriptorLeakCheck() }
 }
+
+/// Whether the running kernel's io_uring has `operation`, by the shared
+/// ring's probe (false if no ring can be made).
+func kernelSupports(_ operation: UringOperation) -> Bool {
+    (try? RingActor.shared)?.isSupported(operation) ?? false
+}
+
+extension Trait where Self == ConditionTrait {
+    /// Skips the test, saying why, on kernels without `operation`;
+    /// `needs` names the opcode and the first kernel that has it.
+    static func kernel(has operation: UringOperation, _ needs: String) -> Self {
+        .enabled(if: kernelSupports(operation), "the kernel lacks \(needs)")
+    }
+}

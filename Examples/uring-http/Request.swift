@@ -67,7 +67,10 @@ struct RequestReader {
     /// and the connection's errors.
     mutating func next() async throws -> NextRequest {
         if pending.isEmpty {
-            switch try await receive(within: limits.keepAliveTimeout) {
+            // Between requests the sequence's own idle timeout (the
+            // keep-alive timeout, one kernel timer per connection) bounds the
+            // wait; a per-wait deadline would cost two requests per request.
+            switch try await receive(within: nil) {
             case .bytes: break
             case .closed: return .closed
             case .timedOut: return .timedOut(idle: true)
@@ -105,9 +108,14 @@ struct RequestReader {
 
     private enum Received { case bytes, closed, timedOut }
 
-    private mutating func receive(within limit: Duration) async throws -> Received {
+    private mutating func receive(within limit: Duration?) async throws -> Received {
         do {
-            let chunk = try await withTimeout(limit) { try await chunks.next(isolation: #isolation) }
+            let chunk: ReceivedBytes?
+            if let limit {
+                chunk = try await withTimeout(limit) { try await chunks.next(isolation: #isolation) }
+            } else {
+                chunk = try await chunks.next(isolation: #isolation)
+            }
             guard let chunk else { return .closed }
             pending.append(contentsOf: chunk)
             return .bytes

@@ -21,7 +21,7 @@ struct Site: Sendable {
     func serve(_ connection: borrowing StreamConnection) async throws {
         // Responses are written whole; nothing is gained by Nagle's delay.
         try? await connection.setNoDelay()
-        var requests = RequestReader(connection.received(), limits: limits)
+        var requests = RequestReader(connection.received(idleTimeout: limits.keepAliveTimeout), limits: limits)
         // One file buffer per connection, made for its first file: a fresh
         // 64 KiB array per request cost more in page faults and zeroing than
         // the request's own I/O (perf of uring-bench http).

@@ -218,27 +218,48 @@ func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
 
 /// The request target as a path relative to the root: query dropped,
 /// percent escapes decoded, no leading slash, `index.html` for a directory.
-/// Throws 400 for a NUL or a bad escape, 403 for a ".." segment.
+/// Throws 400 for a NUL or a bad escape, 403 for a ".." segment. Works on
+/// bytes: String operations here cost more than the request's I/O.
 func decodePath(_ target: String) throws(BadRequest) -> String {
-    let pathPart = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
+    let slash = UInt8(ascii: "/")
     var bytes: [UInt8] = []
-    var utf8 = Array(pathPart.utf8)[...]
-    while let byte = utf8.popFirst() {
+    bytes.reserveCapacity(target.utf8.count)
+    var utf8 = target.utf8[...]
+    while let byte = utf8.popFirst(), byte != UInt8(ascii: "?") {
         if byte == UInt8(ascii: "%") {
-            guard utf8.count >= 2, let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) else {
+            guard let high = utf8.popFirst().flatMap(hexValue), let low = utf8.popFirst().flatMap(hexValue) else {
                 throw BadRequest(status: 400, reason: "malformed percent escape")
             }
-            bytes.append(value)
-            utf8 = utf8.dropFirst(2)
+            bytes.append(high << 4 | low)
         } else {
             bytes.append(byte)
         }
     }
     if bytes.contains(0) { throw BadRequest(status: 400, reason: "NUL in the path") }
-    let path = String(decoding: bytes, as: UTF8.self)
-    let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-    if segments.contains("..") { throw BadRequest(status: 403, reason: "forbidden") }
-    let relative = segments.joined(separator: "/")
-    if relative.isEmpty { return "index.html" }
-    return path.hasSuffix("/") ? relative + "/index.html" : relative
+    // Segments without empty ones; ".." refused.
+    var relative: [UInt8] = []
+    relative.reserveCapacity(bytes.count + 11)
+    for segment in bytes.split(separator: slash) {
+        if segment.count == 2 && segment.first == UInt8(ascii: ".") && segment.last == UInt8(ascii: ".") {
+            throw BadRequest(status: 403, reason: "forbidden")
+        }
+        if !relative.isEmpty { relative.append(slash) }
+        relative.append(contentsOf: segment)
+    }
+    if relative.isEmpty {
+        relative.append(contentsOf: "index.html".utf8)
+    } else if bytes.last == slash {
+        relative.append(contentsOf: "/index.html".utf8)
+    }
+    return String(decoding: relative, as: UTF8.self)
+}
+
+/// The value of one hexadecimal digit.
+func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+    default: nil
+    }
 }

@@ -93,8 +93,9 @@ struct Site: Sendable {
             try await respond(404, "not found\n", keepAlive: keepAlive, on: connection, body: sendsBody)
             return keepAlive
         }
-        // Reads of a regular file may wait for the disk again.
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        // Reads of a regular file may wait for the disk again. F_SETFL sets
+        // only the status flags, and O_NONBLOCK is the only one we set.
+        _ = fcntl(fd, F_SETFL, 0)
         let size = Int64(info.st_size)
         let header = "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nContent-Type: \(contentType(relative))\r\n"
             + "Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
@@ -165,7 +166,7 @@ struct Site: Sendable {
 
     /// Sends all of `bytes` within the send timeout.
     private func send(_ bytes: [UInt8], on connection: borrowing StreamConnection) async throws {
-        try await withTimeout(limits.sendTimeout) { try await connection.sendAll(bytes) }
+        try await connection.sendAll(bytes, timeout: limits.sendTimeout)
     }
 }
 

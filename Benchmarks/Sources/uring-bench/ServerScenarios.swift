@@ -79,6 +79,17 @@ extension UringBench {
         process.waitUntilExit()
     }
 
+    /// The `name=value` fields echo-load prints.
+    static func loadFields(_ output: String) -> [String: Double] {
+        Dictionary(
+            uniqueKeysWithValues: output.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap {
+                field -> (String, Double)? in
+                let parts = field.split(separator: "=")
+                guard parts.count == 2, let value = Double(parts[1]) else { return nil }
+                return (String(parts[0]), value)
+            })
+    }
+
     /// The load command pinned to CPU 1.
     static func pinned(_ command: [String]) -> [String] {
         guard let taskset = which("taskset") else { return command }
@@ -119,13 +130,7 @@ extension UringBench {
                 for server in running {
                     let result = try run(
                         pinned([load, String(server.port), String(connections), String(size), String(seconds)]))
-                    let fields = Dictionary(
-                        uniqueKeysWithValues: result.output.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap {
-                            field -> (String, Double)? in
-                            let parts = field.split(separator: "=")
-                            guard parts.count == 2, let value = Double(parts[1]) else { return nil }
-                            return (String(parts[0]), value)
-                        })
+                    let fields = loadFields(result.output)
                     guard result.status == 0, let messages = fields["messages"], let elapsed = fields["seconds"] else {
                         report.skipped(scenario, server.name, "the load client failed: \(result.output)")
                         continue
@@ -152,13 +157,7 @@ extension UringBench {
             var best: (rate: Double, p99: Double)? = nil
             for _ in 0..<rounds {
                 let result = try run(pinned([load, String(server.port), "64", "64", String(seconds), "-", "8"]))
-                let fields = Dictionary(
-                    uniqueKeysWithValues: result.output.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap {
-                        field -> (String, Double)? in
-                        let parts = field.split(separator: "=")
-                        guard parts.count == 2, let value = Double(parts[1]) else { return nil }
-                        return (String(parts[0]), value)
-                    })
+                let fields = loadFields(result.output)
                 guard let messages = fields["messages"], let elapsed = fields["seconds"] else {
                     report.skipped(slowScenario, server.name, "the load client failed: \(result.output)")
                     continue

@@ -27,11 +27,16 @@ final class OwnedDescriptor: Sendable {
     /// A duplicate of the descriptor (`F_DUPFD_CLOEXEC`), for an owner that
     /// gives up its share while others still hold this one.
     func duplicate(path: FilePath?, address: SocketAddress?) throws(UringError) -> FileDescriptor {
+        FileDescriptor(rawValue: try Self.duplicate(fd, path: path, address: address))
+    }
+
+    /// A close-on-exec duplicate of `fd`; errors name `path` or `address`.
+    static func duplicate(_ fd: Int32, path: FilePath?, address: SocketAddress?) throws(UringError) -> Int32 {
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else {
             throw UringError.system(.duplicate, Glibc.errno, path: path).about(address)
         }
-        return FileDescriptor(rawValue: copy)
+        return copy
     }
 
     deinit {

@@ -51,10 +51,9 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
         ring: RingActor, duplicating fd: Int32, address: SocketAddress?, path: FilePath? = nil,
         pool: ReceiveBufferPool?, operation: UringOperation = .receive
     ) {
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        let socket: Result<OwnedDescriptor, UringError> = copy >= 0
-            ? .success(OwnedDescriptor(copy))
-            : .failure(UringError.system(.duplicate, Glibc.errno, path: path).about(address))
+        let socket = Result { () throws(UringError) in
+            OwnedDescriptor(try OwnedDescriptor.duplicate(fd, path: path, address: address))
+        }
         self.init(ring: ring, socket: socket, address: address, path: path, pool: pool, operation: operation)
     }
 

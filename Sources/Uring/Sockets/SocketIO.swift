@@ -109,24 +109,31 @@ struct SocketIO {
 
     nonisolated(nonsending) func send(_ address: UnsafeRawPointer, count: Int) async throws -> Int {
         try validate(.send, count: count)
-        let length = min(count, DescriptorIO.maximumTransfer)
-        if let deadline = DeadlineScope.inForce {
-            guard deadline > .now else { throw UringError.timedOut(.send).about(self.address) }
-            // Under a deadline, try without waiting first: a send into a
-            // socket with room completes at once and needs no linked timer
-            // (two more kernel requests), and one that cannot wait cannot
-            // outlast the deadline. Only a full socket takes the timed path.
-            do {
-                let n = try await core.perform(.send, address: self.address, honorsDeadline: false) {
-                    io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-                }
-                return Int(n)
-            } catch let error as UringError where error.errno == .resourceTemporarilyUnavailable {}
+        return try await sendPiece(address, length: min(count, DescriptorIO.maximumTransfer), by: DeadlineScope.inForce)
+    }
+
+    /// One send of at most `length` bytes. Under a deadline it first tries
+    /// without waiting: a send into a socket with room completes at once and
+    /// needs no linked timer (two more kernel requests), and one that cannot
+    /// wait cannot outlast the deadline. Only a full socket takes the timed
+    /// path.
+    private nonisolated(nonsending) func sendPiece(
+        _ address: UnsafeRawPointer, length: Int, by deadline: RingClock.Instant?
+    ) async throws -> Int {
+        guard let deadline else {
+            return Int(try await core.perform(.send, address: self.address) {
+                io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
+            })
         }
-        let n = try await core.perform(.send, address: self.address) {
+        guard deadline > .now else { throw UringError.timedOut(.send).about(self.address) }
+        do {
+            return Int(try await core.perform(.send, address: self.address, honorsDeadline: false) {
+                io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            })
+        } catch let error as UringError where error.errno == .resourceTemporarilyUnavailable {}
+        return Int(try await core.perform(.send, path: nil, address: self.address, keepAlive: nil, deadline: deadline) {
             io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
-        }
-        return Int(n)
+        })
     }
 
     /// A zero-copy send: the kernel reads the caller's memory while the data
@@ -162,26 +169,15 @@ struct SocketIO {
     }
 
     /// Sends all `count` bytes by `deadline`, or throws `timedOut`. Each
-    /// piece is first sent without waiting; only when the socket is full
-    /// does a send wait, linked to a kernel timer at the deadline. So the
-    /// usual case costs one request, and no task-local scope is opened.
+    /// piece is first sent without waiting (see `sendPiece`), so the usual
+    /// case costs one request, and no task-local scope is opened.
     nonisolated(nonsending) func sendAll(
         _ address: UnsafeRawPointer, count: Int, deadline: RingClock.Instant
     ) async throws {
         try validate(.send, count: count)
         var done = 0
         while done < count {
-            let length = min(count - done, DescriptorIO.maximumTransfer)
-            let piece = address + done
-            do {
-                done += Int(try await core.perform(.send, address: self.address, honorsDeadline: false) {
-                    io_uring_prep_send(&$0, fd, piece, length, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-                })
-                continue
-            } catch let error as UringError where error.errno == .resourceTemporarilyUnavailable {}
-            done += Int(try await core.perform(.send, path: nil, address: self.address, keepAlive: nil, deadline: deadline) {
-                io_uring_prep_send(&$0, fd, piece, length, Int32(MSG_NOSIGNAL))
-            })
+            done += try await sendPiece(address + done, length: min(count - done, DescriptorIO.maximumTransfer), by: deadline)
         }
     }
 

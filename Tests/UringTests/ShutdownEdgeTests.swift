@@ -38,6 +38,40 @@ extension AllTests {
             }
         }
 
+        @Test("a completion the kernel dropped fails its operation, and the sleeper in the kernel, instead of hanging")
+        func droppedCompletion() async throws {
+            let ring = try RingActor()
+            // A request that stays in the kernel until something ends it.
+            let sleeper = Task { try await ring.sleep(for: .seconds(3600)) }
+            while ring.statistics.inFlight == 0 {
+                try Task.checkCancellation()
+                await Task.yield()
+            }
+            ring.core.dropCompletionsForTesting(1)
+            // The NOP completes at once, and its completion is discarded as if
+            // the kernel had dropped it. Before the fix this await never ended.
+            do {
+                try await ring.nop()
+                Issue.record("the NOP whose completion was dropped succeeded")
+            } catch let error as UringError {
+                #expect(error.kind == .completionLost, "\(error)")
+                #expect(error.operation == .nop)
+            }
+            // The sleeper was cancelled in the search, and says why.
+            do {
+                try await sleeper.value
+                Issue.record("the sleeper finished normally")
+            } catch let error as UringError {
+                #expect(error.kind == .completionLost, "\(error)")
+            }
+            let statistics = ring.statistics
+            #expect(statistics.droppedCompletions == 1)
+            #expect(statistics.lostOperations == 1)
+            // The ring goes on working, and shuts down.
+            try await ring.nop()
+            await ring.shutdown()
+        }
+
         @Test("ring messages: a waiter cancelled at any moment ends, 200 times over")
         func messageWaitCancelled() async throws {
             let ring = try RingActor()

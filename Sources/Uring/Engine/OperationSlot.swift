@@ -79,6 +79,8 @@ final class OperationSlot: @unchecked Sendable {
     var ringSide: RingSide = .none
     var ringUserData: UInt64 = 0
     var cancelBeforeSubmit = false
+    /// Cancelled to find out whether its completion was dropped.
+    var probedForLoss = false
 
     init(index: UInt32) {
         self.index = index

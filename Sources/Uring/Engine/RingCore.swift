@@ -44,6 +44,8 @@ final class RingCore: @unchecked Sendable {
     static let valueMessageTag: UInt64 = .max - 2
     static let objectMessageTag: UInt64 = .max - 3
     static let fileMessageTag: UInt64 = .max - 4
+    /// The cancellation that looks for a lost wake-up completion.
+    static let wakeProbeTag: UInt64 = .max - 5
 
     // MARK: Immutable after init
 
@@ -86,6 +88,8 @@ final class RingCore: @unchecked Sendable {
     let wakeUpCount = Atomic<UInt64>(0)
     let overflowCount = Atomic<UInt64>(0)
     let droppedCount = Atomic<UInt64>(0)
+    /// Requests failed because their completion was among those dropped.
+    let lostCount = Atomic<UInt64>(0)
     let enterCount = Atomic<UInt64>(0)
     /// Provided-buffer group ids: the next never used, and those given back.
     private let bufferGroups = Locked((next: 0, free: [UInt16]()))
@@ -102,7 +106,7 @@ final class RingCore: @unchecked Sendable {
     /// touched only on the ring thread, so the dynamic exclusivity checks
     /// Swift makes on class properties would buy nothing; skipping them took
     /// `uring-bench nop` mode (a) from 0.60 to 0.63 of C here.
-    private let local: UnsafeMutablePointer<RingThreadState>
+    let local: UnsafeMutablePointer<RingThreadState>
 
     var localJobs: FIFO<QueuedJob> {
         _read { yield local.pointee.localJobs }
@@ -138,6 +142,11 @@ final class RingCore: @unchecked Sendable {
     var ringOpen: Bool {
         get { local.pointee.ringOpen }
         set { local.pointee.ringOpen = newValue }
+    }
+    /// Cancellations out looking for lost completions.
+    var probesInFlight: Int {
+        get { local.pointee.probesInFlight }
+        set { local.pointee.probesInFlight = newValue }
     }
     var shuttingDown: Bool {
         get { local.pointee.shuttingDown }
@@ -458,6 +467,7 @@ final class RingCore: @unchecked Sendable {
             wakeUps: wakeUpCount.load(ordering: .relaxed),
             completionQueueOverflows: overflowCount.load(ordering: .relaxed),
             droppedCompletions: droppedCount.load(ordering: .relaxed),
+            lostOperations: lostCount.load(ordering: .relaxed),
             kernelEnters: enterCount.load(ordering: .relaxed),
             slotsCreated: pool.createdCount,
             slotsInUse: pool.inUseCount)
@@ -483,6 +493,10 @@ struct RingThreadState {
     var wakeArmed = false
     var ringOpen = true
     var shuttingDown = false
+    var probesInFlight = 0
+    /// Completions a test asked to be dropped, and how many were.
+    var dropsToSimulate = 0
+    var simulatedDrops: UInt64 = 0
     var pendingShutdownWaiters: [UnsafeContinuation<Void, Never>] = []
     var scratchJobs: [RingCore.QueuedJob] = []
     var scratchSubmissions: [OperationSlot] = []

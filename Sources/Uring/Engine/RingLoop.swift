@@ -223,12 +223,23 @@ extension RingCore {
         reap()
     }
 
-    /// Reads every available completion.
+    /// Reads every available completion; if the kernel dropped some, starts
+    /// finding whose they were (see `probeForLostCompletions`).
     @discardableResult
     func reap() -> Int {
         // A multishot handler that submits on the ring thread must not walk
         // the CQ again while this walk has not advanced its head.
         if reaping { return 0 }
+        let total = reapAvailable()
+        let dropped = UInt64(cu_cq_dropped(ring)) &+ local.pointee.simulatedDrops
+        if dropped != droppedCount.load(ordering: .relaxed) {
+            droppedCount.store(dropped, ordering: .relaxed)
+            probeForLostCompletions()
+        }
+        return total
+    }
+
+    private func reapAvailable() -> Int {
         reaping = true
         defer { reaping = false }
         var total = 0
@@ -237,6 +248,11 @@ extension RingCore {
             if ready == 0 { break }
             for i in 0..<ready {
                 let cqe = cu_cq_at(ring, i)!
+                if local.pointee.dropsToSimulate > 0 && isDroppableForTesting(cqe.pointee) {
+                    local.pointee.dropsToSimulate -= 1
+                    local.pointee.simulatedDrops += 1
+                    continue
+                }
                 dispatch(userData: cqe.pointee.user_data, result: cqe.pointee.res, flags: cqe.pointee.flags)
             }
             cu_cq_advance(ring, ready)
@@ -248,10 +264,8 @@ extension RingCore {
             overflowCount.add(1, ordering: .relaxed)
             _ = io_uring_get_events(ring)
             reaping = false
-            total += reap()
+            total += reapAvailable()
         }
-        let dropped = UInt64(cu_cq_dropped(ring))
-        if dropped != droppedCount.load(ordering: .relaxed) { droppedCount.store(dropped, ordering: .relaxed) }
         return total
     }
 
@@ -264,14 +278,22 @@ extension RingCore {
             kernelInFlight -= 1
             return
         }
+        if userData == Self.wakeProbeTag {
+            kernelInFlight -= 1
+            probesInFlight -= 1
+            // Not found: the wake-up read's completion was the one dropped.
+            if result == -ENOENT { wakeArmed = false }
+            return
+        }
         if userData >= Self.fileMessageTag {
             mailbox.receive(tag: userData, result: result, core: self)
             return
         }
-        let index = Int(userData >> 32)
-        guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData,
-            slot.ringSide == .inKernel
-        else {
+        if userData & Self.probeBit != 0 {
+            probeCompleted(target: userData & ~Self.probeBit, result: result)
+            return
+        }
+        guard let slot = slotInKernel(userData) else {
             return  // Not ours any more; cannot happen unless the kernel misbehaves.
         }
         if flags & IORING_CQE_F_MORE != 0 {
@@ -280,13 +302,81 @@ extension RingCore {
         }
         kernelInFlight -= 1
         completedCount.add(1, ordering: .relaxed)
-        finish(slot, result: result, flags: flags)
+        // A request cancelled to look for lost completions fails as such,
+        // not as if someone had cancelled it.
+        let reported = slot.probedForLoss && result == -ECANCELED ? -EBADR : result
+        finish(slot, result: reported, flags: flags)
+    }
+
+    /// The slot whose request in the kernel carries this `user_data`.
+    private func slotInKernel(_ userData: UInt64) -> OperationSlot? {
+        let index = Int(userData >> 32)
+        guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData,
+            slot.ringSide == .inKernel
+        else { return nil }
+        return slot
+    }
+
+    // MARK: Lost completions
+
+    /// Marks a probe's `user_data`: the target's own, with the top bit set
+    /// (slot indexes never reach 2³¹).
+    static let probeBit: UInt64 = 1 << 63
+
+    /// After the kernel dropped completions (it could not allocate room for
+    /// them while the CQ overflowed), finds the requests they belonged to,
+    /// so no caller waits forever: every request in the kernel is
+    /// cancelled by its `user_data`. A cancel that finds nothing (`ENOENT`)
+    /// means the request already completed, and as its completion would
+    /// have come before the cancel's, that completion was lost: the request
+    /// fails now. The others end with the cancellation. Either way the
+    /// caller gets ``UringError/Kind/completionLost`` (`EBADR`).
+    private func probeForLostCompletions() {
+        guard ringOpen else { return }
+        for case let slot? in kernelTable where slot.ringSide == .inKernel && !slot.probedForLoss {
+            slot.probedForLoss = true
+            var request = io_uring_sqe()
+            io_uring_prep_cancel64(&request, slot.ringUserData, 0)
+            pushInternal(&request, tag: slot.ringUserData | Self.probeBit)
+            kernelInFlight += 1
+            probesInFlight += 1
+        }
+        if wakeArmed {
+            var request = io_uring_sqe()
+            io_uring_prep_cancel64(&request, Self.wakeTag, 0)
+            pushInternal(&request, tag: Self.wakeProbeTag)
+            kernelInFlight += 1
+            probesInFlight += 1
+        }
+    }
+
+    private func probeCompleted(target: UInt64, result: Int32) {
+        kernelInFlight -= 1
+        probesInFlight -= 1
+        guard result == -ENOENT, let slot = slotInKernel(target) else { return }
+        kernelInFlight -= 1
+        completedCount.add(1, ordering: .relaxed)
+        lostCount.add(1, ordering: .relaxed)
+        finish(slot, result: -EBADR, flags: 0)
+    }
+
+    /// Whether a test may have this completion dropped: a final completion
+    /// of a caller's request, never the ring's own.
+    private func isDroppableForTesting(_ cqe: io_uring_cqe) -> Bool {
+        cqe.user_data & Self.probeBit == 0 && cqe.flags & IORING_CQE_F_MORE == 0
+    }
+
+    /// For tests of the recovery above: the next `count` final completions
+    /// of callers' requests are discarded as if the kernel had dropped them.
+    func dropCompletionsForTesting(_ count: Int) {
+        onRingThread { _ in self.local.pointee.dropsToSimulate += count }
     }
 
     /// Publishes a final result and wakes or recycles according to the caller.
     func finish(_ slot: OperationSlot, result: Int32, flags: UInt32) {
         slot.ringSide = .none
         slot.ringUserData = 0
+        slot.probedForLoss = false
         if let handler = slot.onFinalCompletion {
             pool.release(slot, onRingThread: true)
             handler(result, flags & ~IORING_CQE_F_MORE)
@@ -420,7 +510,7 @@ extension RingCore {
     private func finishShutdownIfDrained() {
         // The wake-up read counts too: the kernel must be done with its
         // buffer before the ring (and later the buffer) goes away.
-        guard kernelInFlight == 0, pending.isEmpty, !wakeArmed else {
+        guard isDrained, pending.isEmpty, !wakeArmed else {
             if (kernelInFlight > 0 || wakeArmed) && unsubmitted == 0 && localJobs.isEmpty {
                 // Wait for the stragglers (for example a read already running
                 // in a worker thread, which cannot be interrupted), but at most
@@ -434,6 +524,16 @@ extension RingCore {
         ringOpen = false
         shuttingDown = false
         resumeShutdownWaiters()
+    }
+
+    /// Nothing of ours is left in the kernel. Once completions were lost,
+    /// an internal cancellation's may have been among them, so the count
+    /// cannot be trusted and the table is searched instead (a cancellation
+    /// holds no caller's memory).
+    private var isDrained: Bool {
+        if kernelInFlight <= 0 { return true }
+        guard droppedCount.load(ordering: .relaxed) > 0, probesInFlight == 0 else { return false }
+        return !kernelTable.contains { $0?.ringSide == .inKernel }
     }
 
     private func resumeShutdownWaiters() {

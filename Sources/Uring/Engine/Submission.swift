@@ -282,6 +282,10 @@ extension RingCore {
         if result == -ECANCELED && !acceptsWork.load(ordering: .acquiring) {
             return UringError.shutDown(operation, path: path).about(address)
         }
+        if result == -EBADR {
+            if Task.isCancelled { return CancellationError() }
+            return UringError.completionLost(operation, path: path).about(address)
+        }
         if result == -EINVAL && !isSupported(operation) {
             return UringError.unsupported(operation, path: path).about(address)
         }

@@ -124,6 +124,12 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The deadline set by ``withDeadline(_:_:)`` passed first; the
         /// operation was cancelled in the kernel.
         case timedOut
+        /// The kernel dropped completions (its completion queue was full and
+        /// it could not allocate room for more), so the ring cancelled its
+        /// requests in the kernel to learn whose were lost. This operation's
+        /// was lost, or it was cancelled in that search; its effect, if it
+        /// ran, is unknown. The error number is `EBADR`.
+        case completionLost
     }
 
     /// The broad reason for the failure.
@@ -187,6 +193,12 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
             detail: "the deadline passed before it completed")
     }
 
+    static func completionLost(_ operation: UringOperation, path: FilePath? = nil) -> UringError {
+        UringError(
+            .completionLost, operation: operation, errno: Errno(rawValue: 53 /* EBADR */), path: path,
+            detail: "the kernel dropped completions while the completion queue was full, and this operation's outcome is unknown")
+    }
+
     /// A one-line message: operation, path, reason and error name,
     /// e.g. `open '/tmp/x': No such file or directory (ENOENT)`.
     public var description: String {
@@ -198,7 +210,7 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         case .system:
             text += "\(errno) (\(errnoName))"
             if let detail { text += "; \(detail)" }
-        case .unsupported, .ringShutDown, .invalidArgument, .ringUnavailable, .timedOut:
+        case .unsupported, .ringShutDown, .invalidArgument, .ringUnavailable, .timedOut, .completionLost:
             text += detail ?? "\(errno)"
             text += " (\(errnoName))"
         }
@@ -214,7 +226,7 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 25: "ENOTTY",
         26: "ETXTBSY", 27: "EFBIG", 28: "ENOSPC", 29: "ESPIPE", 30: "EROFS", 31: "EMLINK", 32: "EPIPE",
         36: "ENAMETOOLONG", 38: "ENOSYS", 39: "ENOTEMPTY", 40: "ELOOP", 75: "EOVERFLOW", 95: "EOPNOTSUPP",
-        104: "ECONNRESET", 10: "ECHILD", 62: "ETIME", 77: "EBADFD", 108: "ESHUTDOWN", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 122: "EDQUOT",
+        104: "ECONNRESET", 10: "ECHILD", 62: "ETIME", 77: "EBADFD", 108: "ESHUTDOWN", 53: "EBADR", 110: "ETIMEDOUT", 111: "ECONNREFUSED", 122: "EDQUOT",
         125: "ECANCELED", 88: "ENOTSOCK", 89: "EDESTADDRREQ", 90: "EMSGSIZE", 92: "ENOPROTOOPT",
         93: "EPROTONOSUPPORT", 94: "ESOCKTNOSUPPORT", 97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL",
         100: "ENETDOWN", 101: "ENETUNREACH", 103: "ECONNABORTED", 105: "ENOBUFS", 106: "EISCONN",

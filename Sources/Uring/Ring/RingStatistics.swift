@@ -14,9 +14,13 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     /// Times the completion queue overflowed into the kernel's backlog (no
     /// completion is lost; the ring drains the backlog).
     public var completionQueueOverflows: UInt64
-    /// Completions the kernel reports as dropped outright (always 0 on kernels
-    /// with `IORING_FEAT_NODROP`, which every supported kernel has).
+    /// Completions the kernel dropped: when the completion queue is full
+    /// and the kernel cannot allocate room for more in its backlog. The
+    /// ring then cancels what it has in the kernel to find their owners.
     public var droppedCompletions: UInt64
+    /// Requests that failed with ``UringError/Kind/completionLost`` because
+    /// their completion was among those dropped.
+    public var lostOperations: UInt64 = 0
     /// Calls into the kernel to submit or reap (each `io_uring_enter`).
     public var kernelEnters: UInt64
     /// Operation slots allocated so far (they are reused).
@@ -34,7 +38,7 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     /// All counters on one line.
     public var description: String {
         "submitted \(submitted), completed \(completed), in flight \(inFlight), wake-ups \(wakeUps), "
-            + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), enters \(kernelEnters), slots \(slotsInUse)/\(slotsCreated), "
+            + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), lost \(lostOperations), enters \(kernelEnters), slots \(slotsInUse)/\(slotsCreated), "
             + "accept back-offs \(acceptBackOffs), receive copies \(receiveCopies)"
     }
 }

@@ -316,16 +316,6 @@ static inline void cu_prep_msg_ring_fd(struct io_uring_sqe *sqe, int ring_fd, in
 /// pipe2(fds, O_CLOEXEC); 0 or -1 with errno (hidden without _GNU_SOURCE).
 int cu_pipe(int fds[2]);
 
-/// Starts delivering `signals` (`count` numbers) as bytes written to a new
-/// pipe; returns the pipe's reading end (close-on-exec) and
-/// stores the watcher's slot in `*slot`, or returns -1 with errno. The
-/// previous disposition of each signal is saved, and restored when the last
-/// watcher of that signal stops.
-int cu_signals_watch(const int *signals, int count, int *slot);
-/// Stops watcher `slot`: its pipe's writing end is closed once no handler
-/// can still be writing to it.
-void cu_signals_unwatch(int slot);
-
 /// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
 /// thread's memory accesses; synchronization is still recorded. Elsewhere
 /// these do nothing.

@@ -29,3 +29,5 @@ struct FIFO<Element> {
         return element
     }
 }
+
+extension FIFO: Sendable where Element: Sendable {}

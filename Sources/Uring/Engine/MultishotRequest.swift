@@ -1,6 +1,5 @@
 import CUring
 import Glibc
-import SystemPackage
 
 /// What one completion of a multishot request means to its stream.
 enum MultishotEvent<Element: Sendable> {
@@ -22,15 +21,15 @@ extension RingCore {
     ///
     /// The request starts with the consumer's first `next()`.
     func multishotStream<Element: Sendable>(
-        _ operation: UringOperation, path: FilePath? = nil, highWater: Int, keepAlive: (any AnyObject & Sendable)? = nil,
+        _ operation: UringOperation, about context: some ErrorContext = .none, highWater: Int, keepAlive: (any AnyObject & Sendable)? = nil,
         normalError: Int32 = 0,
         prepare: @escaping @Sendable (inout io_uring_sqe) -> Void,
         interpret: @escaping @Sendable (_ result: Int32, _ flags: UInt32) -> MultishotEvent<Element>
     ) -> MultishotStream<Element> {
-        let timeoutError = UringError.timedOut(operation, path: path)
+        let timeoutError = context.error(.timedOut, operation)
         return MultishotStream(core: self, highWater: highWater, timeoutError: timeoutError) { [self] stream in
             if !acceptsWork.load(ordering: .acquiring) {
-                stream.finish(throwing: UringError.shutDown(operation, path: path))
+                stream.finish(throwing: context.error(.shutDown, operation))
                 return 0
             }
             return submitStream(keepAlive: keepAlive, handler: { [self] result, flags in
@@ -39,7 +38,7 @@ extension RingCore {
                     if result == -ECANCELED && acceptsWork.load(ordering: .acquiring) {
                         stream.requestEnded()  // paused for back-pressure, or stopped
                     } else {
-                        stream.finish(throwing: error(for: result, operation, path: path, address: nil))
+                        stream.finish(throwing: error(for: result, operation, about: context))
                     }
                     return
                 }

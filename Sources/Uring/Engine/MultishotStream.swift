@@ -30,7 +30,7 @@ private enum NextStep<Element> {
 /// the kernel produced in between is still delivered, so nothing is lost;
 /// the kernel holds the rest (in the socket, or the listen backlog).
 final class MultishotStream<Element: Sendable>: Sendable {
-    private struct State {
+    private struct State: Sendable {
         var queue = FIFO<Element>()
         var end: Result<Void, any Error>?
         var waiter: UnsafeContinuation<Element?, any Error>?
@@ -60,14 +60,14 @@ final class MultishotStream<Element: Sendable>: Sendable {
     private let highWater: Int
     /// What a `next()` that waits past the task's deadline (or the idle
     /// timeout) throws.
-    private let timeoutError: UringError
+    private let timeoutError: any Error
     /// The longest one `next()` may wait for an element, if bounded.
     private let idleTimeout: Duration?
     /// Submits the request; returns its `user_data`.
     private let arm: @Sendable (MultishotStream<Element>) -> UInt64
 
     init(
-        core: RingCore, highWater: Int, timeoutError: UringError, idleTimeout: Duration? = nil,
+        core: RingCore, highWater: Int, timeoutError: any Error, idleTimeout: Duration? = nil,
         arm: @escaping @Sendable (MultishotStream<Element>) -> UInt64
     ) {
         self.core = core
@@ -91,7 +91,7 @@ final class MultishotStream<Element: Sendable>: Sendable {
     /// only to be dropped.
     nonisolated(nonsending) func next() async throws -> Element? {
         try Task.checkCancellation()
-        let limit = DeadlineScope.inForce
+        let limit = TaskDeadline.inForce
         let expired = limit.map { $0 <= .now } ?? false
         // Fast path: an element (or the end) is already here, so no
         // cancellation handler and no continuation (see

@@ -39,11 +39,10 @@ final class RingCore: @unchecked Sendable {
 
     static let wakeTag: UInt64 = .max
     static let cancelTag: UInt64 = .max - 1
-    /// Completions another ring posted here (`IORING_OP_MSG_RING`): a value,
-    /// a parked object's id, or a registered file's new slot.
-    static let valueMessageTag: UInt64 = .max - 2
-    static let objectMessageTag: UInt64 = .max - 3
-    static let fileMessageTag: UInt64 = .max - 4
+    /// The `user_data` values another ring may post here with
+    /// `IORING_OP_MSG_RING`: three channels whose meaning belongs to the
+    /// receiver set at ``start(serial:task:messageReceiver:)``.
+    static let messageTags: ClosedRange<UInt64> = (.max - 4)...(.max - 2)
     /// The cancellation that looks for a lost wake-up completion.
     static let wakeProbeTag: UInt64 = .max - 5
 
@@ -71,8 +70,9 @@ final class RingCore: @unchecked Sendable {
     /// freed, so other rings can message it by number without the number
     /// being reused after shutdown. -1 if it could not be made.
     let messageFD: Int32
-    /// Messages other rings sent here.
-    let mailbox = Mailbox()
+    /// Takes the completions other rings post here (see `messageTags`), on
+    /// the ring thread. Set before the thread starts.
+    private(set) var messageReceiver: (@Sendable (_ tag: UInt64, _ result: Int32) -> Void)?
     private(set) var serialExecutor: UnownedSerialExecutor?
     private(set) var taskExecutor: UnownedTaskExecutor?
 
@@ -277,10 +277,15 @@ final class RingCore: @unchecked Sendable {
         }
     }
 
-    /// Records which executor this core runs jobs for, then starts the thread.
-    func start(serial: UnownedSerialExecutor, task: UnownedTaskExecutor) throws(UringError) {
+    /// Records which executor this core runs jobs for and who receives other
+    /// rings' messages, then starts the thread.
+    func start(
+        serial: UnownedSerialExecutor, task: UnownedTaskExecutor,
+        messageReceiver: @escaping @Sendable (_ tag: UInt64, _ result: Int32) -> Void
+    ) throws(UringError) {
         serialExecutor = serial
         taskExecutor = task
+        self.messageReceiver = messageReceiver
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let status = cu_thread_start(&thread, { context in
@@ -318,7 +323,6 @@ final class RingCore: @unchecked Sendable {
 
     deinit {
         if messageFD >= 0 { close(messageFD) }
-        mailbox.close()
         close(eventFD)
         ring.deallocate()
         wakeBuffer.deallocate()
@@ -382,6 +386,23 @@ final class RingCore: @unchecked Sendable {
             return true
         }
         if !accepted { action(false) }
+    }
+
+    /// Runs a registration call (`io_uring_register`) on the ring thread, the
+    /// ring's single issuer and the only thread the kernel accepts it from,
+    /// and returns its result: `-ESHUTDOWN` if the ring is closed.
+    nonisolated(nonsending) func register(
+        _ call: @escaping @Sendable (UnsafeMutablePointer<io_uring>) -> Int32
+    ) async -> Int32 {
+        await onRingThread { [self] open -> Int32 in open ? call(self.ring) : -ESHUTDOWN }
+    }
+
+    /// Like ``register(_:)``, without waiting for the call; nothing happens
+    /// if the ring is closed.
+    func registerLater(_ call: @escaping @Sendable (UnsafeMutablePointer<io_uring>) -> Void) {
+        onRingThread { [self] open in
+            if open { call(self.ring) }
+        }
     }
 
     /// Runs `body` on the ring thread and returns its result.

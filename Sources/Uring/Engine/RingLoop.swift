@@ -285,8 +285,8 @@ extension RingCore {
             if result == -ENOENT { wakeArmed = false }
             return
         }
-        if userData >= Self.fileMessageTag {
-            mailbox.receive(tag: userData, result: result, core: self)
+        if Self.messageTags.contains(userData) {
+            messageReceiver?(userData, result)
             return
         }
         if userData & Self.probeBit != 0 {
@@ -492,7 +492,6 @@ extension RingCore {
         acceptsWork.store(false, ordering: .releasing)
         // Waits that no request in the kernel will end (ring messages,
         // streams waiting for buffers) end now.
-        mailbox.close()
         runShutdownHooks()
         guard ringOpen, !shuttingDown else {
             if !ringOpen { resumeShutdownWaiters() }

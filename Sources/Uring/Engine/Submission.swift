@@ -1,6 +1,5 @@
 import CUring
 import Glibc
-import SystemPackage
 
 /// What a caller learns when its request completes.
 struct Completion {
@@ -18,11 +17,9 @@ struct Completion {
 /// ever writes the real submission queue, which keeps `SINGLE_ISSUER` sound.
 extension RingCore {
     /// Checks that a new request may start.
-    func admit(_ operation: UringOperation, path: FilePath?, address: SocketAddress? = nil) throws {
-        guard acceptsWork.load(ordering: .acquiring) else {
-            throw UringError.shutDown(operation, path: path).about(address)
-        }
-        guard isSupported(operation) else { throw UringError.unsupported(operation, path: path).about(address) }
+    func admit(_ operation: UringOperation, about context: some ErrorContext) throws {
+        guard acceptsWork.load(ordering: .acquiring) else { throw context.error(.shutDown, operation) }
+        guard isSupported(operation) else { throw context.error(.unsupported, operation) }
         try Task.checkCancellation()
     }
 
@@ -250,45 +247,54 @@ extension RingCore {
 
     /// Performs one request and returns its non-negative result, or throws:
     /// `CancellationError` if the task was cancelled and the request with it,
-    /// ``UringError`` otherwise.
+    /// otherwise the error `context` makes of the failure. A deadline set
+    /// with `withDeadline` (see ``TaskDeadline``) bounds the request unless
+    /// `honorsDeadline` is false.
     @inline(__always)
     nonisolated(nonsending) func perform(
-        _ operation: UringOperation, path: FilePath? = nil, address: SocketAddress? = nil,
-        keepAlive: AnyObject? = nil, honorsDeadline: Bool = true, _ prepare: (inout io_uring_sqe) -> Void
+        _ operation: UringOperation, about context: some ErrorContext, keepAlive: AnyObject? = nil,
+        honorsDeadline: Bool = true, _ prepare: (inout io_uring_sqe) -> Void
     ) async throws -> Int32 {
-        if honorsDeadline, let deadline = DeadlineScope.inForce {
-            return try await perform(
-                operation, path: path, address: address, keepAlive: keepAlive, deadline: deadline, prepare)
+        if honorsDeadline, let deadline = TaskDeadline.inForce {
+            return try await perform(operation, about: context, keepAlive: keepAlive, deadline: deadline, prepare)
         }
-        try admit(operation, path: path, address: address)
+        try admit(operation, about: context)
         let slot = submit(keepAlive: keepAlive, prepare)
         let completion = await completion(of: slot)
-        return try check(completion, operation, path: path, address: address)
+        return try check(completion, operation, about: context)
+    }
+
+    /// ``perform(_:about:keepAlive:honorsDeadline:_:)`` for a request about
+    /// nothing in particular.
+    @inline(__always)
+    nonisolated(nonsending) func perform(
+        _ operation: UringOperation, keepAlive: AnyObject? = nil, honorsDeadline: Bool = true,
+        _ prepare: (inout io_uring_sqe) -> Void
+    ) async throws -> Int32 {
+        try await perform(operation, about: .none, keepAlive: keepAlive, honorsDeadline: honorsDeadline, prepare)
     }
 
     /// Turns a completion into a result or the right error.
-    func check(
-        _ completion: Completion, _ operation: UringOperation, path: FilePath?, address: SocketAddress? = nil
-    ) throws -> Int32 {
-        if completion.aborted { throw UringError.shutDown(operation, path: path).about(address) }
+    func check(_ completion: Completion, _ operation: UringOperation, about context: some ErrorContext) throws -> Int32 {
+        if completion.aborted { throw context.error(.shutDown, operation) }
         let result = completion.result
         if result >= 0 { return result }
-        throw error(for: result, operation, path: path, address: address)
+        throw error(for: result, operation, about: context)
     }
 
     /// The error a negative result stands for.
-    func error(for result: Int32, _ operation: UringOperation, path: FilePath?, address: SocketAddress?) -> any Error {
-        if result == -ECANCELED && Task.isCancelled { return CancellationError() }
-        if result == -ECANCELED && !acceptsWork.load(ordering: .acquiring) {
-            return UringError.shutDown(operation, path: path).about(address)
-        }
-        if result == -EBADR {
-            if Task.isCancelled { return CancellationError() }
-            return UringError.completionLost(operation, path: path).about(address)
-        }
-        if result == -EINVAL && !isSupported(operation) {
-            return UringError.unsupported(operation, path: path).about(address)
-        }
-        return UringError.system(operation, -result, path: path).about(address)
+    func error(for result: Int32, _ operation: UringOperation, about context: some ErrorContext) -> any Error {
+        if let failure = failure(for: result, operation) { return context.error(failure, operation) }
+        return CancellationError()
+    }
+
+    /// The failure a negative result stands for, or nil for the task's own
+    /// cancellation.
+    func failure(for result: Int32, _ operation: UringOperation) -> RequestFailure? {
+        if (result == -ECANCELED || result == -EBADR) && Task.isCancelled { return nil }
+        if result == -ECANCELED && !acceptsWork.load(ordering: .acquiring) { return .shutDown }
+        if result == -EBADR { return .completionLost }
+        if result == -EINVAL && !isSupported(operation) { return .unsupported }
+        return .system(-result)
     }
 }

@@ -49,7 +49,7 @@ struct DescriptorIO {
         let length = UInt32(min(count, Self.maximumTransfer))
         let position = offset.map { UInt64($0) } ?? Self.currentPosition
         let opcode = operation == .read ? IORING_OP_READ : IORING_OP_WRITE
-        let n = try await core.perform(operation, path: path) {
+        let n = try await core.perform(operation, about: .path(path)) {
             io_uring_prep_rw(Int32(opcode.rawValue), &$0, fd, address, length, position)
             if fixedFile { cu_sqe_use_fixed_file(&$0) }
         }
@@ -88,7 +88,7 @@ struct DescriptorIO {
     ) async throws -> Int {
         try validate(operation, count: total, offset: offset)
         let position = offset.map { UInt64($0) } ?? Self.currentPosition
-        let n = try await core.perform(operation, path: path, keepAlive: vectors) {
+        let n = try await core.perform(operation, about: .path(path), keepAlive: vectors) {
             if operation == .readVectored {
                 io_uring_prep_readv(&$0, fd, vectors.pointer, UInt32(vectors.count), position)
             } else {
@@ -99,7 +99,7 @@ struct DescriptorIO {
     }
 
     nonisolated(nonsending) func sync(dataOnly: Bool) async throws {
-        _ = try await core.perform(dataOnly ? .syncData : .sync, path: path) {
+        _ = try await core.perform(dataOnly ? .syncData : .sync, about: .path(path)) {
             io_uring_prep_fsync(&$0, fd, dataOnly ? UInt32(IORING_FSYNC_DATASYNC) : 0)
             if fixedFile { cu_sqe_use_fixed_file(&$0) }
         }
@@ -109,7 +109,7 @@ struct DescriptorIO {
         if offset < 0 || length <= 0 {
             throw UringError.invalid(.preallocate, path: path, "offset must be >= 0 and length > 0")
         }
-        _ = try await core.perform(.preallocate, path: path) {
+        _ = try await core.perform(.preallocate, about: .path(path)) {
             io_uring_prep_fallocate(&$0, fd, mode, off_t(offset), off_t(length))
         }
     }
@@ -127,7 +127,7 @@ struct DescriptorIO {
         // kernel's completion, whatever happens to this frame.
         let buffer = StatxBuffer(path: PathStorage(path ?? ""))
         let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
-        _ = try await core.perform(.metadata, path: reportedPath, keepAlive: buffer) {
+        _ = try await core.perform(.metadata, about: .path(reportedPath), keepAlive: buffer) {
             io_uring_prep_statx(&$0, directory, buffer.path.pointer, flags, mask, buffer.pointer)
         }
         return FileMetadata(buffer.pointer.pointee)
@@ -136,22 +136,22 @@ struct DescriptorIO {
     /// Closes the descriptor; it is closed whatever happens, even when the
     /// task is cancelled or the ring is shut down (then synchronously).
     nonisolated(nonsending) func close() async throws {
-        try await Self.close(fd, core: core, path: path, address: nil)
+        try await Self.close(fd, core: core, about: .path(path))
     }
 
     /// The one close path of every descriptor type: through the ring, and
     /// synchronously when the task is cancelled, the ring is shut down or
     /// the kernel cannot close through the ring, so the descriptor is closed
-    /// whatever happens. Errors name `path` or `address`.
+    /// whatever happens. Errors are made by `context`.
     nonisolated(nonsending) static func close(
-        _ fd: Int32, core: RingCore, path: FilePath?, address: SocketAddress?
+        _ fd: Int32, core: RingCore, about context: some ErrorContext
     ) async throws {
         if Task.isCancelled || !core.acceptsWork.load(ordering: .acquiring) || !core.isSupported(.close) {
-            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path).about(address) }
+            try closeNow(fd, about: context)
             return
         }
         do {
-            _ = try await core.perform(.close, path: path, address: address, honorsDeadline: false) {
+            _ = try await core.perform(.close, about: context, honorsDeadline: false) {
                 io_uring_prep_close(&$0, fd)
             }
         } catch let error as UringError where error.kind != .ringShutDown {
@@ -159,8 +159,12 @@ struct DescriptorIO {
         } catch {
             // Cancelled (or the ring shut down) before the kernel ran it: the
             // descriptor is still open, so close it here.
-            if Glibc.close(fd) != 0 { throw UringError.system(.close, Glibc.errno, path: path).about(address) }
+            try closeNow(fd, about: context)
         }
+    }
+
+    private static func closeNow(_ fd: Int32, about context: some ErrorContext) throws {
+        if Glibc.close(fd) != 0 { throw context.error(.system(Glibc.errno), .close) }
     }
 }
 

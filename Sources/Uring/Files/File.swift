@@ -108,7 +108,7 @@ public struct File: ~Copyable, Sendable {
                 flags: flags, mode: creates ? (permissions ?? FilePermissions(rawValue: 0o644)).rawValue : 0,
                 resolve: resolving, path: PathStorage(path))
             let directoryFD = directory.descriptor.rawValue
-            fd = try await ring.core.perform(.openResolving, path: shownPath, keepAlive: how) {
+            fd = try await ring.core.perform(.openResolving, about: .path(shownPath), keepAlive: how) {
                 io_uring_prep_openat2(&$0, directoryFD, how.path.pointer, how.pointer)
             }
         }
@@ -124,7 +124,7 @@ public struct File: ~Copyable, Sendable {
         let name = PathStorage(path)
         let flags = options.flags(access)
         let mode = (permissions ?? FilePermissions(rawValue: 0o644)).rawValue
-        return try await ring.core.perform(.open, path: reported, keepAlive: name) {
+        return try await ring.core.perform(.open, about: .path(reported), keepAlive: name) {
             io_uring_prep_openat(&$0, directory, name.pointer, flags, mode)
         }
     }
@@ -195,7 +195,7 @@ public struct File: ~Copyable, Sendable {
         if buffers.isEmpty { return [] }
         for i in buffers.indices { try io.validate(.read, count: buffers[i].count, offset: offsets[i]) }
         let core = ring.core
-        try core.admit(.read, path: path)
+        try core.admit(.read, about: .path(path))
         var addresses: [UnsafeMutableRawPointer] = []
         addresses.reserveCapacity(buffers.count)
         for i in buffers.indices { addresses.append(address(of: &buffers[i])) }
@@ -214,7 +214,7 @@ public struct File: ~Copyable, Sendable {
         for slot in slots {
             let completion = await core.completion(of: slot)
             do {
-                results.append(Int(try core.check(completion, .read, path: path)))
+                results.append(Int(try core.check(completion, .read, about: .path(path))))
             } catch {
                 if failure == nil { failure = error }
                 results.append(0)

@@ -185,7 +185,7 @@ final class ChunkReader {
         }
         // A deadline already past starts no read (one on a pipe would take
         // bytes only to drop them).
-        if let deadline = DeadlineScope.inForce, deadline <= .now {
+        if let deadline = TaskDeadline.inForce, deadline <= .now {
             finish()
             throw UringError.timedOut(.read, path: path)
         }
@@ -202,12 +202,12 @@ final class ChunkReader {
         let n: Int
         do {
             let completion: Completion
-            if let deadline = DeadlineScope.inForce {
+            if let deadline = TaskDeadline.inForce {
                 completion = try await self.completion(of: head.slot, until: deadline)
             } else {
                 completion = await core.completion(of: head.slot)
             }
-            n = Int(try core.check(completion, .read, path: path))
+            n = Int(try core.check(completion, .read, about: .path(path)))
         } catch {
             finish()
             throw error
@@ -266,7 +266,7 @@ final class ChunkReader {
     private func fill() throws {
         guard let descriptor else { return }
         while inFlight.count < readAhead {
-            try core.admit(.read, path: path)
+            try core.admit(.read, about: .path(path))
             let box = ChunkBox(size: size, descriptor: descriptor, reusing: spares.popLast())
             let offset = nextOffset
             let position = positional ? UInt64(offset) : DescriptorIO.currentPosition

@@ -145,7 +145,7 @@ extension File {
         var reachedEnd = false
         func start(_ pipe: PipePair) throws {
             guard next < range.upperBound else { return }
-            try core.admit(.copy, path: ends.source)
+            try core.admit(.copy, about: .path(ends.source))
             let offset = next
             let length = min(piece, range.upperBound - offset)
             let slots = core.submitChain(2) { step, request in
@@ -170,16 +170,16 @@ extension File {
             let second = await core.completion(of: slots[1])
             guard failure == nil else { continue }  // drain what is in flight, then throw
             do {
-                var filled = Int64(try core.check(first, .splice, path: ends.source))
+                var filled = Int64(try core.check(first, .splice, about: .path(ends.source)))
                 var written: Int64 = 0
                 if second.result != -ECANCELED {
-                    written = Int64(try core.check(second, .splice, path: ends.destination))
+                    written = Int64(try core.check(second, .splice, about: .path(ends.destination)))
                 }
                 while true {
                     // A short splice broke the link: drain the pipe here, then
                     // fill the rest of the piece; only 0 bytes means the end.
                     while written < filled {
-                        let n = try await core.perform(.splice, path: ends.destination) {
+                        let n = try await core.perform(.splice, about: .path(ends.destination)) {
                             io_uring_prep_splice(
                                 &$0, pipe.reading, -1, ends.output, offset + written, UInt32(filled - written), 0)
                         }
@@ -187,7 +187,7 @@ extension File {
                         written += Int64(n)
                     }
                     if filled == length { break }
-                    let n = try await core.perform(.splice, path: ends.source) {
+                    let n = try await core.perform(.splice, about: .path(ends.source)) {
                         io_uring_prep_splice(
                             &$0, ends.input, offset + filled, pipe.writing, -1, UInt32(length - filled), 0)
                     }

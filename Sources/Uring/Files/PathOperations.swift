@@ -7,7 +7,7 @@ extension RingActor {
     /// Removes the file (or symbolic link) at `path` (`unlinkat`).
     public nonisolated(nonsending) func removeFile(at path: FilePath) async throws {
         let name = try storage(for: path, .removeFile)
-        _ = try await core.perform(.removeFile, path: path, keepAlive: name) {
+        _ = try await core.perform(.removeFile, about: .path(path), keepAlive: name) {
             io_uring_prep_unlinkat(&$0, AT_FDCWD, name.pointer, 0)
         }
     }
@@ -15,7 +15,7 @@ extension RingActor {
     /// Removes the empty directory at `path` (`unlinkat` with `AT_REMOVEDIR`).
     public nonisolated(nonsending) func removeDirectory(at path: FilePath) async throws {
         let name = try storage(for: path, .removeDirectory)
-        _ = try await core.perform(.removeDirectory, path: path, keepAlive: name) {
+        _ = try await core.perform(.removeDirectory, about: .path(path), keepAlive: name) {
             io_uring_prep_unlinkat(&$0, AT_FDCWD, name.pointer, AT_REMOVEDIR)
         }
     }
@@ -26,7 +26,7 @@ extension RingActor {
         let from = try storage(for: source, .rename)
         let to = try storage(for: destination, .rename)
         let both = PathPair(from, to)
-        _ = try await core.perform(.rename, path: source, keepAlive: both) {
+        _ = try await core.perform(.rename, about: .path(source), keepAlive: both) {
             io_uring_prep_renameat(&$0, AT_FDCWD, from.pointer, AT_FDCWD, to.pointer, 0)
         }
     }
@@ -36,7 +36,7 @@ extension RingActor {
         at path: FilePath, permissions: FilePermissions = FilePermissions(rawValue: 0o755)
     ) async throws {
         let name = try storage(for: path, .createDirectory)
-        _ = try await core.perform(.createDirectory, path: path, keepAlive: name) {
+        _ = try await core.perform(.createDirectory, about: .path(path), keepAlive: name) {
             io_uring_prep_mkdirat(&$0, AT_FDCWD, name.pointer, permissions.rawValue)
         }
     }

@@ -49,7 +49,7 @@ extension File {
         let input = descriptor.rawValue
         let output = destination.descriptor.rawValue
         let length = UInt32(min(count, DescriptorIO.maximumTransfer))
-        return Int(try await ring.core.perform(.splice, path: path) {
+        return Int(try await ring.core.perform(.splice, about: .path(path)) {
             io_uring_prep_splice(
                 &$0, input, sourceOffset ?? -1, output, destinationOffset ?? -1, length, 0)
         })
@@ -62,7 +62,7 @@ extension File {
         let input = descriptor.rawValue
         let output = destination.descriptor.rawValue
         let length = UInt32(min(count, DescriptorIO.maximumTransfer))
-        return Int(try await ring.core.perform(.tee, path: path) {
+        return Int(try await ring.core.perform(.tee, about: .path(path)) {
             io_uring_prep_tee(&$0, input, output, length, 0)
         })
     }

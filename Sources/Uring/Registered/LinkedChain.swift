@@ -162,7 +162,7 @@ extension RingActor {
             throw UringError.invalid(
                 .linked, "a chain needs 1 to \(core.submissionEntries) steps, not \(steps.count)")
         }
-        try core.admit(steps[0].operation, path: steps[0].path)
+        try core.admit(steps[0].operation, about: .path(steps[0].path))
         for step in steps where !core.isSupported(step.operation) {
             throw UringError.unsupported(step.operation, path: step.path)
         }
@@ -178,7 +178,7 @@ extension RingActor {
             if completion.aborted || completion.result == -ECANCELED {
                 outcome = .cancelled
             } else if completion.result < 0 {
-                let error = core.error(for: completion.result, step.operation, path: step.path, address: nil)
+                let error = core.error(for: completion.result, step.operation, about: .path(step.path))
                 outcome = .failed(error as? UringError ?? .system(step.operation, -completion.result, path: step.path))
             } else {
                 outcome = .completed(Int(completion.result))

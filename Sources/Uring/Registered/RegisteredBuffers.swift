@@ -54,7 +54,7 @@ public final class RegisteredBuffers: Sendable {
                 "\(count) buffers of \(size) bytes: need 1 to 16,384 buffers of 1 byte to 1 GiB, 4 GiB in all")
         }
         let memory = Memory(count: count, size: size)
-        try await core.onRingThread(.registerBuffers) { ring in
+        try await Registration.perform(.registerBuffers, on: core) { ring in
             io_uring_register_buffers(ring, memory.vectors, UInt32(count))
         }
         self.count = count
@@ -150,7 +150,7 @@ public struct RegisteredBuffer: ~Copyable, Sendable {
         let index = Int32(self.index)
         // The set (and so the memory) lives while this buffer does, and the
         // buffer is lent to this call until the completion.
-        return Int(try await ring.core.perform(operation, path: path) { prepare(&$0, pointer, length, index) })
+        return Int(try await ring.core.perform(operation, about: .path(path)) { prepare(&$0, pointer, length, index) })
     }
 }
 

@@ -21,7 +21,7 @@ extension RingActor {
             throw UringError.invalid(
                 .registerFiles, "capacity \(capacity) must be at least 1, and reserved \(reserved) below it")
         }
-        try await core.onRingThread(.registerFiles) { ring in
+        try await Registration.perform(.registerFiles, on: core) { ring in
             let made = io_uring_register_files_sparse(ring, UInt32(capacity))
             guard made >= 0, reserved > 0 else { return made }
             let ranged = io_uring_register_file_alloc_range(ring, UInt32(reserved), UInt32(capacity - reserved))
@@ -33,20 +33,7 @@ extension RingActor {
     /// Removes the table of registered files. Registered files still open
     /// fail afterwards with `EBADF` (`ENXIO` for some operations).
     public nonisolated(nonsending) func unregisterFiles() async throws {
-        try await core.onRingThread(.registerFiles) { ring in io_uring_unregister_files(ring) }
-    }
-}
-
-extension RingCore {
-    /// Runs a registration call on the ring thread (the ring's single
-    /// issuer, the only thread the kernel accepts it from) and throws its
-    /// negative result.
-    nonisolated(nonsending) func onRingThread(
-        _ operation: UringOperation, _ call: @escaping @Sendable (UnsafeMutablePointer<io_uring>) -> Int32
-    ) async throws {
-        let result = await onRingThread { [self] open -> Int32 in open ? call(self.ring) : -ESHUTDOWN }
-        if result == -ESHUTDOWN { throw UringError.shutDown(operation) }
-        if result < 0 { throw UringError.system(operation, -result) }
+        try await Registration.perform(.registerFiles, on: core) { ring in io_uring_unregister_files(ring) }
     }
 }
 
@@ -75,7 +62,7 @@ public struct RegisteredFile: ~Copyable, Sendable {
     }
 
     deinit {
-        if slot >= 0 { ring.core.clearFileSlot(slot) }
+        if slot >= 0 { Registration.clearFileSlot(slot, on: ring.core) }
     }
 
     /// Opens `path` straight into a free slot of `ring`'s table
@@ -91,7 +78,7 @@ public struct RegisteredFile: ~Copyable, Sendable {
         let name = PathStorage(path)
         let flags = options.flags(access)
         let mode = (permissions ?? FilePermissions(rawValue: 0o644)).rawValue
-        let slot = try await ring.core.perform(.open, path: path, keepAlive: name) {
+        let slot = try await ring.core.perform(.open, about: .path(path), keepAlive: name) {
             cu_prep_open_direct(&$0, AT_FDCWD, name.pointer, flags, mode, CU_FILE_INDEX_ALLOC)
         }
         return RegisteredFile(slot: slot, path: path, ring: ring)
@@ -107,7 +94,7 @@ public struct RegisteredFile: ~Copyable, Sendable {
         let descriptor = file.sharedDescriptor
         _ = consume file
         let table = SlotArray(descriptor.fd)
-        let updated = try await ring.core.perform(.registerFiles, path: path, keepAlive: table) {
+        let updated = try await ring.core.perform(.registerFiles, about: .path(path), keepAlive: table) {
             io_uring_prep_files_update(&$0, table.pointer, 1, Int32(bitPattern: CU_FILE_INDEX_ALLOC))
         }
         guard updated == 1 else { throw UringError.system(.registerFiles, ENFILE, path: path) }
@@ -160,7 +147,7 @@ public struct RegisteredFile: ~Copyable, Sendable {
         let slot = self.slot
         let ring = self.ring
         let path = self.path
-        let fd = try await ring.core.perform(.installDescriptor, path: path) {
+        let fd = try await ring.core.perform(.installDescriptor, about: .path(path)) {
             cu_prep_fixed_fd_install(&$0, slot)
         }
         let file = File(adopting: FileDescriptor(rawValue: fd), path: path, on: ring)
@@ -176,26 +163,14 @@ public struct RegisteredFile: ~Copyable, Sendable {
         let path = self.path
         self.slot = -1
         do {
-            _ = try await core.perform(.close, path: path, honorsDeadline: false) {
+            _ = try await core.perform(.close, about: .path(path), honorsDeadline: false) {
                 io_uring_prep_close_direct(&$0, UInt32(slot))
             }
         } catch let error as UringError where error.kind == .system {
             throw error
         } catch {
-            core.clearFileSlot(slot)  // cancelled or shut down before it ran
+            Registration.clearFileSlot(slot, on: core)  // cancelled or shut down before it ran
             throw error
-        }
-    }
-}
-
-extension RingCore {
-    /// Empties slot `slot` of the file table, on the ring thread, without
-    /// waiting; for files dropped without `close()`.
-    func clearFileSlot(_ slot: Int32) {
-        onRingThread { [self] open in
-            guard open else { return }
-            var none: Int32 = -1
-            _ = io_uring_register_files_update(self.ring, UInt32(slot), &none, 1)
         }
     }
 }

@@ -10,12 +10,18 @@
 public final class RingExecutor: TaskExecutor {
     let core: RingCore
     let serial: RingSerialExecutor
+    /// Messages other rings sent this one.
+    let mailbox = Mailbox()
 
     init(options: RingOptions) throws(UringError) {
         let core = try RingCore(options: options)
         self.core = core
         self.serial = RingSerialExecutor(core: core)
-        try core.start(serial: serial.asUnownedSerialExecutor(), task: UnownedTaskExecutor(ordinary: self))
+        let mailbox = self.mailbox
+        core.onShutdown { mailbox.close() }
+        try core.start(
+            serial: serial.asUnownedSerialExecutor(), task: UnownedTaskExecutor(ordinary: self),
+            messageReceiver: { tag, result in mailbox.receive(tag: tag, result: result) })
     }
 
     deinit {

@@ -19,7 +19,7 @@ public final class IncomingRegisteredFile: Sendable {
     private let ring: RingActor
 
     init(slot: Int32, ring: RingActor) {
-        self.slot = OwnedOnce(slot, release: { [core = ring.core] in core.clearFileSlot($0) })
+        self.slot = OwnedOnce(slot, release: { [core = ring.core] in Registration.clearFileSlot($0, on: core) })
         self.ring = ring
     }
 
@@ -43,9 +43,9 @@ extension RingActor {
     ///   ``UringError/Kind/ringShutDown`` when `target` was shut down,
     ///   `EOVERFLOW` when its completion queue is full.
     public nonisolated(nonsending) func send(_ value: Int32, to target: RingActor) async throws {
-        let fd = try target.core.messageDescriptor()
+        let fd = try target.messageDescriptor()
         _ = try await core.perform(.message) {
-            cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: value), RingCore.valueMessageTag)
+            cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: value), MessageChannel.value)
         }
     }
 
@@ -55,12 +55,12 @@ extension RingActor {
     /// objects keep the order in which they reach the kernel. (Registered
     /// files travel by another path in the kernel and may overtake them.)
     public nonisolated(nonsending) func send(object: some Sendable, to target: RingActor) async throws {
-        let fd = try target.core.messageDescriptor()
-        let mailbox = target.core.mailbox
+        let fd = try target.messageDescriptor()
+        let mailbox = target.executor.mailbox
         let ticket = mailbox.park(object)
         do {
             _ = try await core.perform(.message) {
-                cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: ticket), RingCore.objectMessageTag)
+                cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: ticket), MessageChannel.object)
             }
         } catch {
             _ = mailbox.unpark(ticket)
@@ -86,21 +86,28 @@ extension RegisteredFile {
     /// - Throws: ``UringError`` naming `msg_ring` (`ENFILE` when `target` has
     ///   no table or no free slot).
     public func send(to target: RingActor) async throws {
-        let fd = try target.core.messageDescriptor()
+        let fd = try target.messageDescriptor()
         let slot = self.slot
-        _ = try await ring.core.perform(.message, path: path) {
-            cu_prep_msg_ring_fd(&$0, fd, slot, CU_FILE_INDEX_ALLOC, RingCore.fileMessageTag)
+        _ = try await ring.core.perform(.message, about: .path(path)) {
+            cu_prep_msg_ring_fd(&$0, fd, slot, CU_FILE_INDEX_ALLOC, MessageChannel.file)
         }
     }
 }
 
-extension RingCore {
+extension RingActor {
     /// The descriptor other rings message this one through.
-    func messageDescriptor() throws(UringError) -> Int32 {
-        guard acceptsWork.load(ordering: .acquiring) else { throw .shutDown(.message) }
-        guard messageFD >= 0 else { throw .system(.message, EBADF) }
-        return messageFD
+    nonisolated func messageDescriptor() throws(UringError) -> Int32 {
+        guard core.acceptsWork.load(ordering: .acquiring) else { throw .shutDown(.message) }
+        guard core.messageFD >= 0 else { throw .system(.message, EBADF) }
+        return core.messageFD
     }
+}
+
+/// Which of the engine's message tags carries which kind of message.
+enum MessageChannel {
+    static let value = RingCore.messageTags.upperBound
+    static let object = RingCore.messageTags.upperBound - 1
+    static let file = RingCore.messageTags.lowerBound
 }
 
 /// A ring's incoming messages; see ``RingActor/messages``.
@@ -121,25 +128,25 @@ public struct RingMessages: AsyncSequence, Sendable {
 
         /// The next message; the sequence never ends while the ring lives.
         public mutating func next() async throws -> RingMessage? {
-            try await ring.core.mailbox.next(ring: ring)
+            try await ring.executor.mailbox.next(ring: ring)
         }
 
         /// The next message, without leaving the caller's actor.
         public mutating func next(isolation actor: isolated (any Actor)?) async throws -> RingMessage? {
-            try await ring.core.mailbox.next(ring: ring)
+            try await ring.executor.mailbox.next(ring: ring)
         }
     }
 }
 
 /// Messages delivered to a ring and the tasks waiting for them.
 final class Mailbox: Sendable {
-    private enum Arrival {
+    private enum Arrival: Sendable {
         case value(Int32)
         case object(Int32)
         case file(Int32)
     }
 
-    private struct State {
+    private struct State: Sendable {
         var arrivals = FIFO<Arrival>()
         var parked: [Int32: any Sendable] = [:]
         var nextTicket: Int32 = 0
@@ -165,11 +172,11 @@ final class Mailbox: Sendable {
     }
 
     /// A message completion reaped on the ring thread.
-    func receive(tag: UInt64, result: Int32, core: RingCore) {
+    func receive(tag: UInt64, result: Int32) {
         let arrival: Arrival
         switch tag {
-        case RingCore.valueMessageTag: arrival = .value(result)
-        case RingCore.objectMessageTag: arrival = .object(result)
+        case MessageChannel.value: arrival = .value(result)
+        case MessageChannel.object: arrival = .object(result)
         default:
             guard result >= 0 else { return }
             arrival = .file(result)
@@ -184,7 +191,7 @@ final class Mailbox: Sendable {
         waiter.map { resumeAcrossThreads($0, with: .success(arrival)) }
     }
 
-    /// The core is going away: end every wait.
+    /// The ring is shutting down: end every wait.
     func close() {
         let waiters = state.withLock { state in
             state.closed = true

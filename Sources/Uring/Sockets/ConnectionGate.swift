@@ -6,7 +6,7 @@ final class ConnectionGate: Sendable {
         let id: UInt64
         let continuation: UnsafeContinuation<Void, any Error>
     }
-    private struct State {
+    private struct State: Sendable {
         var free: Int
         var waiters = FIFO<Waiter>()
         var nextID: UInt64 = 0

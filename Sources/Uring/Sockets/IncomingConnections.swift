@@ -153,7 +153,7 @@ extension IncomingConnections {
                 } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
                     stream.requestEnded()  // paused for back-pressure, or stopped
                 } else {
-                    stream.finish(throwing: core.error(for: result, .accept, path: nil, address: address))
+                    stream.finish(throwing: core.error(for: result, .accept, about: .address(address)))
                 }
             }) {
                 io_uring_prep_multishot_accept(&$0, listener.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))

@@ -74,7 +74,7 @@ extension SocketIO {
     nonisolated(nonsending) func sendMessage(_ box: MessageBox, to destination: SocketAddress?) async throws -> Int {
         try validate(.sendMessage, count: box.vector.pointee.iov_len)
         let errorAddress = destination ?? address
-        let n = try await core.perform(.sendMessage, address: errorAddress, keepAlive: box) {
+        let n = try await core.perform(.sendMessage, about: .address(errorAddress), keepAlive: box) {
             io_uring_prep_sendmsg(&$0, fd, box.header, UInt32(MSG_NOSIGNAL))
         }
         return Int(n)
@@ -82,7 +82,7 @@ extension SocketIO {
 
     nonisolated(nonsending) func receiveMessage(_ box: MessageBox) async throws -> Int {
         try validate(.receiveMessage, count: box.vector.pointee.iov_len)
-        let n = try await core.perform(.receiveMessage, address: address, keepAlive: box) {
+        let n = try await core.perform(.receiveMessage, about: .address(address), keepAlive: box) {
             io_uring_prep_recvmsg(&$0, fd, box.header, UInt32(MSG_CMSG_CLOEXEC))
         }
         return Int(n)

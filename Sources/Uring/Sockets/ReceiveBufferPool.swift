@@ -51,7 +51,7 @@ public final class ReceiveBufferPool: Sendable {
     /// (with its socket) until a buffer comes back.
     private let waiters = Locked(FIFO<WaitingStream>())
 
-    private struct WaitingStream {
+    private struct WaitingStream: Sendable {
         weak var stream: MultishotStream<ReceivedBytes>?
     }
 

@@ -98,7 +98,7 @@ extension ReceivedChunks {
         let address = address
         let path = path
         let operation = operation
-        try core.admit(operation, path: path, address: address)
+        try core.admit(operation, about: .descriptor(path: path, address: address))
         let given = self.pool
         let pool: ReceiveBufferPool
         if let given {
@@ -140,7 +140,7 @@ extension ReceivedChunks {
                 } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
                     stream.requestEnded()  // paused for back-pressure, or stopped
                 } else {
-                    stream.finish(throwing: core.error(for: result, operation, path: path, address: address))
+                    stream.finish(throwing: core.error(for: result, operation, about: .descriptor(path: path, address: address)))
                 }
             }) {
                 if operation == .readMultishot {

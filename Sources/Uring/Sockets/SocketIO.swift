@@ -21,7 +21,7 @@ struct SocketIO {
     ) async throws -> Int32 {
         let kind = type | Int32(SOCK_CLOEXEC.rawValue)
         if core.isSupported(.socket) {
-            let fd = try await core.perform(.socket, address: address) {
+            let fd = try await core.perform(.socket, about: .address(address)) {
                 io_uring_prep_socket(&$0, domain, kind, 0, 0)
             }
             return fd
@@ -36,7 +36,7 @@ struct SocketIO {
     nonisolated(nonsending) func bind(to address: SocketAddress) async throws {
         let box = SocketAddressBox(address)
         if core.isSupported(.bind) {
-            _ = try await core.perform(.bind, address: address, keepAlive: box) {
+            _ = try await core.perform(.bind, about: .address(address), keepAlive: box) {
                 cu_prep_bind(&$0, fd, box.sockaddr, box.length.pointee)
             }
             return
@@ -50,7 +50,7 @@ struct SocketIO {
     /// `IORING_OP_LISTEN` (6.11+), otherwise with the system call.
     nonisolated(nonsending) func listen(backlog: Int32) async throws {
         if core.isSupported(.listen) {
-            _ = try await core.perform(.listen, address: address) { cu_prep_listen(&$0, fd, backlog) }
+            _ = try await core.perform(.listen, about: .address(address)) { cu_prep_listen(&$0, fd, backlog) }
             return
         }
         if Glibc.listen(fd, backlog) != 0 { throw UringError.system(.listen, Glibc.errno).about(address) }
@@ -62,7 +62,7 @@ struct SocketIO {
         let box = IntegerBox(value)
         if core.isSupported(.socketOption) {
             do {
-                _ = try await core.perform(.socketOption, address: address, keepAlive: box) {
+                _ = try await core.perform(.socketOption, about: .address(address), keepAlive: box) {
                     cu_prep_setsockopt(&$0, fd, level, name, box.pointer, Int32(MemoryLayout<Int32>.size))
                 }
                 return
@@ -93,14 +93,14 @@ struct SocketIO {
 
     nonisolated(nonsending) func connect(to address: SocketAddress) async throws {
         let box = SocketAddressBox(address)
-        _ = try await core.perform(.connect, address: address, keepAlive: box) {
+        _ = try await core.perform(.connect, about: .address(address), keepAlive: box) {
             io_uring_prep_connect(&$0, fd, box.sockaddr, box.length.pointee)
         }
     }
 
     /// Accepts one connection; returns its descriptor (close-on-exec).
     nonisolated(nonsending) func accept() async throws -> Int32 {
-        try await core.perform(.accept, address: address) {
+        try await core.perform(.accept, about: .address(address)) {
             io_uring_prep_accept(&$0, fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
         }
     }
@@ -109,7 +109,7 @@ struct SocketIO {
 
     nonisolated(nonsending) func send(_ address: UnsafeRawPointer, count: Int) async throws -> Int {
         try validate(.send, count: count)
-        return try await sendPiece(address, length: min(count, DescriptorIO.maximumTransfer), by: DeadlineScope.inForce)
+        return try await sendPiece(address, length: min(count, DescriptorIO.maximumTransfer), by: TaskDeadline.inForce)
     }
 
     /// One send of at most `length` bytes. Under a deadline it first tries
@@ -121,17 +121,17 @@ struct SocketIO {
         _ address: UnsafeRawPointer, length: Int, by deadline: RingClock.Instant?
     ) async throws -> Int {
         guard let deadline else {
-            return Int(try await core.perform(.send, address: self.address) {
+            return Int(try await core.perform(.send, about: .address(self.address)) {
                 io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
             })
         }
         guard deadline > .now else { throw UringError.timedOut(.send).about(self.address) }
         do {
-            return Int(try await core.perform(.send, address: self.address, honorsDeadline: false) {
+            return Int(try await core.perform(.send, about: .address(self.address), honorsDeadline: false) {
                 io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
             })
         } catch let error as UringError where error.errno == .resourceTemporarilyUnavailable {}
-        return Int(try await core.perform(.send, path: nil, address: self.address, keepAlive: nil, deadline: deadline) {
+        return Int(try await core.perform(.send, about: .address(self.address), keepAlive: nil, deadline: deadline) {
             io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
         })
     }
@@ -141,7 +141,7 @@ struct SocketIO {
     /// longer needs it. This returns only after that second completion.
     nonisolated(nonsending) func sendZeroCopy(_ bytes: UnsafeRawPointer, count: Int) async throws -> Int {
         try validate(.sendZeroCopy, count: count)
-        try core.admit(.sendZeroCopy, path: nil, address: address)
+        try core.admit(.sendZeroCopy, about: .address(address))
         let sent = IntegerBox(-1)
         let length = min(count, DescriptorIO.maximumTransfer)
         let slot = core.submit(keepAlive: sent, onIntermediateCompletion: { result, _ in
@@ -152,10 +152,10 @@ struct SocketIO {
         let completion = await core.completion(of: slot)
         if completion.flags & IORING_CQE_F_NOTIF == 0 {
             // No notification follows: this was the send's only completion.
-            return Int(try core.check(completion, .sendZeroCopy, path: nil, address: address))
+            return Int(try core.check(completion, .sendZeroCopy, about: .address(address)))
         }
         let result = sent.pointer.pointee
-        if result < 0 { throw core.error(for: result, .sendZeroCopy, path: nil, address: address) }
+        if result < 0 { throw core.error(for: result, .sendZeroCopy, about: .address(address)) }
         return Int(result)
     }
 
@@ -185,7 +185,7 @@ struct SocketIO {
     nonisolated(nonsending) func receive(_ address: UnsafeMutableRawPointer, count: Int) async throws -> Int {
         try validate(.receive, count: count)
         let length = min(count, DescriptorIO.maximumTransfer)
-        let n = try await core.perform(.receive, address: self.address) {
+        let n = try await core.perform(.receive, about: .address(self.address)) {
             io_uring_prep_recv(&$0, fd, address, length, 0)
         }
         return Int(n)
@@ -199,13 +199,13 @@ struct SocketIO {
 
     /// Shuts down one or both directions.
     nonisolated(nonsending) func shutdown(_ how: Int32) async throws {
-        _ = try await core.perform(.shutdown, address: address) { io_uring_prep_shutdown(&$0, fd, how) }
+        _ = try await core.perform(.shutdown, about: .address(address)) { io_uring_prep_shutdown(&$0, fd, how) }
     }
 
     /// Closes the descriptor; it is closed whatever happens (see
-    /// ``DescriptorIO/close(_:core:path:address:)``).
+    /// ``DescriptorIO/close(_:core:about:)``).
     nonisolated(nonsending) func close() async throws {
-        try await DescriptorIO.close(fd, core: core, path: nil, address: address)
+        try await DescriptorIO.close(fd, core: core, about: .address(address))
     }
 }
 

@@ -112,7 +112,7 @@ extension RingActor {
     public nonisolated(nonsending) func sleep(until deadline: RingClock.Instant) async throws {
         try Task.checkCancellation()
         var target = deadline
-        let limit = DeadlineScope.inForce
+        let limit = TaskDeadline.inForce
         if let limit, limit < target { target = limit }
         guard target > .now else {
             if target != deadline { throw UringError.timedOut(.timeout) }

@@ -5,43 +5,44 @@ import Glibc
 enum MultishotEvent<Element: Sendable> {
     /// An element for the consumer.
     case element(Element)
-    /// Nothing for the consumer (the request may go on).
+    /// Nothing for the consumer (the request may go on, or is re-armed).
     case nothing
     /// The stream is over, normally.
     case end
+    /// The request stopped for want of a resource (buffers, descriptors):
+    /// it stays down until `arrange`, given the stream, makes sure
+    /// `resourcesReturned()` is called on it.
+    case waitForResources(arrange: @Sendable (MultishotStream<Element>) -> Void)
+    /// Nothing the stream itself knows: the common policy applies. An
+    /// `ECANCELED` from a pause or a stop re-arms or ends the stream as it
+    /// asked; any other error ends it with the error the context makes.
+    case standard
 }
 
 extension RingCore {
-    /// A stream fed by one multishot request: `prepare` fills the request,
-    /// `interpret` turns each non-negative completion (or one whose result
-    /// is `-normalError`, such as `ETIME` for timers) into an event. Other
-    /// negative results end the stream with the matching error, except `ECANCELED`
-    /// from a pause or stop, which the stream handles. The request is re-armed
-    /// whenever the kernel ends it without the stream being over.
+    /// A stream fed by one multishot request, with the policy every such
+    /// stream shares: `prepare` fills the request, `interpret` turns each
+    /// completion into an event (``MultishotEvent/standard`` for errors it
+    /// does not handle itself), and the request is re-armed whenever the
+    /// kernel ends it without the stream being over. Errors are made by
+    /// `context`.
     ///
     /// The request starts with the consumer's first `next()`.
     func multishotStream<Element: Sendable>(
-        _ operation: UringOperation, about context: some ErrorContext = .none, highWater: Int, keepAlive: (any AnyObject & Sendable)? = nil,
-        normalError: Int32 = 0,
+        _ operation: UringOperation, about context: some ErrorContext = .none, highWater: Int,
+        idleTimeout: Duration? = nil, keepAlive: (any AnyObject & Sendable)? = nil,
         prepare: @escaping @Sendable (inout io_uring_sqe) -> Void,
         interpret: @escaping @Sendable (_ result: Int32, _ flags: UInt32) -> MultishotEvent<Element>
     ) -> MultishotStream<Element> {
         let timeoutError = context.error(.timedOut, operation)
-        return MultishotStream(core: self, highWater: highWater, timeoutError: timeoutError) { [self] stream in
+        return MultishotStream(core: self, highWater: highWater, timeoutError: timeoutError, idleTimeout: idleTimeout) {
+            [self] stream in
             if !acceptsWork.load(ordering: .acquiring) {
                 stream.finish(throwing: context.error(.shutDown, operation))
                 return 0
             }
             return submitStream(keepAlive: keepAlive, handler: { [self] result, flags in
                 let continues = flags & IORING_CQE_F_MORE != 0
-                if result < 0 && result != -normalError {
-                    if result == -ECANCELED && acceptsWork.load(ordering: .acquiring) {
-                        stream.requestEnded()  // paused for back-pressure, or stopped
-                    } else {
-                        stream.finish(throwing: error(for: result, operation, about: context))
-                    }
-                    return
-                }
                 switch interpret(result, flags) {
                 case .element(let element):
                     stream.deliver(element, requestContinues: continues)
@@ -50,6 +51,17 @@ extension RingCore {
                     if !continues { stream.requestEnded() }
                 case .end:
                     stream.finish(throwing: nil)
+                case .waitForResources(let arrange):
+                    stream.waitForResources()
+                    arrange(stream)
+                case .standard:
+                    if result >= 0 {
+                        if !continues { stream.requestEnded() }
+                    } else if result == -ECANCELED && acceptsWork.load(ordering: .acquiring) {
+                        stream.requestEnded()  // paused for back-pressure, or stopped
+                    } else {
+                        stream.finish(throwing: error(for: result, operation, about: context))
+                    }
                 }
             }, prepare)
         }

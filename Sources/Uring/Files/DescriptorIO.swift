@@ -84,7 +84,7 @@ struct DescriptorIO {
     /// A vectored read or write. The request holds `vectors` until the
     /// kernel's completion (the kernel reads the array when it submits).
     nonisolated(nonsending) func vectored(
-        _ operation: UringOperation, _ vectors: IOVectors, total: Int, offset: Int64?
+        _ operation: UringOperation, _ vectors: KernelMemory<iovec>, total: Int, offset: Int64?
     ) async throws -> Int {
         try validate(operation, count: total, offset: offset)
         let position = offset.map { UInt64($0) } ?? Self.currentPosition
@@ -175,20 +175,6 @@ final class StatxBuffer {
     init(path: PathStorage) {
         self.path = path
         pointer.initialize(to: statx())
-    }
-    deinit { pointer.deallocate() }
-}
-
-/// Heap storage for an iovec array, freed when the request is done.
-final class IOVectors: @unchecked Sendable {
-    // `@unchecked Sendable`: filled before the request is handed over, then
-    // only read (by the kernel); the slot only keeps it alive.
-    let pointer: UnsafeMutablePointer<iovec>
-    let count: Int
-    init(count: Int) {
-        self.count = count
-        pointer = .allocate(capacity: max(count, 1))
-        pointer.initialize(repeating: iovec(), count: max(count, 1))
     }
     deinit { pointer.deallocate() }
 }

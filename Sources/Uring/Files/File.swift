@@ -164,7 +164,7 @@ public struct File: ~Copyable, Sendable {
     /// Reads into several buffers in one request (`readv`), filling each in
     /// turn; returns the total bytes read.
     public func read<Buffer: IOBuffer>(into buffers: inout [Buffer], at offset: Int64) async throws -> Int {
-        let vectors = IOVectors(count: buffers.count)
+        let vectors = KernelMemory(repeating: iovec(), count: buffers.count)
         var total = 0
         for i in buffers.indices {
             let count = buffers[i].count
@@ -285,7 +285,7 @@ public struct File: ~Copyable, Sendable {
     /// Writes several buffers in one request (`writev`); returns the bytes
     /// written.
     public func write<Buffer: IOBuffer>(_ buffers: [Buffer], at offset: Int64) async throws -> Int {
-        let vectors = IOVectors(count: buffers.count)
+        let vectors = KernelMemory(repeating: iovec(), count: buffers.count)
         var total = 0
         for i in buffers.indices {
             let count = buffers[i].count

@@ -36,7 +36,7 @@ extension RingActor {
     ///   `CancellationError` (the child is then left unreaped).
     public nonisolated(nonsending) func waitForExit(_ pid: pid_t) async throws -> ExitStatus {
         guard pid > 0 else { throw UringError.invalid(.waitForExit, "process id \(pid) is not a single process") }
-        let info = SignalInfo()
+        let info = KernelMemory(siginfo_t())
         _ = try await core.perform(.waitForExit, keepAlive: info) {
             cu_prep_waitid(&$0, Int32(P_PID.rawValue), pid, info.pointer, WEXITED)
         }
@@ -47,16 +47,4 @@ extension RingActor {
         default: return .signaled(Signal(rawValue: status), coreDumped: false)
         }
     }
-}
-
-/// Heap storage for one `siginfo_t`, alive until the kernel's completion.
-final class SignalInfo: @unchecked Sendable {
-    // `@unchecked Sendable`: written by the kernel while the request runs,
-    // read by the caller only after the completion.
-    let pointer: UnsafeMutablePointer<siginfo_t>
-    init() {
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(to: siginfo_t())
-    }
-    deinit { pointer.deallocate() }
 }

@@ -93,7 +93,7 @@ public struct RegisteredFile: ~Copyable, Sendable {
         // Shared, not taken: a sequence still reading the file keeps it.
         let descriptor = file.sharedDescriptor
         _ = consume file
-        let table = SlotArray(descriptor.fd)
+        let table = KernelMemory<Int32>(descriptor.fd)
         let updated = try await ring.core.perform(.registerFiles, about: .path(path), keepAlive: table) {
             io_uring_prep_files_update(&$0, table.pointer, 1, Int32(bitPattern: CU_FILE_INDEX_ALLOC))
         }
@@ -173,17 +173,4 @@ public struct RegisteredFile: ~Copyable, Sendable {
             throw error
         }
     }
-}
-
-/// One `Int32` on the heap, which the kernel reads and writes during a
-/// files-update request.
-final class SlotArray: @unchecked Sendable {
-    // `@unchecked Sendable`: the kernel writes it while the request runs;
-    // the caller reads it only after the completion.
-    let pointer: UnsafeMutablePointer<Int32>
-    init(_ value: Int32) {
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(to: value)
-    }
-    deinit { pointer.deallocate() }
 }

@@ -126,39 +126,28 @@ extension IncomingConnections {
         let core = ring.core
         let address = address
         let closed = closed
-        let timeoutError = UringError.timedOut(.accept).about(address)
         let backOff = AcceptBackOff()
-        return MultishotStream(core: core, highWater: highWater, timeoutError: timeoutError) { stream in
-            if !core.acceptsWork.load(ordering: .acquiring) {
-                stream.finish(throwing: UringError.shutDown(.accept).about(address))
-                return 0
-            }
-            return core.submitStream(keepAlive: listener, handler: { result, flags in
-                let continues = flags & IORING_CQE_F_MORE != 0
+        return core.multishotStream(
+            .accept, about: .address(address), highWater: highWater, keepAlive: listener,
+            prepare: { io_uring_prep_multishot_accept(&$0, listener.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue)) },
+            interpret: { result, _ in
                 if result >= 0 {
                     backOff.reset()
-                    stream.deliver(IncomingConnection(fd: result, ring: ring), requestContinues: continues)
-                    if !continues { stream.requestEnded() }
-                } else if closed.isSet {
-                    stream.finish(throwing: nil)
-                } else if result == -ECONNABORTED && core.acceptsWork.load(ordering: .acquiring) {
-                    stream.requestEnded()  // a client gave up in the backlog: accept the next at once
-                } else if AcceptBackOff.isTransient(-result) && core.acceptsWork.load(ordering: .acquiring) {
-                    ring.serverCounters.acceptBackOffs.add(1, ordering: .relaxed)
-                    stream.waitForResources()
+                    return .element(IncomingConnection(fd: result, ring: ring))
+                }
+                if closed.isSet { return .end }
+                guard core.acceptsWork.load(ordering: .acquiring) else { return .standard }
+                // A client gave up in the backlog: accept the next at once.
+                if result == -ECONNABORTED { return .nothing }
+                guard AcceptBackOff.isTransient(-result) else { return .standard }
+                ring.serverCounters.acceptBackOffs.add(1, ordering: .relaxed)
+                return .waitForResources { stream in
                     let time = KernelTimespec(backOff.next())
                     core.submitStream(keepAlive: time, handler: { _, _ in stream.resourcesReturned() }) {
                         io_uring_prep_timeout(&$0, time.pointer, 0, 0)
                     }
-                } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
-                    stream.requestEnded()  // paused for back-pressure, or stopped
-                } else {
-                    stream.finish(throwing: core.error(for: result, .accept, about: .address(address)))
                 }
-            }) {
-                io_uring_prep_multishot_accept(&$0, listener.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
-            }
-        }
+            })
     }
 }
 

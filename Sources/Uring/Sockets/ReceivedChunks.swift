@@ -109,40 +109,11 @@ extension ReceivedChunks {
         guard pool.core === core else {
             throw UringError.invalid(operation, path: path, "the buffer pool belongs to another ring").about(address)
         }
-        let timeoutError = UringError.timedOut(operation, path: path).about(address)
         let share = ConsumerShare()
-        return MultishotStream(core: core, highWater: 16, timeoutError: timeoutError, idleTimeout: idleTimeout) { stream in
-            if !core.acceptsWork.load(ordering: .acquiring) {
-                stream.finish(throwing: UringError.shutDown(operation, path: path).about(address))
-                return 0
-            }
-            return core.submitStream(keepAlive: ReceiveKeepAlive(socket: socket, pool: pool), handler: { result, flags in
-                let continues = flags & IORING_CQE_F_MORE != 0
-                if flags & IORING_CQE_F_BUFFER != 0 {
-                    let id = cu_cqe_buffer_id(flags)
-                    if result > 0 {
-                        let chunk = pool.chunk(buffer: id, count: Int(result), for: share)
-                        stream.deliver(chunk, requestContinues: continues)
-                        if !continues { stream.requestEnded() }
-                        return
-                    }
-                    // A buffer with no bytes goes straight back.
-                    pool.taken()
-                    pool.giveBack(id)
-                }
-                if result > 0 {
-                    if !continues { stream.requestEnded() }
-                } else if result == 0 {
-                    stream.finish(throwing: nil)  // the peer closed its side
-                } else if result == -ENOBUFS {
-                    stream.waitForResources()
-                    if pool.waitForBuffer(stream) { stream.resourcesReturned() }
-                } else if result == -ECANCELED && core.acceptsWork.load(ordering: .acquiring) {
-                    stream.requestEnded()  // paused for back-pressure, or stopped
-                } else {
-                    stream.finish(throwing: core.error(for: result, operation, about: .descriptor(path: path, address: address)))
-                }
-            }) {
+        return core.multishotStream(
+            operation, about: .descriptor(path: path, address: address), highWater: 16, idleTimeout: idleTimeout,
+            keepAlive: ReceiveKeepAlive(socket: socket, pool: pool),
+            prepare: {
                 if operation == .readMultishot {
                     cu_prep_read_multishot(&$0, socket.fd, pool.group)
                 } else {
@@ -150,8 +121,24 @@ extension ReceivedChunks {
                     cu_sqe_or_ioprio(&$0, UInt16(IORING_RECV_MULTISHOT))
                     cu_sqe_select_buffer(&$0, pool.group)
                 }
-            }
-        }
+            },
+            interpret: { result, flags in
+                if flags & IORING_CQE_F_BUFFER != 0 {
+                    let id = cu_cqe_buffer_id(flags)
+                    if result > 0 { return .element(pool.chunk(buffer: id, count: Int(result), for: share)) }
+                    // A buffer with no bytes goes straight back.
+                    pool.taken()
+                    pool.giveBack(id)
+                }
+                if result > 0 { return .nothing }
+                if result == 0 { return .end }  // the peer closed its side
+                if result == -ENOBUFS {
+                    return .waitForResources { stream in
+                        if pool.waitForBuffer(stream) { stream.resourcesReturned() }
+                    }
+                }
+                return .standard
+            })
     }
 }
 

@@ -59,7 +59,7 @@ struct SocketIO {
     /// Sets an integer socket option: as a ring command on kernels that have
     /// socket commands (6.7+), otherwise with the system call.
     nonisolated(nonsending) func setOption(level: Int32, name: Int32, value: Int32) async throws {
-        let box = IntegerBox(value)
+        let box = KernelMemory<Int32>(value)
         if core.isSupported(.socketOption) {
             do {
                 _ = try await core.perform(.socketOption, about: .address(address), keepAlive: box) {
@@ -142,7 +142,7 @@ struct SocketIO {
     nonisolated(nonsending) func sendZeroCopy(_ bytes: UnsafeRawPointer, count: Int) async throws -> Int {
         try validate(.sendZeroCopy, count: count)
         try core.admit(.sendZeroCopy, about: .address(address))
-        let sent = IntegerBox(-1)
+        let sent = KernelMemory<Int32>(-1)
         let length = min(count, DescriptorIO.maximumTransfer)
         let slot = core.submit(keepAlive: sent, onIntermediateCompletion: { result, _ in
             sent.pointer.pointee = result  // the send's own completion (F_MORE)
@@ -207,15 +207,4 @@ struct SocketIO {
     nonisolated(nonsending) func close() async throws {
         try await DescriptorIO.close(fd, core: core, about: .address(address))
     }
-}
-
-/// One integer the kernel reads while a request is in flight.
-final class IntegerBox: @unchecked Sendable {
-    // `@unchecked Sendable`: written once here, read by the kernel only.
-    let pointer: UnsafeMutablePointer<Int32>
-    init(_ value: Int32) {
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(to: value)
-    }
-    deinit { pointer.deallocate() }
 }

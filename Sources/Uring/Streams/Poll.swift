@@ -87,7 +87,9 @@ public struct Readiness: AsyncSequence, Sendable {
                 core.multishotStream(
                     .poll, highWater: 16,
                     prepare: { io_uring_prep_poll_multishot(&$0, fd, mask) },
-                    interpret: { result, _ in .element(PollEvents(rawValue: UInt32(bitPattern: result))) })
+                    interpret: { result, _ in
+                        result >= 0 ? .element(PollEvents(rawValue: UInt32(bitPattern: result))) : .standard
+                    })
             })
     }
 

@@ -129,28 +129,3 @@ extension RingActor {
         }
     }
 }
-
-/// A `__kernel_timespec` that lives until the request is done with it.
-final class KernelTimespec: Sendable {
-    // `Sendable`: written once in init; afterwards only the kernel reads it.
-    nonisolated(unsafe) let pointer: UnsafeMutablePointer<__kernel_timespec>
-
-    /// A relative time.
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(
-            to: __kernel_timespec(
-                tv_sec: max(0, seconds), tv_nsec: seconds < 0 ? 0 : attoseconds / 1_000_000_000))
-    }
-
-    /// An absolute time on the monotonic clock (for `IORING_TIMEOUT_ABS`).
-    init(absolute instant: RingClock.Instant) {
-        let nanoseconds = max(0, instant.nanoseconds)
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(
-            to: __kernel_timespec(tv_sec: nanoseconds / 1_000_000_000, tv_nsec: nanoseconds % 1_000_000_000))
-    }
-
-    deinit { pointer.deallocate() }
-}

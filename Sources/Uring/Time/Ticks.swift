@@ -49,9 +49,10 @@ public struct Ticks: AsyncSequence, Sendable {
                 // so the kernel's EINVAL is what tells.
                 let time = KernelTimespec(interval)
                 return core.multishotStream(
-                    .timeout, highWater: 8, keepAlive: time, normalError: ETIME,
+                    .timeout, highWater: 8, keepAlive: time,
                     prepare: { cu_prep_repeating_timeout(&$0, time.pointer) },
-                    interpret: { _, _ in .element(.now) })
+                    // Each expiry completes with ETIME.
+                    interpret: { result, _ in result >= 0 || result == -ETIME ? .element(.now) : .standard })
             })
     }
 

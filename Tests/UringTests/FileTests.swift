@@ -204,6 +204,46 @@ extension AllTests {
             #expect(scratch.openDescriptors == 0)
         }
 
+        @Test(
+            "a regular file is read no further than its size: reads per file",
+            arguments: [(3, 256 * 1024, 1), (0, 4096, 1), (8192, 4096, 3), (10_000, 4096, 3)])
+        func chunksStopAtSize(size: Int, chunk: Int, reads: Int) async throws {
+            let scratch = Scratch()
+            let content = pattern(count: size, seed: 5)
+            let path = scratch.write("f", content)
+            try await RingActor.run { ring in
+                let file = try await File.open(path, on: ring)
+                let before = ring.statistics.submitted
+                var collected: [UInt8] = []
+                for try await piece in file.chunks(size: chunk) { collected += piece }
+                let submitted = ring.statistics.submitted - before
+                #expect(collected == content)
+                // A file of exactly two chunks needs a third read to see the
+                // end; any other size ends with a short read.
+                #expect(submitted == UInt64(reads), "\(submitted) reads for \(size) bytes in chunks of \(chunk)")
+                try await file.close()
+            }
+        }
+
+        @Test("a file that grows while it is read is read to its new end")
+        func chunksFollowGrowth() async throws {
+            let scratch = Scratch()
+            let first = pattern(count: 10_000, seed: 6)
+            let more = pattern(count: 5_000, seed: 7)
+            let path = scratch.write("f", first)
+            try await RingActor.run { ring in
+                let file = try await File.open(path, .readWrite, on: ring)
+                var collected: [UInt8] = []
+                // One read at a time, so the growth lands before the last read.
+                for try await piece in file.chunks(size: 4096, readAhead: 1) {
+                    if collected.isEmpty { try await file.writeAll(more, at: Int64(first.count)) }
+                    collected += piece
+                }
+                #expect(collected == first + more)
+                try await file.close()
+            }
+        }
+
         @Test("chunks a consumer keeps are never read into again; dropped ones are, without changing what is read")
         func chunksKeptStayIntact() async throws {
             let scratch = Scratch()

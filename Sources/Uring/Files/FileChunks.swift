@@ -13,8 +13,10 @@ extension File {
     /// }
     /// ```
     ///
-    /// Each chunk is a new array holding `size` bytes, except the last, which
-    /// holds what remains. Reads start at `offset` and go to the end of the
+    /// Each chunk is an array holding `size` bytes, except the last, which
+    /// holds what remains. Arrays the consumer has let go of are read into
+    /// again, and a regular file is read no further than its size, so a
+    /// small file costs one read of about its own size. Reads start at `offset` and go to the end of the
     /// file. On a pipe, socket or terminal the chunks are read one at a time
     /// from the current position instead.
     ///
@@ -108,19 +110,23 @@ final class ChunkBox: @unchecked Sendable {
     let address: UnsafeMutableRawPointer
     let descriptor: OwnedDescriptor
 
-    /// A box for one read of `size` bytes. `reusing` is an array of that
-    /// size handed out earlier: if its consumer has dropped it, its storage
-    /// is read into again, saving an allocation and the zeroing of a fresh
-    /// one; if the consumer still holds it, the mutable access below copies
-    /// it first (copy-on-write), so the kernel never writes memory a caller
-    /// can see.
-    init(size: Int, descriptor: OwnedDescriptor, reusing spare: consuming [UInt8]?) {
+    /// A box for one read of `length` bytes. `reusing` is an array of that
+    /// length handed out earlier: if its consumer has dropped it, its
+    /// storage is read into again, saving an allocation and the page faults
+    /// of fresh memory; if the consumer still holds it, the mutable access
+    /// below copies it first (copy-on-write), so the kernel never writes
+    /// memory a caller can see.
+    ///
+    /// A fresh array is not zero-filled: the kernel overwrites what it
+    /// reads, and the reader trims the array to the bytes read before
+    /// anyone sees it, so no byte the kernel did not write is ever exposed.
+    init(length: Int, descriptor: OwnedDescriptor, reusing spare: consuming [UInt8]?) {
         self.descriptor = descriptor
         // Moved, not copied: a second reference would force the copy below.
         if let spare = consume spare {
             bytes = spare
         } else {
-            bytes = [UInt8](repeating: 0, count: size)
+            bytes = [UInt8](unsafeUninitializedCapacity: length) { _, count in count = length }
         }
         address = bytes.withUnsafeMutableBytes { $0.baseAddress! }
     }
@@ -149,11 +155,17 @@ final class ChunkReader {
     private let readAhead: Int
     /// Positional reads with read-ahead, or reads at the current position.
     private let positional: Bool
+    /// A regular file's size when the reads began, or nil once it is not
+    /// known (another kind of file, or one that changed size). While it is
+    /// known, reads stop at it: the last one asks for a byte more than
+    /// remains, and coming back short it proves the end without a further
+    /// read. A 3-byte file thus costs one 4-byte read.
+    private var knownSize: Int64?
     private var nextOffset: Int64
     private var inFlight = FIFO<Read>()
-    /// Arrays returned whole by `next()`, kept to be read into again once
-    /// their consumer lets go of them (see `ChunkBox.init`).
-    private var spares: [[UInt8]] = []
+    /// Full-size arrays returned by `next()`, oldest first, kept to be read
+    /// into again once their consumer lets go of them (see `ChunkBox.init`).
+    private var spares = FIFO<[UInt8]>()
     private var finished = false
 
     init(_ chunks: FileChunks) {
@@ -164,7 +176,13 @@ final class ChunkReader {
         switch chunks.source {
         case .success(let descriptor):
             self.descriptor = descriptor
-            positional = lseek(descriptor.fd, 0, SEEK_CUR) >= 0
+            var info = stat()
+            if fstat(descriptor.fd, &info) == 0 && info.st_mode & S_IFMT == S_IFREG {
+                positional = true
+                knownSize = Int64(info.st_size)
+            } else {
+                positional = lseek(descriptor.fd, 0, SEEK_CUR) >= 0
+            }
         case .failure(let error):
             descriptor = nil
             openError = error
@@ -219,15 +237,27 @@ final class ChunkReader {
         var bytes = head.box.bytes
         head.box.bytes = []
         if n == bytes.count {
-            if spares.count < readAhead { spares.append(bytes) }
+            // One spare more than the reads in flight, so the array the
+            // consumer may still hold is not the next one read into.
+            if bytes.count == size && spares.count <= readAhead { spares.append(bytes) }
         } else {
             bytes.removeLast(bytes.count - n)
         }
+        let end = head.offset + Int64(n)
+        if let size = knownSize, end > size {
+            knownSize = nil  // the file grew: read on to a read of nothing
+        }
         if positional && n < head.length {
+            if let size = knownSize, end == size {
+                // Short at the size it had: the end, proven by this read.
+                finish()
+                return bytes
+            }
             // A short read before the end: the reads behind it started at the
             // wrong offsets. Drop them and continue right after this one.
             abandonAll()
-            nextOffset = head.offset + Int64(n)
+            nextOffset = end
+            knownSize = nil
         }
         return bytes
     }
@@ -266,16 +296,23 @@ final class ChunkReader {
     private func fill() throws {
         guard let descriptor else { return }
         while inFlight.count < readAhead {
+            var length = min(size, DescriptorIO.maximumTransfer)
+            if let knownSize {
+                // Up to one byte past the known end, and nothing beyond it.
+                let remaining = knownSize - nextOffset + 1
+                if remaining <= 0 { break }
+                length = Int(min(Int64(length), remaining))
+            }
             try core.admit(.read, about: .path(path))
-            let box = ChunkBox(size: size, descriptor: descriptor, reusing: spares.popLast())
+            let spare = length == size ? spares.popFirst() : nil
+            let box = ChunkBox(length: length, descriptor: descriptor, reusing: spare)
             let offset = nextOffset
             let position = positional ? UInt64(offset) : DescriptorIO.currentPosition
             let fd = descriptor.fd
-            let length = UInt32(min(size, DescriptorIO.maximumTransfer))
             let slot = core.submit(keepAlive: box) {
-                io_uring_prep_read(&$0, fd, box.address, length, position)
+                io_uring_prep_read(&$0, fd, box.address, UInt32(length), position)
             }
-            inFlight.append(Read(slot: slot, box: box, offset: offset, length: Int(length)))
+            inFlight.append(Read(slot: slot, box: box, offset: offset, length: length))
             if positional { nextOffset += Int64(length) }
         }
     }

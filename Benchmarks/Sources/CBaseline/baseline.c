@@ -214,3 +214,97 @@ long long cbaseline_seqread(const char *path, unsigned chunk, unsigned depth) {
     if (ret < 0) return ret;
     return done == size ? elapsed : -EIO;
 }
+
+unsigned long long cbaseline_byte_sum(const void *bytes, long long count) {
+    const unsigned char *p = bytes;
+    unsigned long long sum = 0;
+    for (long long i = 0; i < count; i++) sum += p[i];
+    return sum;
+}
+
+static unsigned long long byte_sum(const unsigned char *bytes, long long count) {
+    return cbaseline_byte_sum(bytes, count);
+}
+
+long long cbaseline_smallfiles_uring(const char *const *paths, unsigned count, unsigned parallel, unsigned chunk,
+                                     unsigned long long *checksum) {
+    struct io_uring ring;
+    struct io_uring_params params = {0};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int ret = io_uring_queue_init_params(parallel * 2, &ring, &params);
+    if (ret < 0) return ret;
+    char *buffers = aligned_buffer((size_t)parallel * chunk);
+    int *fds = calloc(parallel, sizeof(int));
+    long long *offsets = calloc(parallel, sizeof(long long));
+    unsigned next = 0, active = 0;
+    unsigned long long sum = 0;
+    long long start = now_ns();
+    for (unsigned i = 0; i < parallel && next < count; i++) {
+        fds[i] = open(paths[next++], O_RDONLY | O_CLOEXEC);
+        if (fds[i] < 0) { ret = -errno; break; }
+        offsets[i] = 0;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_read(sqe, fds[i], buffers + (size_t)i * chunk, chunk, 0);
+        sqe->user_data = i;
+        active++;
+    }
+    while (active > 0 && ret >= 0) {
+        ret = io_uring_submit_and_wait(&ring, 1);
+        if (ret < 0) break;
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            seen++;
+            unsigned slot = (unsigned)cqe->user_data;
+            char *buffer = buffers + (size_t)slot * chunk;
+            if (cqe->res < 0) { ret = cqe->res; active--; continue; }
+            sum += byte_sum((const unsigned char *)buffer, cqe->res);
+            offsets[slot] += cqe->res;
+            if ((unsigned)cqe->res == chunk) {
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+                io_uring_prep_read(sqe, fds[slot], buffer, chunk, offsets[slot]);
+                sqe->user_data = slot;
+                continue;
+            }
+            // A short read of a regular file is its end.
+            close(fds[slot]);
+            active--;
+            if (next < count) {
+                fds[slot] = open(paths[next++], O_RDONLY | O_CLOEXEC);
+                if (fds[slot] < 0) { ret = -errno; continue; }
+                offsets[slot] = 0;
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+                io_uring_prep_read(sqe, fds[slot], buffer, chunk, 0);
+                sqe->user_data = slot;
+                active++;
+            }
+        }
+        io_uring_cq_advance(&ring, seen);
+    }
+    long long elapsed = now_ns() - start;
+    io_uring_queue_exit(&ring);
+    free(buffers);
+    free(fds);
+    free(offsets);
+    *checksum = sum;
+    return ret < 0 ? ret : elapsed;
+}
+
+long long cbaseline_smallfiles_read(const char *const *paths, unsigned count, unsigned chunk,
+                                    unsigned long long *checksum) {
+    char *buffer = aligned_buffer(chunk);
+    unsigned long long sum = 0;
+    long long start = now_ns();
+    for (unsigned i = 0; i < count; i++) {
+        int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) { free(buffer); return -errno; }
+        ssize_t n;
+        while ((n = read(fd, buffer, chunk)) > 0) sum += byte_sum((const unsigned char *)buffer, n);
+        close(fd);
+        if (n < 0) { free(buffer); return -errno; }
+    }
+    long long elapsed = now_ns() - start;
+    free(buffer);
+    *checksum = sum;
+    return elapsed;
+}

@@ -2,7 +2,7 @@
 //
 //     swift run -c release uring-bench <scenario>|all [--quick]
 //
-// Scenarios: nop, randread, seqread, echo, http, registered, copy, allocations. Each runs
+// Scenarios: nop, randread, seqread, smallfiles, echo, http, registered, copy, allocations. Each runs
 // this library and its peers in turn on the same data, prints a table with
 // ratios, and writes one JSON line per figure to stdout and to
 // results/latest.jsonl. `all` without --quick also writes RESULTS.md.
@@ -14,7 +14,7 @@ import Uring
 
 @main
 struct UringBench {
-    static let scenarios = ["nop", "randread", "seqread", "echo", "http", "registered", "copy", "allocations"]
+    static let scenarios = ["nop", "randread", "seqread", "smallfiles", "echo", "http", "registered", "copy", "allocations"]
 
     static func main() async throws {
         var arguments = Array(CommandLine.arguments.dropFirst())
@@ -37,6 +37,7 @@ struct UringBench {
             case "nop": try await nop(report, quick: quick, rounds: rounds)
             case "randread": try await randomRead(report, quick: quick, rounds: rounds)
             case "seqread": try await sequentialRead(report, quick: quick, rounds: rounds)
+            case "smallfiles": try await smallFiles(report, quick: quick, rounds: rounds)
             case "registered": try await registered(report, quick: quick, rounds: rounds)
             case "copy": try await copy(report, quick: quick, rounds: rounds)
             case "echo": try await echo(report, quick: quick)

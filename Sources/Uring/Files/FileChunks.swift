@@ -14,9 +14,11 @@ extension File {
     /// ```
     ///
     /// Each chunk is an array holding `size` bytes, except the last, which
-    /// holds what remains. Arrays the consumer has let go of are read into
-    /// again, and a regular file is read no further than its size, so a
-    /// small file costs one read of about its own size. Reads start at `offset` and go to the end of the
+    /// holds what remains. A regular file is read no further than its size,
+    /// so a small file costs one read of about its own size. Arrays the
+    /// consumer has let go of are read into again, by this sequence or a
+    /// later one on the same ring (which keeps up to 8 MiB of them); one
+    /// the consumer still holds is never written. Reads start at `offset` and go to the end of the
     /// file. On a pipe, socket or terminal the chunks are read one at a time
     /// from the current position instead.
     ///
@@ -163,13 +165,14 @@ final class ChunkReader {
     private var knownSize: Int64?
     private var nextOffset: Int64
     private var inFlight = FIFO<Read>()
-    /// Full-size arrays returned by `next()`, oldest first, kept to be read
-    /// into again once their consumer lets go of them (see `ChunkBox.init`).
-    private var spares = FIFO<[UInt8]>()
+    /// Arrays returned by `next()`, kept to be read into again once their
+    /// consumer lets go of them (see `ChunkBox.init`).
+    private let spares: ChunkSpares
     private var finished = false
 
     init(_ chunks: FileChunks) {
         ring = chunks.ring
+        spares = chunks.ring.chunkSpares
         path = chunks.path
         size = chunks.size
         nextOffset = chunks.offset
@@ -237,9 +240,7 @@ final class ChunkReader {
         var bytes = head.box.bytes
         head.box.bytes = []
         if n == bytes.count {
-            // One spare more than the reads in flight, so the array the
-            // consumer may still hold is not the next one read into.
-            if bytes.count == size && spares.count <= readAhead { spares.append(bytes) }
+            spares.keep(bytes)
         } else {
             bytes.removeLast(bytes.count - n)
         }
@@ -304,8 +305,7 @@ final class ChunkReader {
                 length = Int(min(Int64(length), remaining))
             }
             try core.admit(.read, about: .path(path))
-            let spare = length == size ? spares.popFirst() : nil
-            let box = ChunkBox(length: length, descriptor: descriptor, reusing: spare)
+            let box = ChunkBox(length: length, descriptor: descriptor, reusing: spares.take(length: length))
             let offset = nextOffset
             let position = positional ? UInt64(offset) : DescriptorIO.currentPosition
             let fd = descriptor.fd

@@ -34,6 +34,8 @@ public actor RingActor {
     private nonisolated let sharedPool = Locked<ReceiveBufferPool?>(nil)
     /// What the socket layer counts for ``statistics``.
     nonisolated let serverCounters = ServerCounters()
+    /// Chunk storage `chunks()` sequences read into again.
+    nonisolated let chunkSpares = ChunkSpares()
 
     /// The ring's shared receive pool: 256 buffers of 16 KiB, created on
     /// first use.

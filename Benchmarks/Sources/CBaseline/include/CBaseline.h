@@ -16,4 +16,16 @@ long long cbaseline_pread_threads(const char *path, int direct, unsigned threads
 /// Reads `path` from start to end in `chunk`-byte reads, `depth` in flight
 /// on one liburing ring. Returns the elapsed nanoseconds or a negative errno.
 long long cbaseline_seqread(const char *path, unsigned chunk, unsigned depth);
+/// The sum of `count` bytes: the one "hash" every smallfiles reader uses,
+/// so they differ only in how they read.
+unsigned long long cbaseline_byte_sum(const void *bytes, long long count);
+/// Reads each of `count` files to its end, `parallel` files at once on one
+/// liburing ring, `chunk` bytes per read (a short read ends a file), and
+/// sums every byte into `*checksum`. Returns the elapsed nanoseconds or a
+/// negative errno.
+long long cbaseline_smallfiles_uring(const char *const *paths, unsigned count, unsigned parallel, unsigned chunk,
+                                     unsigned long long *checksum);
+/// The same with blocking read(2) on one thread, one file after another.
+long long cbaseline_smallfiles_read(const char *const *paths, unsigned count, unsigned chunk,
+                                    unsigned long long *checksum);
 #endif

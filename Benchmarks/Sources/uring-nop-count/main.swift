@@ -1,7 +1,8 @@
 // uring-nop-count IMPL N: runs N awaited NOPs and exits. IMPL is "swift"
 // (mode (a): one task in RingActor.run), "swift32" (mode (c): 32 tasks in
 // RingActor.run), "iso" and "iso32" (the same from functions isolated to the
-// ring, with no task executor preference), or "c" (C on liburing). The nop scenario runs it under
+// ring, with no task executor preference), "batch32" (mode (d): ring.batch
+// of 32 in RingActor.run), or "c" (C on liburing). The nop scenario runs it under
 // callgrind to count instructions, and it is what to profile with
 // `perf record`; it is a program of its own because valgrind cannot run
 // uring-bench itself (its malloc interposer and Foundation).
@@ -31,6 +32,14 @@ if arguments.count > 1 && arguments[1] == "c" {
         let ring = try RingActor(options: options)
         try await loop(ring, count)
         await ring.shutdown()
+    } else if arguments.count > 1 && arguments[1] == "batch32" {
+        try await RingActor.run(options: options) { ring in
+            for _ in 0..<(count / 32) {
+                _ = try await ring.batch { batch in
+                    for _ in 0..<32 { batch.nop() }
+                }
+            }
+        }
     } else if arguments.count > 1 && arguments[1] == "swift32" {
         try await RingActor.run { ring in
             try await withThrowingTaskGroup(of: Void.self) { group in

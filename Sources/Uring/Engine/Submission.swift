@@ -118,7 +118,13 @@ extension RingCore {
         }
         for slot in slots {
             slot.phase.store(OperationSlot.Phase.posted.rawValue, ordering: .relaxed)
-            acceptPosted(slot)
+            if pending.isEmpty && ringOpen && !shuttingDown && kernelInFlight < maximumInFlight
+                && cu_sq_space(ring) > 0
+            {
+                registerInKernel(slot)  // straight into the SQ, as in `hand`
+            } else {
+                acceptPosted(slot)
+            }
         }
         if localJobs.isEmpty && ringOpen && !shuttingDown && !reaping {
             flushPending()

@@ -87,15 +87,18 @@ struct Site: Sendable {
         }
         // Regular files only, decided before any read could wait.
         var info = stat()
-        let fd = file.descriptor.rawValue
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+        let regular = file.withUnsafeDescriptor { descriptor in
+            guard fstat(descriptor.rawValue, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
+            // Reads of a regular file may wait for the disk again. F_SETFL
+            // sets only the status flags, and O_NONBLOCK is the only one set.
+            _ = fcntl(descriptor.rawValue, F_SETFL, 0)
+            return true
+        }
+        guard regular else {
             try await file.close()
             try await respond(404, "not found\n", keepAlive: keepAlive, on: connection, body: sendsBody)
             return keepAlive
         }
-        // Reads of a regular file may wait for the disk again. F_SETFL sets
-        // only the status flags, and O_NONBLOCK is the only one we set.
-        _ = fcntl(fd, F_SETFL, 0)
         let size = Int64(info.st_size)
         let header = "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nContent-Type: \(contentType(relative))\r\n"
             + "Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"

@@ -29,7 +29,7 @@ extension AllTests {
                 // A normal File moves into a slot; its descriptor closes.
                 let plain = try await File.open(path, on: ring)
                 let moved = try await RegisteredFile.register(plain)
-                #expect(moved.slot != file.slot)
+                #expect(moved.index != file.index)
                 #expect(scratch.openDescriptors == descriptorsBefore)
                 var head = [UInt8](repeating: 0, count: 10)
                 #expect(try await moved.read(into: &head, at: 0) == 10)

@@ -200,7 +200,7 @@ struct RingTests {
         for operation in [UringOperation.nop, .read, .write, .open, .close, .metadata, .cancel, .timeout] {
             #expect(ring.isSupported(operation), "\(operation) missing from the probe")
         }
-        #expect(ring.kernelFeatures & 0x2 != 0, "IORING_FEAT_NODROP")
+        #expect(ring.features.contains(.noDrop), "IORING_FEAT_NODROP")
     }
 
     @Test("option: SQPOLL")

@@ -111,6 +111,7 @@ struct DescriptorIO {
         }
         _ = try await core.perform(.preallocate, about: .path(path)) {
             io_uring_prep_fallocate(&$0, fd, mode, off_t(offset), off_t(length))
+            if fixedFile { cu_sqe_use_fixed_file(&$0) }
         }
     }
 

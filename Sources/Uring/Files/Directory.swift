@@ -13,8 +13,21 @@ public struct Directory: ~Copyable, Sendable {
     public let path: FilePath?
     private var fd: Int32
 
-    /// The underlying descriptor, still owned by this directory.
-    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// The underlying descriptor, still owned by this directory (for the
+    /// library's own use; callers go through ``withUnsafeDescriptor(_:)``).
+    var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+
+    /// Runs `body` with the underlying descriptor, for a system call this
+    /// library does not make (`setsockopt`, `ioctl`, `flock`).
+    ///
+    /// The descriptor is still owned by this directory: `body` must not close
+    /// it, and must not keep it past its return, when the directory may close
+    /// it and the number may be reused.
+    public func withUnsafeDescriptor<Result, Failure: Error>(
+        _ body: (FileDescriptor) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try body(descriptor)
+    }
 
     init(fd: Int32, path: FilePath?, ring: RingActor) {
         self.fd = fd

@@ -40,8 +40,29 @@ public struct File: ~Copyable, Sendable {
         self.shared = OwnedDescriptor(descriptor.rawValue)
     }
 
-    /// The underlying descriptor, still owned by this file.
-    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// A file that shares `descriptor` (handed over from another task).
+    init(sharing descriptor: OwnedDescriptor, path: FilePath?, on ring: RingActor) {
+        self.ring = ring
+        self.path = path
+        self.shared = descriptor
+    }
+
+    /// The underlying descriptor, still owned by this file (for the
+    /// library's own use; callers go through ``withUnsafeDescriptor(_:)``).
+    var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+
+    /// Runs `body` with the underlying descriptor, for a system call this
+    /// library does not make (`setsockopt`, `ioctl`, `flock`).
+    ///
+    /// The descriptor is still owned by this file: `body` must not close
+    /// it, and must not keep it past its return, when the file may close
+    /// it and the number may be reused. To own a descriptor, use
+    /// `takeDescriptor()`.
+    public func withUnsafeDescriptor<Result, Failure: Error>(
+        _ body: (FileDescriptor) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try body(descriptor)
+    }
 
     var io: DescriptorIO { DescriptorIO(core: ring.core, fd: fd, path: path) }
 

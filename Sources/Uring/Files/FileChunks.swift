@@ -87,7 +87,7 @@ public struct FileChunks: AsyncSequence, Sendable {
         let reader: ChunkReader
 
         /// The next chunk, or nil at the end of the file.
-        public mutating func next() async throws -> [UInt8]? {
+        public nonisolated(nonsending) mutating func next() async throws -> [UInt8]? {
             try await reader.next()
         }
 

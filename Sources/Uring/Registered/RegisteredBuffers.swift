@@ -111,15 +111,18 @@ extension RingActor {
 /// (`inout`) exactly like any other ``IOBuffer``.
 public struct RegisteredBuffer: ~Copyable, Sendable {
     let owner: RegisteredBuffers
-    /// The buffer's index in its set (the kernel's `buf_index`).
-    public let index: Int
+    /// The buffer's number in its set (the kernel's `buf_index`).
+    let number: Int
+
+    /// The buffer's place in its set.
+    public var index: RegisteredIndex { RegisteredIndex(number) }
 
     init(owner: RegisteredBuffers, index: Int) {
         self.owner = owner
-        self.index = index
+        self.number = index
     }
 
-    deinit { owner.giveBack(index) }
+    deinit { owner.giveBack(number) }
 
     /// The buffer's size in bytes.
     public var count: Int { owner.size }
@@ -127,14 +130,14 @@ public struct RegisteredBuffer: ~Copyable, Sendable {
     /// A copy of the first `count` bytes (all by default).
     public func copyBytes(count: Int? = nil) -> [UInt8] {
         let n = min(count ?? self.count, self.count)
-        return Array(UnsafeRawBufferPointer(start: owner.address(of: index), count: n))
+        return Array(UnsafeRawBufferPointer(start: owner.address(of: number), count: n))
     }
 
     /// Calls `body` with the buffer's bytes to change them.
     public mutating func withUnsafeMutableBytes<Result, Failure: Error>(
         _ body: (UnsafeMutableRawBufferPointer) throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        try body(UnsafeMutableRawBufferPointer(start: owner.address(of: index), count: count))
+        try body(UnsafeMutableRawBufferPointer(start: owner.address(of: number), count: count))
     }
 
     /// Prepares a fixed read or write of this buffer and performs it.
@@ -145,9 +148,9 @@ public struct RegisteredBuffer: ~Copyable, Sendable {
         guard owner.core === ring.core else {
             throw UringError.invalid(operation, path: path, "the registered buffer belongs to another ring")
         }
-        let pointer = owner.address(of: index)
+        let pointer = owner.address(of: number)
         let length = UInt32(min(count, DescriptorIO.maximumTransfer))
-        let index = Int32(self.index)
+        let index = Int32(number)
         // The set (and so the memory) lives while this buffer does, and the
         // buffer is lent to this call until the completion.
         return Int(try await ring.core.perform(operation, about: .path(path)) { prepare(&$0, pointer, length, index) })
@@ -162,7 +165,7 @@ extension RegisteredBuffer: IOBuffer {
     public func withUnsafeIOBytes<Result, Failure: Error>(
         _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        try body(UnsafeRawBufferPointer(start: owner.address(of: index), count: count))
+        try body(UnsafeRawBufferPointer(start: owner.address(of: number), count: count))
     }
 
     /// Calls `body` with the buffer's bytes, for the kernel to write.

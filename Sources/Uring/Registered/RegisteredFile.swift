@@ -52,8 +52,11 @@ public struct RegisteredFile: ~Copyable, Sendable {
     public let ring: RingActor
     /// The path the file was opened with, for error messages.
     public let path: FilePath?
-    /// The file's index in the ring's table.
-    public private(set) var slot: Int32
+    /// The file's slot in the ring's table (-1 once given up).
+    private(set) var slot: Int32
+
+    /// The file's place in the ring's table.
+    public var index: RegisteredIndex { RegisteredIndex(Int(slot)) }
 
     init(slot: Int32, path: FilePath?, ring: RingActor) {
         self.slot = slot
@@ -136,9 +139,49 @@ public struct RegisteredFile: ~Copyable, Sendable {
         }
     }
 
+    /// Reads until `buffer` is full or the file ends, continuing after short
+    /// reads; returns the bytes read.
+    public func readAll<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer, at offset: Int64) async throws -> Int {
+        try await io.readAll(into: address(of: &buffer), count: buffer.count, offset: offset)
+    }
+
+    /// Writes all of `buffer` at `offset`, continuing after short writes.
+    public func writeAll<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, at offset: Int64) async throws {
+        try await io.writeAll(from: address(of: buffer), count: buffer.count, offset: offset)
+    }
+
     /// Flushes data and metadata to stable storage (`fsync`).
     public func sync() async throws {
         try await io.sync(dataOnly: false)
+    }
+
+    /// Flushes data, and only the metadata needed to read it back, to stable
+    /// storage (`fdatasync`).
+    public func syncData() async throws {
+        try await io.sync(dataOnly: true)
+    }
+
+    /// The file's metadata (`statx`).
+    ///
+    /// `statx` names a file by descriptor, which a registered file lacks, so
+    /// this installs a descriptor for the call (`IORING_OP_FIXED_FD_INSTALL`)
+    /// and closes it afterwards.
+    ///
+    /// - Throws: ``UringError/Kind/unsupported`` before Linux 6.8, which
+    ///   cannot install one.
+    public func metadata() async throws -> FileMetadata {
+        let core = ring.core
+        let slot = self.slot
+        guard core.isSupported(.installDescriptor) else {
+            throw UringError(
+                .unsupported, operation: .metadata, errno: .notSupported, path: path,
+                detail: "a registered file needs IORING_OP_FIXED_FD_INSTALL (Linux 6.8) to be given to statx")
+        }
+        let fd = try await core.perform(.installDescriptor, about: .path(path)) {
+            cu_prep_fixed_fd_install(&$0, slot)
+        }
+        defer { Glibc.close(fd) }
+        return try await DescriptorIO.statx(core: core, directory: fd, path: nil, reportedPath: path, flags: CU_AT_EMPTY_PATH)
     }
 
     /// Installs the file as a normal descriptor (`IORING_OP_FIXED_FD_INSTALL`,

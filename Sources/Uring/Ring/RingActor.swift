@@ -124,8 +124,8 @@ public actor RingActor {
         core.isSupported(operation)
     }
 
-    /// The kernel's `IORING_FEAT_*` bits for this ring.
-    public nonisolated var kernelFeatures: UInt32 { core.kernelFeatures }
+    /// What the kernel's io_uring offers this ring beyond the basics.
+    public nonisolated var features: RingFeatures { RingFeatures(rawValue: core.kernelFeatures) }
 
     /// The submission and completion queue sizes the kernel granted.
     public nonisolated var queueSizes: (submission: UInt32, completion: UInt32) {

@@ -127,7 +127,7 @@ public struct RingMessages: AsyncSequence, Sendable {
         let ring: RingActor
 
         /// The next message; the sequence never ends while the ring lives.
-        public mutating func next() async throws -> RingMessage? {
+        public nonisolated(nonsending) mutating func next() async throws -> RingMessage? {
             try await ring.executor.mailbox.next(ring: ring)
         }
 

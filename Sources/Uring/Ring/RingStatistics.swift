@@ -23,10 +23,10 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     public var lostOperations: UInt64 = 0
     /// Calls into the kernel to submit or reap (each `io_uring_enter`).
     public var kernelEnters: UInt64
-    /// Operation slots allocated so far (they are reused).
-    public var slotsCreated: Int
-    /// Operation slots in use right now.
-    public var slotsInUse: Int
+    /// Operation slots allocated so far (they are reused); for tests.
+    var slotsCreated: Int
+    /// Operation slots in use right now; for tests.
+    var slotsInUse: Int
     /// Times a multishot accept waited because the process or the system
     /// ran out of descriptors or memory (see ``IncomingConnections``).
     public var acceptBackOffs: UInt64 = 0

@@ -31,8 +31,21 @@ public struct DatagramSocket: ~Copyable, Sendable {
 
     var io: SocketIO { SocketIO(core: ring.core, fd: fd, address: boundAddress) }
 
-    /// The underlying descriptor, still owned by this socket.
-    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// The underlying descriptor, still owned by this socket (for the
+    /// library's own use; callers go through ``withUnsafeDescriptor(_:)``).
+    var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+
+    /// Runs `body` with the underlying descriptor, for a system call this
+    /// library does not make (`setsockopt`, `ioctl`, `flock`).
+    ///
+    /// The descriptor is still owned by this socket: `body` must not close
+    /// it, and must not keep it past its return, when the socket may close
+    /// it and the number may be reused.
+    public func withUnsafeDescriptor<Result, Failure: Error>(
+        _ body: (FileDescriptor) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try body(descriptor)
+    }
 
     /// The socket's own address; for port 0, the port the kernel chose.
     public var localAddress: SocketAddress? { io.localAddress() }

@@ -99,7 +99,7 @@ public struct IncomingConnections: AsyncSequence, Sendable {
         let consumer: StreamConsumer<IncomingConnection>
 
         /// The next accepted connection; nil once the listener is closed.
-        public mutating func next() async throws -> IncomingConnection? {
+        public nonisolated(nonsending) mutating func next() async throws -> IncomingConnection? {
             try await consumer.next()
         }
 

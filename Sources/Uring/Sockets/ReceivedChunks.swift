@@ -79,7 +79,7 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
         let consumer: StreamConsumer<ReceivedBytes>
 
         /// The next chunk; nil once the peer has closed its side.
-        public mutating func next() async throws -> ReceivedBytes? {
+        public nonisolated(nonsending) mutating func next() async throws -> ReceivedBytes? {
             try await consumer.next()
         }
 

@@ -46,8 +46,22 @@ public struct StreamConnection: ~Copyable, Sendable {
 
     var io: SocketIO { SocketIO(core: ring.core, fd: shared.fd, address: remoteAddress) }
 
-    /// The underlying descriptor, still owned by this connection.
-    public var descriptor: FileDescriptor { FileDescriptor(rawValue: shared.fd) }
+    /// The underlying descriptor, still owned by this connection (for the
+    /// library's own use; callers go through ``withUnsafeDescriptor(_:)``).
+    var descriptor: FileDescriptor { FileDescriptor(rawValue: shared.fd) }
+
+    /// Runs `body` with the underlying descriptor, for a system call this
+    /// library does not make (`setsockopt`, `ioctl`, `flock`).
+    ///
+    /// The descriptor is still owned by this connection: `body` must not close
+    /// it, and must not keep it past its return, when the connection may close
+    /// it and the number may be reused. To own a descriptor, use
+    /// `takeDescriptor()`.
+    public func withUnsafeDescriptor<Result, Failure: Error>(
+        _ body: (FileDescriptor) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try body(descriptor)
+    }
 
     /// This end's address (`getsockname`).
     public var localAddress: SocketAddress? { io.localAddress() }

@@ -44,8 +44,21 @@ public struct StreamListener: ~Copyable, Sendable {
         }
     }
 
-    /// The underlying descriptor, still owned by this listener.
-    public var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// The underlying descriptor, still owned by this listener (for the
+    /// library's own use; callers go through ``withUnsafeDescriptor(_:)``).
+    var descriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+
+    /// Runs `body` with the underlying descriptor, for a system call this
+    /// library does not make (`setsockopt`, `ioctl`, `flock`).
+    ///
+    /// The descriptor is still owned by this listener: `body` must not close
+    /// it, and must not keep it past its return, when the listener may close
+    /// it and the number may be reused.
+    public func withUnsafeDescriptor<Result, Failure: Error>(
+        _ body: (FileDescriptor) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try body(descriptor)
+    }
 
     /// Creates a socket for `address`, binds it and starts listening.
     ///

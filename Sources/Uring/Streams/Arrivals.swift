@@ -87,7 +87,7 @@ public struct ReceivedLines: AsyncSequence, Sendable {
         }
 
         /// The next line; nil after the last.
-        public mutating func next() async throws -> String? {
+        public nonisolated(nonsending) mutating func next() async throws -> String? {
             try await advance()
         }
 

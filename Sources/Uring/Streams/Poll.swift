@@ -98,7 +98,7 @@ public struct Readiness: AsyncSequence, Sendable {
         let consumer: StreamConsumer<PollEvents>
 
         /// The next event; the sequence ends only on an error.
-        public mutating func next() async throws -> PollEvents? {
+        public nonisolated(nonsending) mutating func next() async throws -> PollEvents? {
             try await consumer.next()
         }
 

@@ -114,7 +114,7 @@ public struct Signals: AsyncSequence, Sendable {
         var pending: [UInt8] = []
 
         /// The next signal; the sequence never ends on its own.
-        public mutating func next() async throws -> Signal? {
+        public nonisolated(nonsending) mutating func next() async throws -> Signal? {
             try await advance()
         }
 

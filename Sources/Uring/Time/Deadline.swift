@@ -21,7 +21,7 @@
 ///     try await connection.receive(into: &buffer)
 /// }
 /// ```
-public nonisolated(nonsending) func withDeadline<Result>(
+public nonisolated(nonsending) func withDeadline<Result: ~Copyable>(
     _ deadline: RingClock.Instant,
     _ body: nonisolated(nonsending) () async throws -> Result
 ) async throws -> Result {
@@ -30,13 +30,28 @@ public nonisolated(nonsending) func withDeadline<Result>(
     // child tasks start after this store too.
     TaskDeadline.open.add(1, ordering: .relaxed)
     defer { TaskDeadline.open.subtract(1, ordering: .relaxed) }
-    return try await TaskDeadline.$current.withValue(effective) {
-        try await body()
+    // Through an optional, as the task-local scope hands back only copyable
+    // values, and a noncopyable result (a `File`, a connection) must come
+    // out whole.
+    var result: Result? = nil
+    try await TaskDeadline.$current.withValue(effective) {
+        result = try await body()
     }
+    guard let value = result.take() else { preconditionFailure("withValue returned without running its body") }
+    return value
 }
 
 /// Runs `body` with a deadline `duration` from now; see ``withDeadline(_:_:)``.
-public nonisolated(nonsending) func withTimeout<Result>(
+///
+/// The result may be noncopyable, so an operation that makes a descriptor
+/// hands it back:
+///
+/// ```swift
+/// let connection = try await withTimeout(.seconds(5)) {
+///     try await StreamConnection.connect(to: address, on: ring)
+/// }
+/// ```
+public nonisolated(nonsending) func withTimeout<Result: ~Copyable>(
     _ duration: Duration,
     _ body: nonisolated(nonsending) () async throws -> Result
 ) async throws -> Result {

@@ -61,7 +61,7 @@ public struct Ticks: AsyncSequence, Sendable {
         let consumer: StreamConsumer<RingClock.Instant>
 
         /// The next tick; the sequence never ends on its own.
-        public mutating func next() async throws -> RingClock.Instant? {
+        public nonisolated(nonsending) mutating func next() async throws -> RingClock.Instant? {
             try await consumer.next()
         }
 

@@ -58,6 +58,21 @@ extension AllTests {
             }
         }
 
+        @Test("ownership forms read alike: a received buffer comes back with its count")
+        func ownershipReceive() async throws {
+            try await RingActor.run { ring in
+                let pair = try StreamConnection.pair(on: ring)
+                let a = pair.first, b = pair.second
+                let sent = await a.sendAll(consuming: [UInt8]("hi".utf8))
+                #expect(try sent.count == 2)
+                let received = await b.receive(consuming: [UInt8](repeating: 0, count: 16))
+                #expect(try received.count == 2)
+                #expect(Array(received.buffer.prefix(2)) == Array("hi".utf8))
+                try await a.close()
+                try await b.close()
+            }
+        }
+
         @Test("withUnsafeDescriptor lends the descriptor to a system call")
         func unsafeDescriptor() async throws {
             let scratch = Scratch()

@@ -370,11 +370,11 @@ extension AllTests {
             let path = scratch.write("o", pattern(count: 64))
             let ring = try RingActor()
             let file = try await File.open(path, on: ring)
-            var result = await file.read(into: AlignedBuffer(count: 4096), at: 0)
+            var result = await file.read(consuming: AlignedBuffer(count: 4096), at: 0)
             #expect(try result.count == 64)
             #expect(result.buffer.count == 4096)
             #expect(result.buffer[0] == pattern(count: 1)[0])
-            result = await file.read(into: result.buffer, at: -1)
+            result = await file.read(consuming: result.buffer, at: -1)
             #expect(throws: UringError.self) { try result.count }
             #expect(result.buffer.count == 4096, "the buffer survives the error")
             try await file.close()

@@ -27,7 +27,7 @@ extension AllTests {
                             for try await incoming in connections {
                                 handlers.addTask {
                                     let connection = try incoming.take()
-                                    var chunks = connection.received(from: pool).makeAsyncIterator()
+                                    var chunks = connection.received(using: pool).makeAsyncIterator()
                                     guard let first = try await chunks.next() else { return }
                                     if Array(first.prefix(3)) == Array("hog".utf8) {
                                         try await Task.sleep(for: .seconds(3600))

@@ -11,7 +11,7 @@ func serveEcho(_ connections: IncomingConnections, pool: ReceiveBufferPool? = ni
         for try await incoming in connections {
             group.addTask {
                 let connection = try incoming.take()
-                for try await chunk in connection.received(from: pool) {
+                for try await chunk in connection.received(using: pool) {
                     try await connection.sendAll(chunk)
                 }
                 try await connection.shutdown(.sending)
@@ -258,7 +258,7 @@ extension AllTests {
                 var total = 0
                 var held: [ReceivedBytes] = []
                 var mostInUse = 0
-                for try await chunk in reader.received(from: pool) {
+                for try await chunk in reader.received(using: pool) {
                     // Hold up to four chunks, so the pool runs dry while the
                     // sender still has data; then let them go.
                     held.append(chunk)

@@ -147,9 +147,9 @@ extension AllTests {
                 // A failing open cancels the steps after it; hard links run on.
                 try await ring.registerFiles(capacity: 4, reserved: 2)
                 results = try await ring.linked { chain in
-                    chain.open(scratch.file("missing"), intoSlot: 0)
-                    chain.read(slot: 0, count: 10, at: 0)
-                    chain.close(slot: 0)
+                    chain.open(scratch.file("missing"), into: 0)
+                    chain.read(from: 0, count: 10, at: 0)
+                    chain.close(0)
                 }
                 guard case .failed(let error) = results[0].outcome else {
                     Issue.record("opening a missing file did not fail"); return
@@ -166,9 +166,9 @@ extension AllTests {
 
                 // Open, read and close a file in one trip, through a reserved slot.
                 results = try await ring.linked { chain in
-                    chain.open(path, intoSlot: 1)
-                    chain.read(slot: 1, count: 7, at: 0)
-                    chain.close(slot: 1)
+                    chain.open(path, into: 1)
+                    chain.read(from: 1, count: 7, at: 0)
+                    chain.close(1)
                 }
                 #expect(try results.map { try $0.outcome.get() } == [0, 7, 0])
                 #expect(results[1].bytes == Array("chained".utf8))

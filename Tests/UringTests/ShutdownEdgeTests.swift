@@ -112,12 +112,12 @@ extension AllTests {
             let second = try StreamConnection.pair(on: ring)
             try await first.first.sendAll([1])
             try await second.first.sendAll([2])
-            var holder = first.second.received(from: pool).makeAsyncIterator()
+            var holder = first.second.received(using: pool).makeAsyncIterator()
             let held = try await holder.next()  // the pool's only buffer
             #expect(held?.first == 1)
             let waiting = Shared(second.second)
             let waiter = Task {
-                for try await _ in waiting.value.received(from: pool) {}
+                for try await _ in waiting.value.received(using: pool) {}
             }
             while pool.waitingStreams == 0 { try await Task.sleep(for: .milliseconds(1)) }
             await ring.shutdown()

@@ -28,7 +28,7 @@ public struct File: ~Copyable, Sendable {
     /// The path the file was opened with, used in error messages.
     public let path: FilePath?
     /// The descriptor, shared with live ``chunks(size:readAhead:from:)`` and
-    /// ``arrivals(from:)`` sequences; it closes itself when the last holder
+    /// ``arrivals(using:)`` sequences; it closes itself when the last holder
     /// lets go.
     private var shared: OwnedDescriptor
     private var fd: Int32 { shared.fd }
@@ -172,7 +172,7 @@ public struct File: ~Copyable, Sendable {
 
     /// Ownership form of reading at an offset: the buffer moves in and comes
     /// back inside the result, together with the count or the error.
-    public func read<Buffer: IOBuffer & ~Copyable>(into buffer: consuming Buffer, at offset: Int64) async -> IOResult<Buffer> {
+    public func read<Buffer: IOBuffer & ~Copyable>(consuming buffer: consuming Buffer, at offset: Int64) async -> IOResult<Buffer> {
         var owned = buffer
         do {
             let n = try await read(into: &owned, at: offset)
@@ -350,7 +350,7 @@ public struct File: ~Copyable, Sendable {
     /// a delayed write error on a network file system). The descriptor is
     /// released even when an error is thrown.
     ///
-    /// If a ``chunks(size:readAhead:from:)`` or ``arrivals(from:)`` sequence
+    /// If a ``chunks(size:readAhead:from:)`` or ``arrivals(using:)`` sequence
     /// of this file is still alive, it keeps the descriptor, which then
     /// closes (synchronously, without reporting errors) when the sequence
     /// ends; this call only gives up the file's share.
@@ -362,7 +362,7 @@ public struct File: ~Copyable, Sendable {
 
     /// Gives up ownership of the descriptor without closing it.
     ///
-    /// If a ``chunks(size:readAhead:from:)`` or ``arrivals(from:)`` sequence
+    /// If a ``chunks(size:readAhead:from:)`` or ``arrivals(using:)`` sequence
     /// of this file is still alive (or its last read is still finishing in
     /// the kernel), it keeps using the descriptor, so the one returned is a
     /// duplicate (`F_DUPFD_CLOEXEC`) for the same open file, and the

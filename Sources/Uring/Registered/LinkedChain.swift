@@ -12,8 +12,8 @@ import SystemPackage
 /// steps after it, and each of those reports ``LinkedResult/Outcome/cancelled``.
 /// With hard links every step runs whatever the previous one did.
 ///
-/// Steps that name a registered-file slot (``open(_:_:options:permissions:intoSlot:)``,
-/// ``read(slot:count:at:)``, ``close(slot:)``) let a chain use a file it
+/// Steps that name a registered-file slot (``open(_:_:options:permissions:into:)``,
+/// ``read(from:count:at:)-(RegisteredIndex,_,_)``, ``close(_:)``) let a chain use a file it
 /// opens itself. Choose slots below the `reserved` count given to
 /// ``RingActor/registerFiles(capacity:reserved:)`` so the kernel never
 /// hands them out on its own.
@@ -63,12 +63,13 @@ public struct LinkedChain {
         })
     }
 
-    /// Adds an open of `path` into registered-file slot `slot` (replacing
-    /// what the slot held).
+    /// Adds an open of `path` into registered-file slot `index` (replacing
+    /// what the slot held); later steps name the file by that index.
     public mutating func open(
         _ path: FilePath, _ access: FileDescriptor.AccessMode = .readOnly, options: OpenOptions = [],
-        permissions: FilePermissions? = nil, intoSlot slot: Int
+        permissions: FilePermissions? = nil, into index: RegisteredIndex
     ) {
+        let slot = index.position
         let name = PathStorage(path)
         let flags = options.flags(access)
         let mode = (permissions ?? FilePermissions(rawValue: 0o644)).rawValue
@@ -77,9 +78,11 @@ public struct LinkedChain {
         })
     }
 
-    /// Adds a read of up to `count` bytes at `offset` from registered-file
-    /// slot `slot`.
-    public mutating func read(slot: Int, count: Int, at offset: Int64) {
+    /// Adds a read of up to `count` bytes at `offset` from the registered
+    /// file at `index`; the bytes come back in the step's
+    /// ``LinkedResult/bytes``.
+    public mutating func read(from index: RegisteredIndex, count: Int, at offset: Int64) {
+        let slot = index.position
         let output = ReadOutput(count: count)
         steps.append(Step(operation: .read, path: nil, keepAlive: output, output: output) {
             io_uring_prep_read(&$0, Int32(slot), output.pointer, UInt32(output.count), UInt64(offset))
@@ -87,8 +90,9 @@ public struct LinkedChain {
         })
     }
 
-    /// Adds a write of `bytes` at `offset` to registered-file slot `slot`.
-    public mutating func write(_ bytes: [UInt8], slot: Int, at offset: Int64) {
+    /// Adds a write of `bytes` at `offset` to the registered file at `index`.
+    public mutating func write(_ bytes: [UInt8], to index: RegisteredIndex, at offset: Int64) {
+        let slot = index.position
         let storage = ByteStorage(bytes)
         steps.append(Step(operation: .write, path: nil, keepAlive: storage, output: nil) {
             io_uring_prep_write(&$0, Int32(slot), storage.pointer, UInt32(storage.count), UInt64(offset))
@@ -96,8 +100,10 @@ public struct LinkedChain {
         })
     }
 
-    /// Adds a close of registered-file slot `slot`, which empties it.
-    public mutating func close(slot: Int) {
+    /// Adds a close of the registered file at `index`, which empties its
+    /// slot.
+    public mutating func close(_ index: RegisteredIndex) {
+        let slot = index.position
         steps.append(Step(operation: .close, path: nil, keepAlive: nil, output: nil) {
             io_uring_prep_close_direct(&$0, UInt32(slot))
         })

@@ -4,7 +4,7 @@ import Synchronization
 
 /// Buffers the kernel picks from when data arrives: a provided-buffer ring.
 ///
-/// Multishot receives (``StreamConnection/received(from:idleTimeout:)``) do not name a
+/// Multishot receives (``StreamConnection/received(using:idleTimeout:)``) do not name a
 /// buffer up front. The kernel takes the next free one from the pool when
 /// bytes arrive, and the chunk (``ReceivedBytes``) holds it until the
 /// consumer drops the chunk; then it goes back to the kernel. An idle
@@ -25,7 +25,7 @@ import Synchronization
 ///
 /// ```swift
 /// let pool = try await ReceiveBufferPool(bufferCount: 64, bufferSize: 4096, on: ring)
-/// for try await chunk in connection.received(from: pool) { … }
+/// for try await chunk in connection.received(using: pool) { … }
 /// ```
 public final class ReceiveBufferPool: Sendable {
     /// How many buffers the pool has.

@@ -4,7 +4,7 @@ import SystemPackage
 
 /// What a stream socket receives, or what a pipe, tty or eventfd yields to
 /// reads, as chunks in order, from one multishot request. See
-/// ``StreamConnection/received(from:idleTimeout:)`` and ``File/arrivals(from:)``.
+/// ``StreamConnection/received(using:idleTimeout:)`` and ``File/arrivals(using:)``.
 ///
 /// The kernel fills buffers of a ``ReceiveBufferPool`` as bytes arrive, and
 /// each chunk holds its buffer until the consumer drops it. The sequence
@@ -34,7 +34,7 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
     /// `.receive` (multishot recv) or `.readMultishot`.
     let operation: UringOperation
     /// How long one `next()` may wait for bytes; see
-    /// ``StreamConnection/received(from:idleTimeout:)``.
+    /// ``StreamConnection/received(using:idleTimeout:)``.
     var idleTimeout: Duration? = nil
 
     /// A sequence over `descriptor`, which it shares with its owner.

@@ -8,7 +8,7 @@ import SystemPackage
 /// it through the ring and reports errors, and dropping the value closes it.
 /// Buffers are lent for the length of each call.
 ///
-/// A connection is one descriptor. Sequences of ``received(from:idleTimeout:)`` share it
+/// A connection is one descriptor. Sequences of ``received(using:idleTimeout:)`` share it
 /// rather than duplicating it, and keep it open while they live: closing the
 /// connection while such a sequence is still alive (for example, its
 /// iterator in another task) leaves the closing of the descriptor to the
@@ -27,7 +27,7 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// The peer's address as known when the connection was made (nil for an
     /// unnamed Unix socket).
     public let remoteAddress: SocketAddress?
-    /// The descriptor, shared with live ``received(from:idleTimeout:)`` sequences; it
+    /// The descriptor, shared with live ``received(using:idleTimeout:)`` sequences; it
     /// closes itself when the last holder lets go.
     private var shared: OwnedDescriptor
 
@@ -171,6 +171,19 @@ public struct StreamConnection: ~Copyable, Sendable {
         try await io.receive(address(of: &buffer), count: buffer.count)
     }
 
+    /// Ownership form of ``receive(into:)``: the buffer moves in and comes
+    /// back inside the result, with the count (0 once the peer has closed
+    /// its sending side) or the error.
+    public func receive<Buffer: IOBuffer & ~Copyable>(consuming buffer: consuming Buffer) async -> IOResult<Buffer> {
+        var owned = buffer
+        do {
+            let n = try await receive(into: &owned)
+            return IOResult(buffer: owned, outcome: .success(n))
+        } catch {
+            return IOResult(buffer: owned, outcome: .failure(error))
+        }
+    }
+
     /// Receives up to `maximumCount` bytes into a new array; the array is
     /// empty once the peer has closed its sending side.
     public func receive(maximumCount: Int) async throws -> [UInt8] {
@@ -193,7 +206,7 @@ public struct StreamConnection: ~Copyable, Sendable {
     ///     (chunks already queued are returned first). It bounds silence, not
     ///     the exchange: a peer that trickles a byte now and then stays
     ///     within it. Bound a whole exchange with ``withTimeout(_:_:)``.
-    public func received(from pool: ReceiveBufferPool? = nil, idleTimeout: Duration? = nil) -> ReceivedChunks {
+    public func received(using pool: ReceiveBufferPool? = nil, idleTimeout: Duration? = nil) -> ReceivedChunks {
         var chunks = ReceivedChunks(ring: ring, sharing: shared, address: remoteAddress, pool: pool)
         chunks.idleTimeout = idleTimeout
         return chunks
@@ -237,7 +250,7 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// Closes the socket through the ring. The descriptor is released even
     /// when an error is thrown (then it is closed synchronously).
     ///
-    /// If a ``received(from:idleTimeout:)`` sequence of this connection is still alive,
+    /// If a ``received(using:idleTimeout:)`` sequence of this connection is still alive,
     /// it keeps the descriptor, and the descriptor closes when the sequence
     /// ends; this call then only gives up the connection's share.
     public consuming func close() async throws {
@@ -248,7 +261,7 @@ public struct StreamConnection: ~Copyable, Sendable {
 
     /// Gives up ownership of the descriptor without closing it.
     ///
-    /// If a ``received(from:idleTimeout:)`` sequence of this connection is
+    /// If a ``received(using:idleTimeout:)`` sequence of this connection is
     /// still alive (or its last request is still finishing in the kernel),
     /// it keeps using the descriptor, so the one returned is a duplicate
     /// (`F_DUPFD_CLOEXEC`) for the same socket, and the original closes when

@@ -18,7 +18,7 @@ extension File {
     ///
     /// - Throws: (from iteration) ``UringError`` of kind
     ///   ``UringError/Kind/unsupported`` on kernels without multishot reads.
-    public func arrivals(from pool: ReceiveBufferPool? = nil) -> ReceivedChunks {
+    public func arrivals(using pool: ReceiveBufferPool? = nil) -> ReceivedChunks {
         ReceivedChunks(
             ring: ring, sharing: sharedDescriptor, address: nil, path: path, pool: pool,
             operation: .readMultishot)

@@ -101,3 +101,13 @@ int cu_futex_wake(uint32_t *word, int count) {
     return ret < 0 ? -errno : (int)ret;
 }
 
+
+int cu_pidfd_open(int pid) {
+    long fd = syscall(434 /* SYS_pidfd_open */, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int cu_waitid_pidfd(int pidfd, siginfo_t *info, int options) {
+    // P_PIDFD (3) is Linux 5.4; glibc names it only from 2.36.
+    return waitid((idtype_t)3, (id_t)pidfd, info, options) == 0 ? 0 : -errno;
+}

@@ -93,7 +93,18 @@ extension AllTests {
 
         @Test("waitForExit: exit codes, death by signal, a pid that is not a child, and cancellation", .kernel(has: .waitForExit, "IORING_OP_WAITID (6.7+)"))
         func processExit() async throws {
-            try await RingActor.run { ring in
+            try await checkProcessExit(RingOptions())
+        }
+
+        @Test("waitForExit before IORING_OP_WAITID: the same, through a pidfd polled by the ring")
+        func processExitThroughPidfd() async throws {
+            var options = RingOptions()
+            options.treatedAsUnsupported = [.waitForExit]
+            try await checkProcessExit(options)
+        }
+
+        private func checkProcessExit(_ options: RingOptions) async throws {
+            try await RingActor.run(options: options) { ring in
                 let scratch = Scratch()
                 let out = scratch.path + "/out"
                 let exiting = try spawn("/bin/sh", ["-c", "exit 3"], stdin: "/dev/null", stdout: out, stderr: out)

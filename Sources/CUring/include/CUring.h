@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <time.h>
 #include <fcntl.h>
@@ -312,6 +313,12 @@ static inline void cu_prep_msg_ring_fd(struct io_uring_sqe *sqe, int ring_fd, in
     sqe->addr3 = (uint64_t)source;
     sqe->file_index = target == IORING_FILE_INDEX_ALLOC ? IORING_FILE_INDEX_ALLOC : target + 1;
 }
+
+/// A descriptor for process `pid` (pidfd_open, 5.3; readable once it has
+/// exited), or -errno.
+int cu_pidfd_open(int pid);
+/// waitid(P_PIDFD, pidfd, info, options): 0 or -errno.
+int cu_waitid_pidfd(int pidfd, siginfo_t *info, int options);
 
 /// pipe2(fds, O_CLOEXEC); 0 or -1 with errno (hidden without _GNU_SOURCE).
 int cu_pipe(int fds[2]);

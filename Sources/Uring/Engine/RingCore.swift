@@ -52,6 +52,9 @@ final class RingCore: @unchecked Sendable {
     let eventFD: Int32
     let supportedOpcodes: [Bool]
     let kernelFeatures: UInt32
+    /// Multishot timeouts (6.4) work: no probe or feature bit tells, so the
+    /// kernel's version does.
+    let repeatingTimeouts: Bool
     let submissionEntries: UInt32
     let completionEntries: UInt32
     let maximumInFlight: Int
@@ -238,6 +241,7 @@ final class RingCore: @unchecked Sendable {
         self.eventFD = efd
         self.supportedOpcodes = supported
         self.kernelFeatures = params.features
+        self.repeatingTimeouts = Self.kernelIsAtLeast(6, 4) && !options.treatedAsUnsupported.contains(.repeatingTimeout)
         self.submissionEntries = params.sq_entries
         self.completionEntries = params.cq_entries
         // No limit by default: sockets keep requests in the kernel for as long
@@ -248,6 +252,16 @@ final class RingCore: @unchecked Sendable {
         self.callerSpinNanos = options.callerSpin.nanoseconds
         self.spinBudget.store(callerSpinNanos, ordering: .relaxed)
         self.threadName = String(decoding: options.threadName.utf8.prefix(15), as: UTF8.self)
+    }
+
+    /// Whether the running kernel's release is `major.minor` or later.
+    static func kernelIsAtLeast(_ major: Int, _ minor: Int) -> Bool {
+        var names = utsname()
+        guard uname(&names) == 0 else { return false }
+        let release = withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return false }
+        return (numbers[0], numbers[1]) >= (major, minor)
     }
 
     private static func creationError(_ code: Int32) -> UringError {
@@ -336,6 +350,7 @@ final class RingCore: @unchecked Sendable {
     }
 
     func isSupported(_ operation: UringOperation) -> Bool {
+        if operation == .repeatingTimeout { return repeatingTimeouts }
         guard let opcode = operation.opcode else { return true }
         return supportedOpcodes[Int(opcode)]
     }

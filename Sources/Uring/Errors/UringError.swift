@@ -21,6 +21,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case createDirectory = "mkdir"
     case cancel
     case timeout
+    case repeatingTimeout = "timeout_multishot"
     case createRing = "io_uring_setup"
     case duplicate = "dup"
     case socket
@@ -63,7 +64,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .readVectored: 1
         case .writeVectored: 2
         case .sync, .syncData: 3
-        case .timeout: 11
+        case .timeout, .repeatingTimeout: 11
         case .cancel: 14
         case .preallocate: 17
         case .open: 18

@@ -97,7 +97,9 @@ extension ReceivedChunks {
         let core = ring.core
         let address = address
         let path = path
-        let operation = operation
+        // Before multishot reads (6.7), one read per chunk, each picking a
+        // pool buffer and re-armed by the stream as the last completes.
+        let operation = operation == .readMultishot && !core.isSupported(.readMultishot) ? .read : operation
         try core.admit(operation, about: .descriptor(path: path, address: address))
         let given = self.pool
         let pool: ReceiveBufferPool
@@ -116,6 +118,9 @@ extension ReceivedChunks {
             prepare: {
                 if operation == .readMultishot {
                     cu_prep_read_multishot(&$0, socket.fd, pool.group)
+                } else if operation == .read {
+                    io_uring_prep_read(&$0, socket.fd, nil, UInt32(pool.bufferSize), DescriptorIO.currentPosition)
+                    cu_sqe_select_buffer(&$0, pool.group)
                 } else {
                     io_uring_prep_recv(&$0, socket.fd, nil, 0, 0)
                     cu_sqe_or_ioprio(&$0, UInt16(IORING_RECV_MULTISHOT))

@@ -7,7 +7,9 @@ extension File {
     /// from one multishot read (`IORING_OP_READ_MULTISHOT`, kernel 6.7+).
     ///
     /// The kernel fills a buffer of `pool` (the ring's shared pool if nil)
-    /// whenever data arrives, with no request per chunk. The sequence ends
+    /// whenever data arrives, with no request per chunk. Before 6.7 the
+    /// sequence makes one read per chunk instead, each taking a buffer of
+    /// the pool, with the same behaviour. The sequence ends
     /// at end of file (the writer closed its end), throws on an error, and
     /// throws `CancellationError` when the iterating task is cancelled. It
     /// shares the file's descriptor, so the file may be closed while the
@@ -15,9 +17,6 @@ extension File {
     ///
     /// Regular files cannot be read this way (the kernel answers `EBADFD`);
     /// use ``File/chunks(size:readAhead:from:)`` for them.
-    ///
-    /// - Throws: (from iteration) ``UringError`` of kind
-    ///   ``UringError/Kind/unsupported`` on kernels without multishot reads.
     public func arrivals(using pool: ReceiveBufferPool? = nil) -> ReceivedChunks {
         ReceivedChunks(
             ring: ring, sharing: sharedDescriptor, address: nil, path: path, pool: pool,

@@ -17,7 +17,22 @@ extension AllTests {
     struct CoordinationTests {
         @Test("semaphore: a task waits through the ring and a plain thread wakes it, and the other way round", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreAcrossThreads() async throws {
-            try await RingActor.run { ring in
+            try await checkSemaphoreAcrossThreads(RingOptions())
+        }
+
+        @Test("semaphore before futex requests: a task polling the eventfd is woken by a thread and by a task")
+        func semaphoreAcrossThreadsPolling() async throws {
+            try await checkSemaphoreAcrossThreads(Self.withoutFutexes)
+        }
+
+        static var withoutFutexes: RingOptions {
+            var options = RingOptions()
+            options.treatedAsUnsupported = [.futexWait, .futexWake]
+            return options
+        }
+
+        private func checkSemaphoreAcrossThreads(_ options: RingOptions) async throws {
+            try await RingActor.run(options: options) { ring in
                 let semaphore = RingSemaphore(value: 0)
                 let waiter = Task { try await semaphore.wait(on: ring) }
                 while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }  // asleep in the kernel
@@ -48,7 +63,16 @@ extension AllTests {
 
         @Test("semaphore: at most N tasks hold a permit at once", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreBoundsConcurrency() async throws {
-            let ring = try RingActor()
+            try await checkSemaphoreBounds(RingOptions())
+        }
+
+        @Test("semaphore before futex requests: at most N tasks hold a permit at once")
+        func semaphoreBoundsConcurrencyPolling() async throws {
+            try await checkSemaphoreBounds(Self.withoutFutexes)
+        }
+
+        private func checkSemaphoreBounds(_ options: RingOptions) async throws {
+            let ring = try RingActor(options: options)
             do {
                 let semaphore = RingSemaphore(value: 2)
                 let counts = HoldCounts()
@@ -74,7 +98,16 @@ extension AllTests {
 
         @Test("semaphore: a cancelled waiter takes no permit and leaves nothing in the kernel", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreCancellation() async throws {
-            try await RingActor.run { ring in
+            try await checkSemaphoreCancellation(RingOptions())
+        }
+
+        @Test("semaphore before futex requests: a cancelled waiter takes no permit and leaves nothing in the kernel")
+        func semaphoreCancellationPolling() async throws {
+            try await checkSemaphoreCancellation(Self.withoutFutexes)
+        }
+
+        private func checkSemaphoreCancellation(_ options: RingOptions) async throws {
+            try await RingActor.run(options: options) { ring in
                 let semaphore = RingSemaphore(value: 0)
                 let outcome = await cancelOnceInFlight(on: ring) {
                     do {

@@ -115,14 +115,16 @@ extension AllTests {
             await #expect {
                 _ = try await file.write(buffer, at: .max - 2)
             } throws: { ($0 as? UringError)?.kind == .invalidArgument }
-            // Within Int64 but past what the file system allows.
-            await #expect {
-                _ = try await file.write(buffer, at: .max - 100)
-            } throws: { error in
-                guard let error = error as? UringError else { return false }
-                return error.kind == .system && [.fileTooLarge, .invalidArgument].contains(error.errno)
+            // Within Int64: past what ext4 allows (EFBIG), while tmpfs and
+            // the rootfs of a test guest take it as a sparse write. Either
+            // way the library reports what the kernel did.
+            do {
+                #expect(try await file.write(buffer, at: .max - 100) == 8)
+                #expect(try await file.metadata().size == .max - 92, "a write the file system took")
+            } catch let error as UringError {
+                #expect(error.kind == .system && [.fileTooLarge, .invalidArgument].contains(error.errno), "\(error)")
             }
-            #expect(try await file.read(into: &buffer, at: .max - 100) == 0)
+            #expect(try await file.read(into: &buffer, at: .max - 50) == 0)
             try await file.close()
             await ring.shutdown()
         }

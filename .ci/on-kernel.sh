@@ -55,7 +55,7 @@ chmod +x $root/init
 (cd $root && find . | cpio -o -H newc 2>/dev/null | gzip -1 > $work/initrd.gz)
 kvm=""; [ "${ON_KERNEL_KVM:-0}" = 1 ] && [ -w /dev/kvm ] && kvm="-enable-kvm -cpu ${ON_KERNEL_CPU:-host,-arch-capabilities}"
 timeout ${ON_KERNEL_TIMEOUT:-600} qemu-system-x86_64 $kvm -m ${ON_KERNEL_MEM:-4G} -smp 2 -nographic -no-reboot \
-  -kernel "$vmlinuz" -initrd $work/initrd.gz -append "console=ttyS0 quiet panic=-1 rdinit=/init" 2>&1 | tee $work/out | grep -v -E '^\[ *[0-9]+\.[0-9]+\]' 
+  -kernel "$vmlinuz" -initrd $work/initrd.gz -append "console=ttyS0 quiet panic=-1 rdinit=/init" 2>&1 | tee $work/out | grep --line-buffered -v -E '^\[ *[0-9]+\.[0-9]+\]' 
 status=$(grep -oE 'on-kernel exit status: [0-9]+' $work/out | grep -oE '[0-9]+$' || echo 99)
 rm -rf $work
 exit $status

@@ -68,12 +68,15 @@ extension AllTests {
             }
         }
 
-        @Test("1,000 connections, each with a multishot receive armed, hold one descriptor each")
+        // 250 connections: 1,000 outlasted the minute in an emulated 6.1
+        // guest. The duplicating code this guards against added three
+        // descriptors per connection, well over the bound at any count.
+        @Test("250 connections, each with a multishot receive armed, hold one descriptor each")
         func oneDescriptorPerConnection() async throws {
             try await RingActor.run { ring in
                 let listener = try await StreamListener.bind(to: .loopback(port: 0), on: ring)
                 let address = listener.localAddress
-                let count = 1000
+                let count = 250
                 let before = openDescriptorCount()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     let connections = listener.connections

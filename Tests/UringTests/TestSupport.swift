@@ -252,13 +252,26 @@ struct DescriptorLeakCheck: SuiteTrait, TestScoping {
         // it is not counted against whichever suite touches it first.
         _ = try? RingActor.shared
         await waitForRingThreadsToEnd()
-        let before = openDescriptorTargets().map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? $0 }
+        let before = Self.targets()
         try await function()
         await waitForRingThreadsToEnd()
-        let after = openDescriptorTargets().map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? $0 }
+        let after = Self.targets()
         #expect(
             after.sorted() == before.sorted(),
             "suite \(test.name) changed the open descriptors: before \(before.sorted()), after \(after.sorted())")
+    }
+}
+
+extension DescriptorLeakCheck {
+    /// What the open descriptors refer to, except timerfds: this library
+    /// makes none (its timers are io_uring timeouts), while libdispatch, under
+    /// `Task.sleep` and Swift Testing's time limits, makes one per kind of
+    /// timer the first time the process needs it and keeps it. In a slow
+    /// 6.1 guest that first time fell inside a suite.
+    static func targets() -> [String] {
+        openDescriptorTargets()
+            .map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? $0 }
+            .filter { $0 != "anon_inode:[timerfd]" }
     }
 }
 

@@ -271,11 +271,18 @@ final class RingCore: @unchecked Sendable {
             var reason = "io_uring is not available to this process"
             let sysctl = cu_io_uring_disabled_sysctl()
             if sysctl == 2 {
-                reason += ": kernel.io_uring_disabled is 2 (disabled for everyone)"
+                reason += ": kernel.io_uring_disabled is 2, which refuses it to every process;"
+                    + " `sysctl -w kernel.io_uring_disabled=0` allows it again"
             } else if sysctl == 1 {
-                reason += ": kernel.io_uring_disabled is 1 (only for the io_uring_group)"
+                reason += ": kernel.io_uring_disabled is 1, which allows it only to members of the group"
+                    + " in kernel.io_uring_group; add this user to that group, or set the sysctl to 0"
+            } else if code == ENOSYS {
+                reason += ": the kernel was built without io_uring (CONFIG_IO_URING), or a filter hides it"
             } else {
-                reason += ": io_uring_setup was refused, for example by a seccomp filter or a container policy"
+                reason += ": io_uring_setup was refused, most likely by a seccomp filter (the default"
+                    + " profiles of Docker and Podman, a systemd unit's SystemCallFilter): allow"
+                    + " io_uring_setup, io_uring_enter and io_uring_register in the profile. On Linux 6.6"
+                    + " and later the kernel.io_uring_disabled sysctl can refuse it too; here it does not"
             }
             return UringError(.ringUnavailable, operation: .createRing, errno: errno, detail: reason)
         case ENOMEM:

@@ -2,8 +2,9 @@
 /// read into again: once a consumer lets go of a chunk, its storage serves
 /// the next read of the same length, in this file or the next one. Fresh
 /// storage costs an allocation and, for arrays as large as chunks, page
-/// faults as the allocator maps and unmaps them; reading a tree of 2,000
-/// files took a page fault per 4 KiB read before this.
+/// faults as the allocator maps and unmaps them: a run of `uring-bench
+/// smallfiles` took 21,778 faults on the ring thread before this, and
+/// under 800 after.
 ///
 /// A kept array the consumer still holds is copied, not overwritten, when
 /// taken (see `ChunkBox.init`). At most ``limit`` bytes are kept per ring.

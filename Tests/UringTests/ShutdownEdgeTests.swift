@@ -72,6 +72,21 @@ extension AllTests {
             await ring.shutdown()
         }
 
+        @Test("shutdown closes the ring's own descriptors, while the actor is still referenced")
+        func shutdownClosesRingDescriptors() async throws {
+            func rings() -> Int { openDescriptorTargets().filter { $0.hasSuffix("anon_inode:[io_uring]") }.count }
+            let before = rings()
+            let ring = try RingActor()
+            try await ring.nop()
+            #expect(rings() == before + 2, "the ring's descriptor and the one other rings message it through")
+            await ring.shutdown()
+            #expect(rings() == before, "both closed at shutdown")
+            await #expect(throws: UringError.self, "a message to a ring that shut down") {
+                try await RingActor.shared.send(1, to: ring)
+            }
+            withExtendedLifetime(ring) {}
+        }
+
         @Test("ring messages: a waiter cancelled at any moment ends, 200 times over")
         func messageWaitCancelled() async throws {
             let ring = try RingActor()

@@ -69,10 +69,12 @@ final class RingCore: @unchecked Sendable {
     let threadName: String
     /// The io_uring file descriptor (for sharing workers).
     let ringFD: Int32
-    /// A second descriptor of this io_uring that stays open until the core is
-    /// freed, so other rings can message it by number without the number
-    /// being reused after shutdown. -1 if it could not be made.
-    let messageFD: Int32
+    /// A second descriptor of this io_uring, through which other rings
+    /// message it (the first closes at shutdown with the ring). The core
+    /// lets go of it when shutdown begins; a sender's request holds it until
+    /// its completion, so the number is never reused under a message in
+    /// flight, and the io_uring is freed once the last such message is done.
+    private let messageEndpoint: Locked<MessageEndpoint?>
     /// Takes the completions other rings post here (see `messageTags`), on
     /// the ring thread. Set before the thread starts.
     private(set) var messageReceiver: (@Sendable (_ tag: UInt64, _ result: Int32) -> Void)?
@@ -237,7 +239,8 @@ final class RingCore: @unchecked Sendable {
         self.local = .allocate(capacity: 1)
         self.local.initialize(to: RingThreadState())
         self.ringFD = ring.pointee.ring_fd
-        self.messageFD = fcntl(ring.pointee.ring_fd, F_DUPFD_CLOEXEC, 0)
+        let messageFD = fcntl(ring.pointee.ring_fd, F_DUPFD_CLOEXEC, 0)
+        self.messageEndpoint = Locked(messageFD >= 0 ? MessageEndpoint(messageFD) : nil)
         self.eventFD = efd
         self.supportedOpcodes = supported
         self.kernelFeatures = params.features
@@ -333,6 +336,22 @@ final class RingCore: @unchecked Sendable {
         if !registered { hook() }
     }
 
+    /// The descriptor other rings message this one through, while it
+    /// takes work; keep it alive until the message's completion.
+    func messageTarget() -> MessageEndpoint? {
+        guard acceptsWork.load(ordering: .acquiring) else { return nil }
+        return messageEndpoint.withLock { $0 }
+    }
+
+    /// Lets go of the message descriptor (at shutdown).
+    func closeMessageEndpoint() {
+        let endpoint = messageEndpoint.withLock { endpoint -> MessageEndpoint? in
+            defer { endpoint = nil }
+            return endpoint
+        }
+        withExtendedLifetime(endpoint) {}  // closed here unless a message holds it
+    }
+
     /// Runs the shutdown hooks, once.
     func runShutdownHooks() {
         let hooks = shutdownHooks.withLock { hooks -> [@Sendable () -> Void] in
@@ -343,7 +362,6 @@ final class RingCore: @unchecked Sendable {
     }
 
     deinit {
-        if messageFD >= 0 { close(messageFD) }
         close(eventFD)
         ring.deallocate()
         wakeBuffer.deallocate()
@@ -545,6 +563,14 @@ struct RingThreadState {
     var scratchSubmissions: [OperationSlot] = []
     var scratchCancellations: [UInt64] = []
     var scratchActions: [@Sendable (_ ringOpen: Bool) -> Void] = []
+}
+
+/// A descriptor of a ring that other rings name in `IORING_OP_MSG_RING`,
+/// closed when the last holder lets go.
+final class MessageEndpoint: Sendable {
+    let fd: Int32
+    init(_ fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
 }
 
 /// A flag the ring thread sets (releasing) when it hands a result back.

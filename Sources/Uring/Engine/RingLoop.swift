@@ -493,6 +493,7 @@ extension RingCore {
         // Waits that no request in the kernel will end (ring messages,
         // streams waiting for buffers) end now.
         runShutdownHooks()
+        closeMessageEndpoint()
         guard ringOpen, !shuttingDown else {
             if !ringOpen { resumeShutdownWaiters() }
             return

@@ -43,9 +43,9 @@ extension RingActor {
     ///   ``UringError/Kind/ringShutDown`` when `target` was shut down,
     ///   `EOVERFLOW` when its completion queue is full.
     public nonisolated(nonsending) func send(_ value: Int32, to target: RingActor) async throws {
-        let fd = try target.messageDescriptor()
-        _ = try await core.perform(.message) {
-            cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: value), MessageChannel.value)
+        let endpoint = try target.messageTarget()
+        _ = try await core.perform(.message, keepAlive: endpoint) {
+            cu_prep_msg_ring_data(&$0, endpoint.fd, UInt32(bitPattern: value), MessageChannel.value)
         }
     }
 
@@ -55,12 +55,12 @@ extension RingActor {
     /// objects keep the order in which they reach the kernel. (Registered
     /// files travel by another path in the kernel and may overtake them.)
     public nonisolated(nonsending) func send(object: some Sendable, to target: RingActor) async throws {
-        let fd = try target.messageDescriptor()
+        let endpoint = try target.messageTarget()
         let mailbox = target.executor.mailbox
         let ticket = mailbox.park(object)
         do {
-            _ = try await core.perform(.message) {
-                cu_prep_msg_ring_data(&$0, fd, UInt32(bitPattern: ticket), MessageChannel.object)
+            _ = try await core.perform(.message, keepAlive: endpoint) {
+                cu_prep_msg_ring_data(&$0, endpoint.fd, UInt32(bitPattern: ticket), MessageChannel.object)
             }
         } catch {
             _ = mailbox.unpark(ticket)
@@ -86,20 +86,20 @@ extension RegisteredFile {
     /// - Throws: ``UringError`` naming `msg_ring` (`ENFILE` when `target` has
     ///   no table or no free slot).
     public func send(to target: RingActor) async throws {
-        let fd = try target.messageDescriptor()
+        let endpoint = try target.messageTarget()
         let slot = self.slot
-        _ = try await ring.core.perform(.message, about: .path(path)) {
-            cu_prep_msg_ring_fd(&$0, fd, slot, CU_FILE_INDEX_ALLOC, MessageChannel.file)
+        _ = try await ring.core.perform(.message, about: .path(path), keepAlive: endpoint) {
+            cu_prep_msg_ring_fd(&$0, endpoint.fd, slot, CU_FILE_INDEX_ALLOC, MessageChannel.file)
         }
     }
 }
 
 extension RingActor {
-    /// The descriptor other rings message this one through.
-    nonisolated func messageDescriptor() throws(UringError) -> Int32 {
-        guard core.acceptsWork.load(ordering: .acquiring) else { throw .shutDown(.message) }
-        guard core.messageFD >= 0 else { throw .system(.message, EBADF) }
-        return core.messageFD
+    /// The descriptor other rings message this one through; the message's
+    /// request keeps it open until its completion.
+    nonisolated func messageTarget() throws(UringError) -> MessageEndpoint {
+        guard let endpoint = core.messageTarget() else { throw .shutDown(.message) }
+        return endpoint
     }
 }
 

@@ -345,11 +345,8 @@ final class RingCore: @unchecked Sendable {
 
     /// Lets go of the message descriptor (at shutdown).
     func closeMessageEndpoint() {
-        let endpoint = messageEndpoint.withLock { endpoint -> MessageEndpoint? in
-            defer { endpoint = nil }
-            return endpoint
-        }
-        withExtendedLifetime(endpoint) {}  // closed here unless a message holds it
+        // Released after the lock: closed here unless a message holds it.
+        _ = messageEndpoint.withLock { $0.take() }
     }
 
     /// Runs the shutdown hooks, once.

@@ -32,7 +32,9 @@ mkdir -p $root/{bin,proc,sys,dev,tmp,etc}
 cp /bin/busybox $root/bin/busybox
 for a in sh mount poweroff mkdir cat echo sync ls rm ip ifconfig; do ln -s busybox $root/bin/$a; done
 mkdir -p $root/usr/bin; ln -s /bin/busybox $root/usr/bin/env
-addlib() { local f; for f in "$@"; do [ -e "$f" ] || continue; mkdir -p "$root$(dirname "$f")"; cp -L "$f" "$root$f"; done; }
+# Removes the destination first: the guest's /usr/bin/env is an absolute link to
+# /bin/busybox, and copying onto it would overwrite the host's busybox.
+addlib() { local f; for f in "$@"; do [ -e "$f" ] || continue; mkdir -p "$root$(dirname "$f")"; rm -f "$root$f"; cp -L "$f" "$root$f"; done; }
 addlib "$prog"
 libs=$(ldd "$prog" | grep -oE '/[^ ]+' | sort -u)
 addlib $libs

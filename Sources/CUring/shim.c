@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
 
 struct io_uring_probe *cu_probe_ring(struct io_uring *ring) {
     size_t len = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
@@ -28,12 +29,21 @@ int cu_io_uring_disabled_sysctl(void) {
     return value;
 }
 
-int cu_thread_start(pthread_t *thread, void *(*body)(void *), void *context) {
+int cu_thread_start(pthread_t *thread, int cpu, void *(*body)(void *), void *context) {
     pthread_attr_t attr;
     int ret = pthread_attr_init(&attr);
     if (ret) return ret;
     // Jobs run on this thread, so give it a stack like the main thread's.
     pthread_attr_setstacksize(&attr, 8u << 20);
+    if (cpu >= 0) {
+        if (cpu >= CPU_SETSIZE) { pthread_attr_destroy(&attr); return EINVAL; }
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        // A CPU outside the process's mask makes pthread_create fail with EINVAL.
+        ret = pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+        if (ret) { pthread_attr_destroy(&attr); return ret; }
+    }
     ret = pthread_create(thread, &attr, body, context);
     pthread_attr_destroy(&attr);
     return ret;
@@ -110,4 +120,23 @@ int cu_pidfd_open(int pid) {
 int cu_waitid_pidfd(int pidfd, siginfo_t *info, int options) {
     // P_PIDFD (3) is Linux 5.4; glibc names it only from 2.36.
     return waitid((idtype_t)3, (id_t)pidfd, info, options) == 0 ? 0 : -errno;
+}
+
+int cu_usable_cpus(int *cpus, int capacity) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    int count = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && count < capacity; cpu++) {
+        if (CPU_ISSET(cpu, &set)) cpus[count++] = cpu;
+    }
+    return count;
+}
+
+int cu_usable_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int count = CPU_COUNT(&set);
+    return count > 0 ? count : 1;
 }

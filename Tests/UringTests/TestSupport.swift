@@ -82,13 +82,23 @@ func threads(named name: String) -> Int {
     }.count
 }
 
+/// Threads of this process whose name starts with `prefix` (a group's
+/// rings are `uring-ring-0`, `uring-ring-1`, …).
+func threads(namedWithPrefix prefix: String) -> Int {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    return tasks.filter { task in
+        let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+        return comm.hasPrefix(prefix)
+    }.count
+}
+
 /// Waits (bounded, about 5 s) until the rings of earlier tests have ended
 /// their threads, so process-wide descriptor counts are stable.
 func waitForRingThreadsToEnd() async {
     // The first timer a process uses makes Dispatch open its own descriptors;
     // make that happen here, before anybody counts.
     try? await Task.sleep(for: .milliseconds(1))
-    for _ in 0..<500 where threads(named: "uring-ring") > 0 {
+    for _ in 0..<500 where threads(namedWithPrefix: "uring-ring") > 0 {
         try? await Task.sleep(for: .milliseconds(10))
     }
 }

@@ -124,7 +124,12 @@ int cu_enable_ring(struct io_uring *ring);
 int cu_thread_set_name(const char *name);
 
 /// Starts a POSIX thread running `body(context)`; returns 0 or an errno.
-int cu_thread_start(pthread_t *thread, void *(*body)(void *), void *context);
+/// Starts a thread with an 8 MiB stack; `cpu` >= 0 pins it to that CPU.
+int cu_thread_start(pthread_t *thread, int cpu, void *(*body)(void *), void *context);
+/// The number of CPUs this process may run on (its affinity mask), at least 1.
+int cu_usable_cpu_count(void);
+/// Writes up to `capacity` CPU numbers this process may run on; returns how many.
+int cu_usable_cpus(int *cpus, int capacity);
 
 /// Opcodes newer than the 6.1 headers (the probe decides at run time).
 #define CU_IORING_OP_BIND 56

@@ -67,6 +67,8 @@ final class RingCore: @unchecked Sendable {
     /// when results come back quickly again.
     static let minimumSpin: UInt64 = 5_000
     let threadName: String
+    /// The CPU the ring thread is pinned to, or -1.
+    let processor: Int32
     /// The io_uring file descriptor (for sharing workers).
     let ringFD: Int32
     /// A second descriptor of this io_uring, through which other rings
@@ -96,6 +98,9 @@ final class RingCore: @unchecked Sendable {
     /// Requests failed because their completion was among those dropped.
     let lostCount = Atomic<UInt64>(0)
     let enterCount = Atomic<UInt64>(0)
+    /// Jobs the ring thread had queued when it last looked (a load figure
+    /// for placing work; see `RingGroup`).
+    let runnableJobs = Atomic<Int>(0)
     /// Provided-buffer group ids: the next never used, and those given back.
     private let bufferGroups = Locked((next: 0, free: [UInt16]()))
     /// Run once when the ring starts shutting down (nil once they ran).
@@ -255,6 +260,7 @@ final class RingCore: @unchecked Sendable {
         self.callerSpinNanos = options.callerSpin.nanoseconds
         self.spinBudget.store(callerSpinNanos, ordering: .relaxed)
         self.threadName = String(decoding: options.threadName.utf8.prefix(15), as: UTF8.self)
+        self.processor = options.processor.map { Int32(clamping: $0) } ?? -1
     }
 
     /// Whether the running kernel's release is `major.minor` or later.
@@ -312,7 +318,7 @@ final class RingCore: @unchecked Sendable {
         self.messageReceiver = messageReceiver
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
-        let status = cu_thread_start(&thread, { context in
+        let status = cu_thread_start(&thread, processor, { context in
             let core = Unmanaged<RingCore>.fromOpaque(context!).takeRetainedValue()
             core.runLoop()
             return nil
@@ -320,6 +326,9 @@ final class RingCore: @unchecked Sendable {
         guard status == 0 else {
             Unmanaged<RingCore>.fromOpaque(context).release()
             io_uring_queue_exit(ring)
+            if status == EINVAL && processor >= 0 {
+                throw .invalid(.createRing, "CPU \(processor) is not one this process may run on")
+            }
             throw .system(.createRing, status)
         }
         pthread_detach(thread)

@@ -72,6 +72,7 @@ extension RingCore {
         // Only the jobs queued now: those they queue wait for the next round,
         // so their requests go to the kernel together.
         var budget = localJobs.count
+        runnableJobs.store(budget, ordering: .relaxed)
         while budget > 0, let queued = localJobs.popFirst() {
             if queued.onActor {
                 queued.job.runSynchronously(isolatedTo: serial, taskExecutor: task)

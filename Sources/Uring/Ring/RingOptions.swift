@@ -41,6 +41,13 @@ public struct RingOptions: Sendable {
     /// polling off.
     public var callerSpin: Duration = .microseconds(20)
 
+    /// The CPU to pin the ring thread to, or `nil` (the default) to let the
+    /// scheduler place it. It must be one the process may run on (see
+    /// `taskset`), or creating the ring fails with
+    /// ``UringError/Kind/invalidArgument``. ``RingGroup`` pins each of its
+    /// rings to a CPU of its own.
+    public var processor: Int? = nil
+
     /// The ring thread's name, as `top -H`, `ps -L` and debuggers show it
     /// (at most 15 bytes are kept).
     public var threadName = "uring-ring"

@@ -17,6 +17,15 @@ final class ConnectionGate: Sendable {
         state = Locked(State(free: places))
     }
 
+    /// A server's gate, checking the bound the caller gave.
+    convenience init(maximumConnections: Int, servingAt address: SocketAddress?) throws(UringError) {
+        guard maximumConnections > 0 else {
+            throw UringError.invalid(.accept, "maximumConnections \(maximumConnections) must be positive")
+                .about(address)
+        }
+        self.init(places: maximumConnections)
+    }
+
     /// Takes a place, waiting for one if none is free; throws
     /// `CancellationError` if the task is cancelled first.
     nonisolated(nonsending) func enter() async throws {

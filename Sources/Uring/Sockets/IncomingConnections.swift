@@ -36,6 +36,20 @@ public final class IncomingConnection: Sendable {
         }
         return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
     }
+
+    /// Moves the connection out of the box, to be served by `ring` instead
+    /// of the ring that accepted it (a descriptor belongs to the process, so
+    /// any ring can use it). Serve it from a task that prefers that ring's
+    /// executor, or its operations hop threads.
+    ///
+    /// - Throws: ``UringError`` (``UringError/Kind/invalidArgument``) if it
+    ///   was already taken.
+    public func take(on ring: RingActor) throws(UringError) -> StreamConnection {
+        guard let fd = descriptor.take() else {
+            throw .invalid(.accept, "this incoming connection was already taken")
+        }
+        return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
+    }
 }
 
 /// A descriptor (or registered-file slot) that can be moved out once;
@@ -107,6 +121,15 @@ public struct IncomingConnections: AsyncSequence, Sendable {
         public mutating func next(isolation actor: isolated (any Actor)?) async throws -> IncomingConnection? {
             try await consumer.next()
         }
+    }
+}
+
+extension IncomingConnections {
+    /// Ends every iteration of this sequence (normally) and stops the socket
+    /// listening; the descriptor closes when the last copy is gone.
+    func stopListening() {
+        closed.set()
+        if let listener { Glibc.shutdown(listener.fd, Int32(SHUT_RDWR)) }
     }
 }
 

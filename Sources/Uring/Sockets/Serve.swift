@@ -67,13 +67,21 @@ extension IncomingConnections {
         onError: (@Sendable (_ error: any Error, _ peer: SocketAddress?) -> Void)? = nil,
         _ handler: @escaping @Sendable (_ connection: borrowing StreamConnection) async throws -> Void
     ) async throws {
-        guard maximumConnections > 0 else {
-            throw UringError.invalid(.accept, "maximumConnections \(maximumConnections) must be positive")
-                .about(address)
-        }
+        let gate = try ConnectionGate(maximumConnections: maximumConnections, servingAt: address)
+        try await serve(gate: gate, handOff: nil, onError: onError, handler)
+    }
+
+    /// The accept loop behind every `serve`: takes a place at `gate` before
+    /// each accept, and runs each connection's handler in a child task, on
+    /// the ring `handOff` picks if given (else where the loop runs).
+    func serve(
+        gate: ConnectionGate,
+        handOff: (@Sendable () -> RingActor)?,
+        onError: (@Sendable (_ error: any Error, _ peer: SocketAddress?) -> Void)?,
+        _ handler: @escaping @Sendable (_ connection: borrowing StreamConnection) async throws -> Void
+    ) async throws {
         var connections = self
         connections.highWater = 16
-        let gate = ConnectionGate(places: maximumConnections)
         try await withThrowingDiscardingTaskGroup { group in
             var accepted = connections.makeAsyncIterator()
             while true {
@@ -82,11 +90,16 @@ extension IncomingConnections {
                     gate.leave()
                     return  // accepting ended normally; the handlers finish first
                 }
-                group.addTask {
+                let target = handOff?()
+                let run: @Sendable () async -> Void = {
                     defer { gate.leave() }
                     let connection: StreamConnection
                     do {
-                        connection = try incoming.take()
+                        if let target {
+                            connection = try incoming.take(on: target)
+                        } else {
+                            connection = try incoming.take()
+                        }
                     } catch {
                         onError?(error, nil)
                         return
@@ -104,6 +117,11 @@ extension IncomingConnections {
                     } catch where !Task.isCancelled {
                         onError?(error, peer)
                     } catch {}
+                }
+                if let target {
+                    group.addTask(executorPreference: target.executor, operation: run)
+                } else {
+                    group.addTask(operation: run)
                 }
             }
         }

@@ -66,18 +66,29 @@ public struct StreamListener: ~Copyable, Sendable {
     ///   - address: Where to listen; port 0 lets the kernel choose (see
     ///     ``localAddress``).
     ///   - backlog: Connections the kernel queues before they are accepted.
+    ///   - sharesPort: Lets other sockets of this process listen on the same
+    ///     IP address and port (`SO_REUSEPORT`), each getting a share of the
+    ///     new connections from the kernel; ``RingGroup`` listens this way
+    ///     on every ring. Not for Unix-domain sockets.
     ///   - ring: The ring that performs the listener's operations.
     /// - Throws: ``UringError`` naming the address, for example
     ///   `bind 127.0.0.1:8080: Address already in use (EADDRINUSE)`.
     public static func bind(
-        to address: SocketAddress, backlog: Int32 = 511, on ring: RingActor
+        to address: SocketAddress, backlog: Int32 = 511, sharesPort: Bool = false, on ring: RingActor
     ) async throws -> StreamListener {
+        if sharesPort && address.family == .unix {
+            throw UringError.invalid(.bind, "a Unix-domain socket cannot share its address with other listeners")
+                .about(address)
+        }
         let fd = try await SocketIO.open(domain: address.domain, type: Int32(SOCK_STREAM.rawValue), on: ring.core, for: address)
         // Owns the descriptor from here: a failure below closes it.
         var listener = StreamListener(fd: fd, localAddress: address, on: ring)
         let io = listener.io
         if address.family != .unix {
             try await io.setOption(level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+        }
+        if sharesPort {
+            try await io.setOption(level: SOL_SOCKET, name: SO_REUSEPORT, value: 1)
         }
         try await io.bind(to: address)
         try await io.listen(backlog: backlog)
@@ -91,6 +102,16 @@ public struct StreamListener: ~Copyable, Sendable {
     public func accept() async throws -> StreamConnection {
         let fd = try await io.accept()
         return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
+    }
+
+    /// The connections of this socket, as a sequence that takes the socket
+    /// over (no duplicate descriptor): ending every iteration and closing
+    /// the socket is then up to whoever holds it (see `stopListening`).
+    consuming func intoConnections() -> IncomingConnections {
+        let incoming = IncomingConnections(
+            ring: ring, listener: OwnedDescriptor(fd), openError: nil, address: localAddress, closed: closedFlag)
+        fd = -1  // the sequence owns it now; this value's deinit leaves it alone
+        return incoming
     }
 
     /// The connections this listener accepts, through one multishot accept

@@ -1,0 +1,143 @@
+import Glibc
+
+/// How a ``RingGroup`` spreads the connections of one address over its
+/// rings.
+public enum ConnectionSpreading: Sendable, Hashable {
+    /// Every ring listens on the address (`SO_REUSEPORT`) and the kernel
+    /// gives each new connection to one of them, by a hash of the client's
+    /// address and port; each ring accepts and serves its own, with no step
+    /// between threads. The cheapest, and even when there are many clients;
+    /// but a few long, busy connections can land on the same ring. IP
+    /// addresses only.
+    case byKernel
+    /// One ring (the group's first) accepts, and hands each connection to
+    /// the ring `placement` picks (``RingPlacement/leastBusy`` evens out
+    /// uneven connections). Costs one wake-up of the chosen ring per
+    /// connection; works for Unix-domain sockets too.
+    case handOff(to: RingPlacement)
+}
+
+/// The listening sockets of a ``RingGroup`` on one address: one per ring
+/// (``ConnectionSpreading/byKernel``) or one in all
+/// (``ConnectionSpreading/handOff(to:)``).
+///
+/// ```swift
+/// let listener = try await group.listen(at: .loopback(port: 0))
+/// print("listening on \(listener.localAddress)")
+/// try await listener.serve(maximumConnections: 10_000) { connection in … }
+/// ```
+///
+/// The sockets stop listening when the value is closed or dropped.
+public struct GroupListener: ~Copyable, Sendable {
+    /// The group whose rings serve the connections.
+    public let group: RingGroup
+    /// The address listened on; for port 0, with the port the kernel chose.
+    public let localAddress: SocketAddress
+    /// How connections are spread over the rings.
+    public let spreading: ConnectionSpreading
+    /// One sequence per listening socket, each owning its socket; with
+    /// `byKernel`, socket N belongs to ring N.
+    private let sockets: [IncomingConnections]
+
+    init(group: RingGroup, localAddress: SocketAddress, spreading: ConnectionSpreading, sockets: [IncomingConnections]) {
+        self.group = group
+        self.localAddress = localAddress
+        self.spreading = spreading
+        self.sockets = sockets
+    }
+
+    deinit {
+        for socket in sockets { socket.stopListening() }
+    }
+
+    /// Stops listening. A running ``serve(maximumConnections:onError:_:)``
+    /// stops accepting and returns once its handlers have finished;
+    /// connections already accepted stay open.
+    public consuming func close() {
+        // The deinit stops every socket; each closes when the last sequence
+        // using it is gone.
+    }
+
+    /// Accepts connections on every socket and handles each in a child task
+    /// on its ring, with one bound on live connections for the whole group.
+    ///
+    /// It gives the guarantees of ``StreamListener/serve(maximumConnections:onError:_:)``:
+    /// one connection's failure is its own, resource errors do not stop
+    /// accepting, every connection is closed when its handler ends, and
+    /// cancelling the calling task cancels every handler. While
+    /// `maximumConnections` handlers run on all rings together, no ring
+    /// takes another connection; the rest wait in the kernel's backlog.
+    ///
+    /// The handler runs on the ring that serves the connection; use
+    /// ``RingGroup/currentRingIndex`` to find which, for per-ring state.
+    ///
+    /// - Throws: `CancellationError` when the calling task is cancelled, or
+    ///   the error that ended accepting on any ring (after cancelling the
+    ///   handlers).
+    public func serve(
+        maximumConnections: Int = 1024,
+        onError: (@Sendable (_ error: any Error, _ peer: SocketAddress?) -> Void)? = nil,
+        _ handler: @escaping @Sendable (_ connection: borrowing StreamConnection) async throws -> Void
+    ) async throws {
+        let gate = try ConnectionGate(maximumConnections: maximumConnections, servingAt: localAddress)
+        let group = self.group
+        let handOff: (@Sendable () -> RingActor)?
+        switch spreading {
+        case .byKernel: handOff = nil
+        case .handOff(let placement): handOff = { group.ring(placement) }
+        }
+        try await withThrowingDiscardingTaskGroup { tasks in
+            for (index, socket) in sockets.enumerated() {
+                tasks.addTask(executorPreference: group.rings[index].executor) {
+                    try await socket.serve(gate: gate, handOff: handOff, onError: onError, handler)
+                }
+            }
+        }
+    }
+}
+
+extension RingGroup {
+    /// Listens on `address` in the way `spreading` says.
+    ///
+    /// With port 0 the kernel picks a free port and every ring listens on it
+    /// (see ``GroupListener/localAddress``).
+    ///
+    /// - Throws: ``UringError`` naming the address: for example when the port
+    ///   is in use by a socket that does not share it, or
+    ///   ``UringError/Kind/invalidArgument`` for a Unix-domain address with
+    ///   ``ConnectionSpreading/byKernel``.
+    public func listen(
+        at address: SocketAddress, spreading: ConnectionSpreading = .byKernel, backlog: Int32 = 511
+    ) async throws -> GroupListener {
+        switch spreading {
+        case .byKernel:
+            var bound = address
+            var sockets: [IncomingConnections] = []
+            // A failure drops the sockets made so far, which closes them.
+            for ring in rings {
+                let listener = try await StreamListener.bind(to: bound, backlog: backlog, sharesPort: true, on: ring)
+                bound = listener.localAddress
+                sockets.append(listener.intoConnections())
+            }
+            return GroupListener(group: self, localAddress: bound, spreading: spreading, sockets: sockets)
+        case .handOff:
+            let listener = try await StreamListener.bind(to: address, backlog: backlog, on: rings[0])
+            let bound = listener.localAddress
+            return GroupListener(group: self, localAddress: bound, spreading: spreading, sockets: [listener.intoConnections()])
+        }
+    }
+
+    /// Listens on `address` and serves every connection until the calling
+    /// task is cancelled: ``listen(at:spreading:backlog:)`` followed by
+    /// ``GroupListener/serve(maximumConnections:onError:_:)``.
+    public func serve(
+        at address: SocketAddress,
+        spreading: ConnectionSpreading = .byKernel,
+        maximumConnections: Int = 1024,
+        onError: (@Sendable (_ error: any Error, _ peer: SocketAddress?) -> Void)? = nil,
+        _ handler: @escaping @Sendable (_ connection: borrowing StreamConnection) async throws -> Void
+    ) async throws {
+        let listener = try await listen(at: address, spreading: spreading)
+        try await listener.serve(maximumConnections: maximumConnections, onError: onError, handler)
+    }
+}

@@ -1,13 +1,20 @@
 // uring-echo: a TCP echo server on io_uring, one child task per connection.
 //
-//     uring-echo [--host H] --port P [--max-connections N] [--idle-seconds S]
-//                [--send-seconds S]
+//     uring-echo [--host H] --port P [--rings N] [--hand-off] [--max-connections N]
+//                [--idle-seconds S] [--send-seconds S]
 //
 // It prints "listening on H:P" once it accepts connections, and on SIGINT or
 // SIGTERM stops accepting, closes every open connection and exits 0.
 //
-// It is built to be copied: `StreamListener.serve` bounds the connections
-// handled at once (default 10,000; more wait in the listen backlog), keeps
+// With --rings N (default 1) it runs N rings, each on a thread pinned to a
+// CPU of its own, and every ring listens on the port (SO_REUSEPORT): the
+// kernel spreads the connections and each ring serves its own. With
+// --hand-off, one ring accepts and hands each connection to the least busy
+// ring instead, which evens out a few heavy connections at the cost of a
+// wake-up per connection.
+//
+// It is built to be copied: `serve` bounds the connections handled at once
+// over all rings (default 10,000; more wait in the listen backlog), keeps
 // one client's failure to its own connection, and keeps accepting when the
 // process runs out of descriptors. A connection silent for --idle-seconds
 // (default 60) is closed, and so is one whose echo cannot be sent within
@@ -28,12 +35,19 @@ struct UringEcho {
         var maximumConnections = 10_000
         var idleSeconds = 60
         var sendSeconds = 30
-        let usage = "usage: uring-echo [--host H] --port P [--max-connections N] [--idle-seconds S] [--send-seconds S]"
+        var rings = 1
+        var handOff = false
+        let usage = "usage: uring-echo [--host H] --port P [--rings N] [--hand-off] [--max-connections N] "
+            + "[--idle-seconds S] [--send-seconds S]"
         var arguments = CommandLine.arguments.dropFirst()
         while let argument = arguments.popFirst() {
             switch argument {
             case "--host": host = arguments.popFirst() ?? ""
             case "--port": port = arguments.popFirst().flatMap { UInt16($0) }
+            case "--rings":
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
+                rings = n
+            case "--hand-off": handOff = true
             case "--max-connections":
                 guard let n = arguments.popFirst().flatMap({ Int($0) }), n > 0 else { fail(usage) }
                 maximumConnections = n
@@ -53,15 +67,19 @@ struct UringEcho {
             send: sendSeconds > 0 ? .seconds(sendSeconds) : nil)
         do {
             let address = try SocketAddress(ip: host, port: port)
-            try await RingActor.run { ring in
+            var options = RingGroupOptions()
+            // One ring is left to the scheduler; several get a CPU each.
+            options.pinsThreads = rings > 1
+            try await RingGroup.run(rings: rings, options: options) { group in
                 // SIGINT and SIGTERM now arrive in this sequence instead of
                 // ending the process.
-                let signals = try ring.signals([.interrupt, .terminate])
-                let listener = try await StreamListener.bind(to: address, on: ring)
+                let signals = try group.rings[0].signals([.interrupt, .terminate])
+                let listener = try await group.listen(
+                    at: address, spreading: handOff ? .handOff(to: .leastBusy) : .byKernel)
                 print("listening on \(listener.localAddress)")
                 flushStandardOutput()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask {
                         for try await signal in signals {
                             report("stopping on \(signal)")
                             return
@@ -69,12 +87,11 @@ struct UringEcho {
                     }
                     // Serving ends only by cancellation (or a failure of the
                     // listener itself); the signal task ending cancels it.
-                    let connections = listener.connections
-                    group.addTask { try await serve(connections, limits: limits) }
-                    try await group.next()
-                    group.cancelAll()
+                    tasks.addTask { try await serve(listener, limits: limits) }
+                    try await tasks.next()
+                    tasks.cancelAll()
                 }
-                try await listener.close()
+                listener.close()
             }
         } catch is CancellationError {
         } catch {
@@ -82,10 +99,11 @@ struct UringEcho {
         }
     }
 
-    /// Echoes every connection in its own child task until cancelled; the
-    /// cancellation reaches each child, whose connection then closes.
-    static func serve(_ connections: IncomingConnections, limits: Limits) async throws {
-        try await connections.serve(maximumConnections: limits.connections, onError: { error, peer in
+    /// Echoes every connection in its own child task, on its ring, until
+    /// cancelled; the cancellation reaches each child, whose connection then
+    /// closes.
+    static func serve(_ listener: GroupListener, limits: Limits) async throws {
+        try await listener.serve(maximumConnections: limits.connections, onError: { error, peer in
             report("\(peer.map { "\($0)" } ?? "client"): \(error)")
         }) { connection in
             for try await chunk in connection.received(idleTimeout: limits.idle) {

@@ -78,7 +78,7 @@ struct Site: Sendable {
         do {
             file = try await File.open(
                 FilePath(relative), relativeTo: root.directory, options: [.nonBlocking],
-                resolving: [.beneath, .noMagicLinks])
+                resolving: [.beneath, .noMagicLinks], on: connection.ring)
         } catch let error as UringError {
             let (status, text) = Self.status(for: error)
             if status == 500 { report("\(error)") }

@@ -1,7 +1,11 @@
 // uring-http: a small static-file HTTP/1.1 server on io_uring, safe to copy.
 //
-//     uring-http [--host H] --port P --root DIR [--max-connections N]
+//     uring-http [--host H] --port P --root DIR [--rings N] [--max-connections N]
 //                [--header-seconds S] [--keepalive-seconds S] [--send-seconds S]
+//
+// With --rings N (default 1), N rings on threads pinned to CPUs of their own
+// each listen on the port (SO_REUSEPORT) and serve the connections the
+// kernel gives them, opening files through their own ring.
 //
 // GET and HEAD of regular files under DIR, keep-alive, Content-Length and
 // Content-Type. Nothing outside DIR is ever served: files are opened with
@@ -32,8 +36,9 @@ struct UringHTTP {
         var root: String?
         var maximumConnections = 10_000
         var limits = RequestLimits()
+        var rings = 1
         var arguments = CommandLine.arguments.dropFirst()
-        let usage = "usage: uring-http [--host H] --port P --root DIR [--max-connections N] "
+        let usage = "usage: uring-http [--host H] --port P --root DIR [--rings N] [--max-connections N] "
             + "[--header-seconds S] [--keepalive-seconds S] [--send-seconds S]"
         func positive(_ text: String?) -> Int {
             guard let text, let value = Int(text), value > 0 else { fail(usage) }
@@ -44,6 +49,7 @@ struct UringHTTP {
             case "--host": host = arguments.popFirst() ?? ""
             case "--port": port = arguments.popFirst().flatMap { UInt16($0) }
             case "--root": root = arguments.popFirst()
+            case "--rings": rings = positive(arguments.popFirst())
             case "--max-connections": maximumConnections = positive(arguments.popFirst())
             case "--header-seconds": limits.headerTimeout = .seconds(positive(arguments.popFirst()))
             case "--keepalive-seconds": limits.keepAliveTimeout = .seconds(positive(arguments.popFirst()))
@@ -54,40 +60,42 @@ struct UringHTTP {
         guard let port, let root else { fail(usage) }
         do {
             let address = try SocketAddress(ip: host, port: port)
-            try await RingActor.run { ring in
+            var options = RingGroupOptions()
+            // One ring is left to the scheduler; several get a CPU each.
+            options.pinsThreads = rings > 1
+            try await RingGroup.run(rings: rings, options: options) { group in
                 // SIGINT and SIGTERM now arrive in this sequence instead of
                 // ending the process.
-                let signals = try ring.signals([.interrupt, .terminate])
+                let signals = try group.rings[0].signals([.interrupt, .terminate])
                 let directory: Directory
                 do {
-                    directory = try await Directory.open(FilePath(root), on: ring)
+                    directory = try await Directory.open(FilePath(root), on: group.rings[0])
                 } catch {
                     fail("--root: \(error)")
                 }
                 let site = Site(root: Root(directory), limits: limits)
-                let listener = try await StreamListener.bind(to: address, on: ring)
+                let listener = try await group.listen(at: address)
                 print("listening on \(listener.localAddress)")
                 flushStandardOutput()
-                let connections = listener.connections
                 let maximum = maximumConnections
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        try await connections.serve(maximumConnections: maximum, onError: { error, peer in
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask {
+                        try await listener.serve(maximumConnections: maximum, onError: { error, peer in
                             report("\(peer.map { "\($0)" } ?? "client"): \(error)")
                         }) { connection in
                             try await site.serve(connection)
                         }
                     }
-                    group.addTask {
+                    tasks.addTask {
                         for try await signal in signals {
                             report("stopping on \(signal)")
                             return
                         }
                     }
-                    try await group.next()
-                    group.cancelAll()
+                    try await tasks.next()
+                    tasks.cancelAll()
                 }
-                try await listener.close()
+                listener.close()
             }
         } catch is CancellationError {
         } catch {

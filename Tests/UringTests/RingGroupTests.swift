@@ -160,12 +160,12 @@ extension AllTests {
         @Test("spreading by the kernel: every ring listens on one port, and each connection is served on the ring that accepted it")
         func spreadByKernel() async throws {
             try await RingGroup.run(rings: 2) { group in
-                let listener = Shared(try await group.listen(at: .loopback(port: 0)))
-                #expect(listener.value.localAddress.port != 0)
-                let address = listener.value.localAddress
+                let listener = try await group.listen(at: .loopback(port: 0))
+                #expect(listener.localAddress.port != 0)
+                let address = listener.localAddress
                 let servedOn = Tally()
                 let server = Task {
-                    try await listener.value.serve { connection in
+                    try await listener.serve { connection in
                         servedOn.add(group.currentRingIndex ?? -1)
                         try await echoHandler(connection)
                     }
@@ -195,11 +195,11 @@ extension AllTests {
         @Test("hand-off: one ring accepts and the rings in turn serve, each connection on its ring's thread")
         func handOff() async throws {
             try await RingGroup.run(rings: 3) { group in
-                let listener = Shared(try await group.listen(at: .loopback(port: 0), spreading: .handOff(to: .next)))
-                let address = listener.value.localAddress
+                let listener = try await group.listen(at: .loopback(port: 0), spreading: .handOff(to: .next))
+                let address = listener.localAddress
                 let servedOn = Tally()
                 let server = Task {
-                    try await listener.value.serve { connection in
+                    try await listener.serve { connection in
                         servedOn.add(group.currentRingIndex ?? -1)
                         #expect(connection.ring === group.rings[group.currentRingIndex ?? 0])
                         try await echoHandler(connection)
@@ -228,8 +228,8 @@ extension AllTests {
                     #expect(error.kind == .invalidArgument)
                     #expect(error.description.contains(scratch.path), "\(error)")
                 }
-                let listener = Shared(try await group.listen(at: address, spreading: .handOff(to: .leastBusy)))
-                let server = Task { try await listener.value.serve(echoHandler) }
+                let listener = try await group.listen(at: address, spreading: .handOff(to: .leastBusy))
+                let server = Task { try await listener.serve(echoHandler) }
                 #expect(try await echoRoundTrip(Array("over a unix socket".utf8), to: address, on: group.rings[1])
                     == Array("over a unix socket".utf8))
                 server.cancel()
@@ -240,13 +240,13 @@ extension AllTests {
         @Test("the bound on live connections holds for the whole group")
         func groupWideBound() async throws {
             try await RingGroup.run(rings: 2) { group in
-                let listener = Shared(try await group.listen(at: .loopback(port: 0)))
-                let address = listener.value.localAddress
+                let listener = try await group.listen(at: .loopback(port: 0))
+                let address = listener.localAddress
                 let active = Counter()
                 let highest = Counter()
                 let served = Counter()
                 let server = Task {
-                    try await listener.value.serve(maximumConnections: 3) { connection in
+                    try await listener.serve(maximumConnections: 3) { connection in
                         highest.raise(to: active.add())
                         defer {
                             active.add(-1)
@@ -290,9 +290,9 @@ extension AllTests {
         @Test("shutting the group down under load ends serving, every handler and every client, and leaks nothing")
         func shutdownUnderLoad() async throws {
             let outcome = try await RingGroup.run(rings: 2) { group -> Result<Void, any Error> in
-                let listener = Shared(try await group.listen(at: .loopback(port: 0)))
-                let address = listener.value.localAddress
-                let server = Task { try await listener.value.serve(echoHandler) }
+                let listener = try await group.listen(at: .loopback(port: 0))
+                let address = listener.localAddress
+                let server = Task { try await listener.serve(echoHandler) }
                 // Clients on a ring of their own, outside the group.
                 let clientsRing = try RingActor()
                 let roundTrips = Counter()
@@ -348,9 +348,9 @@ extension AllTests {
             let received = Guarded<[Int: Set<Int32>]>([:])
 
             try await RingGroup.run(rings: ringCount) { group in
-                let listener = Shared(try await group.listen(at: .loopback(port: 0)))
-                let address = listener.value.localAddress
-                let server = Task { try await listener.value.serve(echoHandler) }
+                let listener = try await group.listen(at: .loopback(port: 0))
+                let address = listener.localAddress
+                let server = Task { try await listener.serve(echoHandler) }
                 try await group.forEachRing { ring, index in
                     try await withThrowingDiscardingTaskGroup { tasks in
                         // Messages from the previous ring.

@@ -129,6 +129,58 @@ extension AllTests {
             #expect(status == 0, "status \(status), stderr: \(server.stderr.suffix(2000))")
         }
 
+        @Test("uring-echo and uring-http with --rings 2: a thread per ring, every client served, a clean stop", arguments: [
+            ["uring-echo", "--rings", "2"], ["uring-echo", "--rings", "2", "--hand-off"], ["uring-http", "--rings", "2"],
+        ])
+        func examplesOnTwoRings(_ command: [String]) async throws {
+            let root = Scratch()
+            _ = root.write("index.html", Array("<h1>two rings</h1>\n".utf8))
+            let extra = command[0] == "uring-http" ? ["--root", root.path] : []
+            let server = try ServerProcess(productsDirectory + "/" + command[0], Array(command.dropFirst()) + ["--port", "0"] + extra)
+            let port = try await server.waitUntilListening()
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/task")) ?? []).map {
+                ((try? String(contentsOfFile: "/proc/\(server.pid)/task/\($0)/comm", encoding: .utf8)) ?? "")
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            #expect(names.filter { $0.hasPrefix("uring-ring-") }.sorted() == ["uring-ring-0", "uring-ring-1"], "\(names)")
+            let client = command[0] == "uring-http"
+                ? """
+                import http.client, sys, threading
+                ok = []
+                def get():
+                    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+                    c.request("GET", "/index.html"); r = c.getresponse()
+                    ok.append(r.status == 200 and r.read() == b"<h1>two rings</h1>\\n"); c.close()
+                threads = [threading.Thread(target=get) for _ in range(20)]
+                for t in threads: t.start()
+                for t in threads: t.join()
+                print(sum(ok))
+                """
+                : """
+                import socket, sys, threading
+                ok = []
+                def echo(k):
+                    data = bytes((i * k + 1) % 256 for i in range(5000))
+                    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+                    s.sendall(data); s.shutdown(socket.SHUT_WR)
+                    got = bytearray()
+                    while True:
+                        chunk = s.recv(1 << 16)
+                        if not chunk: break
+                        got += chunk
+                    s.close(); ok.append(got == data)
+                threads = [threading.Thread(target=echo, args=(k,)) for k in range(20)]
+                for t in threads: t.start()
+                for t in threads: t.join()
+                print(sum(ok))
+                """
+            let result = try await python(client, ["\(port)"])
+            #expect(result.status == 0, "python: \(result.stderr)")
+            #expect(result.stdout == "20\n", "server stderr: \(server.stderr)")
+            let status = try await server.stop()
+            #expect(status == 0, "status \(status), stderr: \(server.stderr)")
+        }
+
         @Test("uring-http serves curl: identical bodies (small, exactly its buffer, large), HEAD, keep-alive, 404, 400, and '..' refused")
         func httpExample() async throws {
             let root = Scratch()

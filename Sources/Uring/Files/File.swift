@@ -106,15 +106,20 @@ public struct File: ~Copyable, Sendable {
     ///   `path`: `EXDEV` for a path that would leave the directory under
     ///   ``PathResolution/beneath``, `ELOOP` for a link refused by
     ///   ``PathResolution/noSymlinks``.
+    ///   - ring: The ring that opens the file and performs its operations;
+    ///     `nil` (the default) means the directory's. A server with a
+    ///     ``RingGroup`` passes the connection's ring, so each ring opens its
+    ///     own files with no thread hop.
     public static func open(
         _ path: FilePath,
         relativeTo directory: borrowing Directory,
         _ access: FileDescriptor.AccessMode = .readOnly,
         options: OpenOptions = [],
         permissions: FilePermissions? = nil,
-        resolving: PathResolution = []
+        resolving: PathResolution = [],
+        on ring: RingActor? = nil
     ) async throws -> File {
-        let ring = directory.ring
+        let ring = ring ?? directory.ring
         let shownPath = directory.path.map { $0.appending(path.components) } ?? path
         let fd: Int32
         if resolving.isEmpty {

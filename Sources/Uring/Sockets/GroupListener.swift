@@ -27,8 +27,10 @@ public enum ConnectionSpreading: Sendable, Hashable {
 /// try await listener.serve(maximumConnections: 10_000) { connection in … }
 /// ```
 ///
-/// The sockets stop listening when the value is closed or dropped.
-public struct GroupListener: ~Copyable, Sendable {
+/// The sockets stop listening when ``close()`` is called or the last
+/// reference goes. It is a class, so one task can serve while another
+/// (watching for a signal, say) closes it.
+public final class GroupListener: Sendable {
     /// The group whose rings serve the connections.
     public let group: RingGroup
     /// The address listened on; for port 0, with the port the kernel chose.
@@ -52,10 +54,10 @@ public struct GroupListener: ~Copyable, Sendable {
 
     /// Stops listening. A running ``serve(maximumConnections:onError:_:)``
     /// stops accepting and returns once its handlers have finished;
-    /// connections already accepted stay open.
-    public consuming func close() {
-        // The deinit stops every socket; each closes when the last sequence
-        // using it is gone.
+    /// connections already accepted stay open. Calling it again does
+    /// nothing. Each socket closes when the last sequence using it is gone.
+    public func close() {
+        for socket in sockets { socket.stopListening() }
     }
 
     /// Accepts connections on every socket and handles each in a child task
@@ -115,7 +117,9 @@ extension RingGroup {
             var sockets: [IncomingConnections] = []
             // A failure drops the sockets made so far, which closes them.
             for ring in rings {
-                let listener = try await StreamListener.bind(to: bound, backlog: backlog, sharesPort: true, on: ring)
+                // A group of one shares nothing: the port stays exclusive.
+                let listener = try await StreamListener.bind(
+                    to: bound, backlog: backlog, sharesPort: rings.count > 1, on: ring)
                 bound = listener.localAddress
                 sockets.append(listener.intoConnections())
             }

@@ -308,3 +308,45 @@ long long cbaseline_smallfiles_read(const char *const *paths, unsigned count, un
     *checksum = sum;
     return elapsed;
 }
+
+// MARK: scaling: one ring per thread
+
+#include <sched.h>
+
+struct ring_thread_job {
+    int reads;               // 0: awaited NOPs, one per submit; 1: random 4 KiB reads
+    const char *path;
+    unsigned depth, total, cpu;
+    long long file_size, result;
+};
+
+static void *ring_thread_worker(void *arg) {
+    struct ring_thread_job *job = arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(job->cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    job->result = job->reads ? cbaseline_randread(job->path, 0, job->depth, job->total, job->file_size)
+                             : cbaseline_nops(job->total, 1);
+    return NULL;
+}
+
+long long cbaseline_ring_threads(int reads, const char *path, unsigned threads, unsigned depth, unsigned total,
+                                 long long file_size, const int *cpus) {
+    pthread_t *ids = calloc(threads, sizeof *ids);
+    struct ring_thread_job *jobs = calloc(threads, sizeof *jobs);
+    long long start = now_ns();
+    for (unsigned i = 0; i < threads; i++) {
+        jobs[i] = (struct ring_thread_job){reads, path, depth, total / threads, (unsigned)cpus[i], file_size, 0};
+        pthread_create(&ids[i], NULL, ring_thread_worker, &jobs[i]);
+    }
+    long long error = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        pthread_join(ids[i], NULL);
+        if (jobs[i].result < 0) error = jobs[i].result;
+    }
+    long long elapsed = now_ns() - start;
+    free(ids);
+    free(jobs);
+    return error ? error : elapsed;
+}

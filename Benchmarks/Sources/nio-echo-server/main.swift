@@ -22,7 +22,9 @@ final class EchoHandler: ChannelInboundHandler, Sendable {
 }
 
 let port = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 9000
-let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+// The second argument is the number of event loops (default 1).
+let loops = Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 1
+let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
 let channel = try ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 4096)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

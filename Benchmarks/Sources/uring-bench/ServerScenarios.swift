@@ -55,9 +55,9 @@ extension UringBench {
 
     /// Starts a server pinned to CPU 0 and waits until it accepts
     /// connections; nil (and the process ended) if it never does.
-    static func startServer(_ command: [String], port: UInt16) throws -> Process? {
+    static func startServer(_ command: [String], port: UInt16, pinned: Bool = true) throws -> Process? {
         let process = Process()
-        let taskset = which("taskset")
+        let taskset = pinned ? which("taskset") : nil
         process.executableURL = URL(fileURLWithPath: taskset ?? command[0])
         process.arguments = taskset != nil ? ["-c", "0"] + command : Array(command.dropFirst())
         process.standardOutput = FileHandle.nullDevice
@@ -257,12 +257,13 @@ extension UringBench {
 
     /// A one-worker nginx configuration serving `root` on `port`, with every
     /// path it writes under `root`.
-    static func nginxConfig(root: String, port: UInt16) throws -> String {
-        let path = root + "/nginx.conf"
+    static func nginxConfig(root: String, port: UInt16, workers: Int = 1) throws -> String {
+        let path = root + "/nginx-\(workers).conf"
+        // More than one worker needs the master process.
         let text = """
-            worker_processes 1;
+            worker_processes \(workers);
             daemon off;
-            master_process off;
+            master_process \(workers > 1 ? "on" : "off");
             pid \(root)/nginx.pid;
             error_log \(root)/nginx-error.log error;
             events { worker_connections 4096; }
@@ -277,7 +278,7 @@ extension UringBench {
                 uwsgi_temp_path \(root)/nginx-uwsgi;
                 scgi_temp_path \(root)/nginx-scgi;
                 default_type application/octet-stream;
-                server { listen 127.0.0.1:\(port); root \(root); }
+                server { listen 127.0.0.1:\(port)\(workers > 1 ? " reuseport" : ""); root \(root); }
             }
 
             """

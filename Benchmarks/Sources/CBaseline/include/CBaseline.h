@@ -28,4 +28,11 @@ long long cbaseline_smallfiles_uring(const char *const *paths, unsigned count, u
 /// The same with blocking read(2) on one thread, one file after another.
 long long cbaseline_smallfiles_read(const char *const *paths, unsigned count, unsigned chunk,
                                     unsigned long long *checksum);
+/// `threads` threads, thread i pinned to `cpus[i]`, each with a ring of its
+/// own doing `total / threads` of the work: awaited NOPs one per submit
+/// (`reads` 0) or random 4 KiB page-cache reads of `path`, `depth` in flight
+/// (`reads` 1). Returns the wall-clock nanoseconds until all are done, or a
+/// negative errno.
+long long cbaseline_ring_threads(int reads, const char *path, unsigned threads, unsigned depth, unsigned total,
+                                 long long file_size, const int *cpus);
 #endif

@@ -99,6 +99,10 @@ int cu_thread_set_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }
 
+int cu_thread_set_name_of(pthread_t thread, const char *name) {
+    return pthread_setname_np(thread, name);
+}
+
 int cu_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int cu_futex_wait_blocking(uint32_t *word, uint32_t expected) {

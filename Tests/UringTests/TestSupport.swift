@@ -303,3 +303,27 @@ extension Trait where Self == ConditionTrait {
         .enabled(if: kernelSupports(operation), "the kernel lacks \(needs)")
     }
 }
+
+/// RLIMIT_NOFILE, for tests that need many descriptors.
+enum DescriptorLimit {
+    static var hard: Int {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        return Int(clamping: limit.rlim_max)
+    }
+
+    /// Raises the soft limit to the hard one; returns the limits to restore.
+    static func raiseToHard() -> rlimit {
+        var saved = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+        var raised = saved
+        raised.rlim_cur = saved.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised)
+        return saved
+    }
+
+    static func restore(_ saved: rlimit) {
+        var saved = saved
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+    }
+}

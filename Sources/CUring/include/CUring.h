@@ -122,6 +122,8 @@ int cu_enable_ring(struct io_uring *ring);
 
 /// Names the calling thread (15 bytes at most); returns 0 or an errno.
 int cu_thread_set_name(const char *name);
+/// Names another thread (at most 15 bytes are kept).
+int cu_thread_set_name_of(pthread_t thread, const char *name);
 
 /// Starts a POSIX thread running `body(context)`; returns 0 or an errno.
 /// Starts a thread with an 8 MiB stack; `cpu` >= 0 pins it to that CPU.

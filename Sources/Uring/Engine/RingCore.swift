@@ -210,6 +210,9 @@ final class RingCore: @unchecked Sendable {
         guard options.entries > 0 else {
             throw .invalid(.createRing, "a ring needs at least one entry")
         }
+        if let processor = options.processor, processor < 0 {
+            throw .invalid(.createRing, "CPU \(processor) does not exist")
+        }
 
         let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         ring.initialize(to: io_uring())
@@ -331,6 +334,9 @@ final class RingCore: @unchecked Sendable {
             }
             throw .system(.createRing, status)
         }
+        // Named here too, so the name shows as soon as the ring exists (the
+        // thread names itself again when it starts).
+        _ = cu_thread_set_name_of(thread, threadName)
         pthread_detach(thread)
     }
 

@@ -72,7 +72,6 @@ extension RingCore {
         // Only the jobs queued now: those they queue wait for the next round,
         // so their requests go to the kernel together.
         var budget = localJobs.count
-        runnableJobs.store(budget, ordering: .relaxed)
         while budget > 0, let queued = localJobs.popFirst() {
             if queued.onActor {
                 queued.job.runSynchronously(isolatedTo: serial, taskExecutor: task)
@@ -81,6 +80,8 @@ extension RingCore {
             }
             budget -= 1
         }
+        // What is left for the next round (jobs these queued), for placing work.
+        runnableJobs.store(localJobs.count, ordering: .relaxed)
     }
 
     // MARK: Inbox

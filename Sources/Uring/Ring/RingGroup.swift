@@ -21,8 +21,10 @@ import Synchronization
 /// ```
 ///
 /// A group lives for the duration of ``run(rings:options:_:)``: when the body
-/// returns or throws, every ring shuts down, and no ring thread outlives the
-/// call.
+/// returns or throws, every ring shuts down (its operations cancelled and
+/// awaited, its descriptors closed). Each ring's thread then ends as soon
+/// as nothing refers to the ring any more; a ring kept past the call keeps
+/// a thread that serves only its actor's jobs.
 public final class RingGroup: Sendable {
     /// The rings, in the order they were created. A ring's position here is
     /// its index in ``RingPlacement/ring(_:)`` and ``statistics``.
@@ -32,10 +34,13 @@ public final class RingGroup: Sendable {
     public let options: RingGroupOptions
 
     private let turn = Atomic<Int>(0)
+    /// Connections each ring serves (or was just handed), for ``RingPlacement/leastBusy``.
+    let connectionCounts: [ConnectionCount]
 
     private init(rings: [RingActor], options: RingGroupOptions) {
         self.rings = rings
         self.options = options
+        self.connectionCounts = rings.map { _ in ConnectionCount() }
     }
 
     /// Creates `count` rings, runs `body` with the group, then shuts every
@@ -69,10 +74,14 @@ public final class RingGroup: Sendable {
 
     private static func create(count: Int?, options: RingGroupOptions) throws(UringError) -> RingGroup {
         let cpus = usableCPUs()
-        let count = count ?? cpus.count
+        let count = count ?? max(1, cpus.count)
         guard count > 0 else {
             throw .invalid(.createRing, "a ring group needs at least one ring, not \(count)")
         }
+        // Pinned when asked, or by default when there is one ring per CPU
+        // (a group that takes the whole machine). Without the CPU list,
+        // nothing is pinned.
+        let pins = !cpus.isEmpty && (options.pinsThreads ?? (count == cpus.count))
         var rings: [RingActor] = []
         rings.reserveCapacity(count)
         do throws(UringError) {
@@ -82,13 +91,11 @@ public final class RingGroup: Sendable {
                 if ringOptions.sharesWorkersWith == nil, let first = rings.first {
                     ringOptions.sharesWorkersWith = first
                 }
-                if options.pinsThreads, ringOptions.processor == nil {
+                if pins, ringOptions.processor == nil {
                     // More rings than CPUs wrap around (oversubscription).
                     ringOptions.processor = cpus[index % cpus.count]
                 }
-                if ringOptions.threadName == RingOptions().threadName {
-                    ringOptions.threadName = "uring-ring-\(index)"
-                }
+                ringOptions.threadName += "-\(index)"
                 rings.append(try RingActor(options: ringOptions))
             }
         } catch {
@@ -99,13 +106,14 @@ public final class RingGroup: Sendable {
         return RingGroup(rings: rings, options: options)
     }
 
-    /// The CPUs the process may run on, in order.
+    /// The CPUs the calling thread may run on, in order (empty if the
+    /// affinity mask cannot be read).
     static func usableCPUs() -> [Int] {
         let capacity = Int(cu_usable_cpu_count()) + 64
         let cpus = [Int32](unsafeUninitializedCapacity: capacity) { buffer, count in
             count = Int(cu_usable_cpus(buffer.baseAddress!, Int32(capacity)))
         }
-        return cpus.isEmpty ? [0] : cpus.map(Int.init)
+        return cpus.map(Int.init)
     }
 
     /// Shuts every ring down (concurrently) and waits for all of them.
@@ -123,8 +131,10 @@ public final class RingGroup: Sendable {
     /// The ring `placement` picks.
     ///
     /// ``RingPlacement/next`` takes the rings in turn;
-    /// ``RingPlacement/leastBusy`` the one with the fewest operations in the
-    /// kernel plus jobs waiting to run (ties go in turn).
+    /// ``RingPlacement/leastBusy`` the one with the fewest connections being
+    /// served, operations in the kernel and jobs waiting (ties go in turn).
+    ///
+    /// - Precondition: a ``RingPlacement/ring(_:)`` index is in ``rings``.
     public func ring(_ placement: RingPlacement) -> RingActor {
         switch placement {
         case .ring(let index):
@@ -153,12 +163,29 @@ public final class RingGroup: Sendable {
         return Int(UInt(bitPattern: value) % UInt(rings.count))
     }
 
-    /// Operations in the kernel plus jobs queued on the ring's thread.
-    func load(of index: Int) -> UInt64 {
+    /// Connections served, operations in the kernel and jobs queued on the
+    /// ring's thread: a rough figure, read without any lock.
+    func load(of index: Int) -> Int {
         let core = rings[index].core
-        let submitted = core.submittedCount.load(ordering: .relaxed)
+        // Completed first: read the other way round, a completion landing
+        // between the loads could make the difference negative.
         let completed = core.completedCount.load(ordering: .relaxed)
-        return (submitted &- completed) &+ UInt64(max(0, core.runnableJobs.load(ordering: .relaxed)))
+        let submitted = core.submittedCount.load(ordering: .relaxed)
+        let inKernel = submitted >= completed ? Int(clamping: submitted - completed) : 0
+        return inKernel &+ max(0, core.runnableJobs.load(ordering: .relaxed))
+            &+ max(0, connectionCounts[index].value)
+    }
+
+    /// The index in ``rings`` of `ring`, if it belongs to this group.
+    func index(of ring: RingActor) -> Int? {
+        rings.firstIndex { $0 === ring }
+    }
+
+    /// Checks that `placement` names a ring of this group.
+    func validate(_ placement: RingPlacement, for operation: UringOperation) throws(UringError) {
+        if case .ring(let index) = placement, !rings.indices.contains(index) {
+            throw .invalid(operation, "ring \(index) is not in a group of \(rings.count)")
+        }
     }
 
     /// The index in ``rings`` of the ring whose thread is running the
@@ -224,19 +251,30 @@ public enum RingPlacement: Sendable, Hashable {
     case leastBusy
 }
 
+/// Connections a ring serves; see ``RingGroup/load(of:)``.
+final class ConnectionCount: Sendable {
+    private let count = Atomic<Int>(0)
+    func add(_ n: Int) { count.wrappingAdd(n, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
 /// How a ``RingGroup`` sets up its rings.
 public struct RingGroupOptions: Sendable {
     /// The options of every ring. Unless set here, each ring after the first
     /// shares the first's kernel worker pool
-    /// (``RingOptions/sharesWorkersWith``), and each ring's thread is named
-    /// `uring-ring-N`.
+    /// (``RingOptions/sharesWorkersWith``). Ring N's thread is named with
+    /// `-N` after ``RingOptions/threadName`` (`uring-ring-0`, …). A
+    /// ``RingOptions/processor`` set here pins every ring to that one CPU.
     public var ring = RingOptions()
-    /// Pins ring N's thread to the Nth CPU the process may run on (wrapping
-    /// around when there are more rings than CPUs), so a ring keeps its
-    /// caches and never competes with another ring for a core. On by
-    /// default; turn it off when other busy threads share the machine and
-    /// the scheduler should be free to move the rings.
-    public var pinsThreads = true
+    /// Whether ring N's thread is pinned to the Nth CPU the process may run
+    /// on (wrapping around when there are more rings than CPUs), so a ring
+    /// keeps its caches and never competes with another ring for a core.
+    ///
+    /// `nil` (the default) pins only a group with one ring per CPU, one that
+    /// takes the whole machine; a smaller group is left to the scheduler, so
+    /// two such programs on one machine do not both crowd onto the first
+    /// CPUs. `true` pins any group, `false` none.
+    public var pinsThreads: Bool? = nil
 
     /// The defaults.
     public init() {}

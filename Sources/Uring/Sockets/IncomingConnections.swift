@@ -28,27 +28,17 @@ public final class IncomingConnection: Sendable {
 
     /// Moves the connection out of the box.
     ///
+    /// - Parameter ring: The ring to serve the connection on; `nil` (the
+    ///   default) means the ring that accepted it. A descriptor belongs to
+    ///   the process, so any ring can use it; serve it from a task that
+    ///   prefers that ring's executor, or its operations hop threads.
     /// - Throws: ``UringError`` (``UringError/Kind/invalidArgument``) if it
     ///   was already taken.
-    public func take() throws(UringError) -> StreamConnection {
+    public func take(on ring: RingActor? = nil) throws(UringError) -> StreamConnection {
         guard let fd = descriptor.take() else {
             throw .invalid(.accept, "this incoming connection was already taken")
         }
-        return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
-    }
-
-    /// Moves the connection out of the box, to be served by `ring` instead
-    /// of the ring that accepted it (a descriptor belongs to the process, so
-    /// any ring can use it). Serve it from a task that prefers that ring's
-    /// executor, or its operations hop threads.
-    ///
-    /// - Throws: ``UringError`` (``UringError/Kind/invalidArgument``) if it
-    ///   was already taken.
-    public func take(on ring: RingActor) throws(UringError) -> StreamConnection {
-        guard let fd = descriptor.take() else {
-            throw .invalid(.accept, "this incoming connection was already taken")
-        }
-        return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
+        return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring ?? self.ring)
     }
 }
 

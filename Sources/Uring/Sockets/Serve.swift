@@ -18,8 +18,8 @@ extension StreamListener {
     ///   `handler` (a reset, a timeout, a protocol error of the application's)
     ///   ends that connection only; it goes to `onError` if given.
     /// - **A bounded number of connections.** While `maximumConnections`
-    ///   handlers run, no more connections are taken: at most 16 more wait
-    ///   accepted, and the rest wait in the kernel's listen backlog.
+    ///   handlers run, no more are started: at most 17 more wait accepted,
+    ///   and the rest wait in the kernel's listen backlog.
     /// - **Accept survives resource errors** such as the descriptor limit
     ///   (see ``IncomingConnections``).
     /// - **Every connection is closed** when its handler returns or throws,
@@ -85,21 +85,19 @@ extension IncomingConnections {
         try await withThrowingDiscardingTaskGroup { group in
             var accepted = connections.makeAsyncIterator()
             while true {
-                try await gate.enter()
+                // Accept first, then wait for a place: with several listeners
+                // sharing one gate, a place held while waiting for a client
+                // that never comes would starve the other listeners.
                 guard let incoming = try await accepted.next() else {
-                    gate.leave()
                     return  // accepting ended normally; the handlers finish first
                 }
+                try await gate.enter()  // cancelled: `incoming` is dropped, which closes it
                 let target = handOff?()
                 let run: @Sendable () async -> Void = {
                     defer { gate.leave() }
                     let connection: StreamConnection
                     do {
-                        if let target {
-                            connection = try incoming.take(on: target)
-                        } else {
-                            connection = try incoming.take()
-                        }
+                        connection = try incoming.take(on: target)
                     } catch {
                         onError?(error, nil)
                         return

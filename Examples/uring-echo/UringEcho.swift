@@ -6,9 +6,10 @@
 // It prints "listening on H:P" once it accepts connections, and on SIGINT or
 // SIGTERM stops accepting, closes every open connection and exits 0.
 //
-// With --rings N (default 1) it runs N rings, each on a thread pinned to a
-// CPU of its own, and every ring listens on the port (SO_REUSEPORT): the
-// kernel spreads the connections and each ring serves its own. With
+// With --rings N (default 1) it runs N rings, each on a thread of its own
+// (pinned to a CPU when there is one ring per CPU), and every ring listens
+// on the port (SO_REUSEPORT): the kernel spreads the connections and each
+// ring serves its own. With
 // --hand-off, one ring accepts and hands each connection to the least busy
 // ring instead, which evens out a few heavy connections at the cost of a
 // wake-up per connection.
@@ -67,10 +68,8 @@ struct UringEcho {
             send: sendSeconds > 0 ? .seconds(sendSeconds) : nil)
         do {
             let address = try SocketAddress(ip: host, port: port)
-            var options = RingGroupOptions()
-            // One ring is left to the scheduler; several get a CPU each.
-            options.pinsThreads = rings > 1
-            try await RingGroup.run(rings: rings, options: options) { group in
+            // Threads are pinned when there is a ring per CPU (RingGroupOptions).
+            try await RingGroup.run(rings: rings) { group in
                 // SIGINT and SIGTERM now arrive in this sequence instead of
                 // ending the process.
                 let signals = try group.rings[0].signals([.interrupt, .terminate])

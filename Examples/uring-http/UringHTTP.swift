@@ -3,8 +3,8 @@
 //     uring-http [--host H] --port P --root DIR [--rings N] [--max-connections N]
 //                [--header-seconds S] [--keepalive-seconds S] [--send-seconds S]
 //
-// With --rings N (default 1), N rings on threads pinned to CPUs of their own
-// each listen on the port (SO_REUSEPORT) and serve the connections the
+// With --rings N (default 1), N rings (on threads pinned to CPUs when there
+// is one ring per CPU) each listen on the port (SO_REUSEPORT) and serve the connections the
 // kernel gives them, opening files through their own ring.
 //
 // GET and HEAD of regular files under DIR, keep-alive, Content-Length and
@@ -60,10 +60,8 @@ struct UringHTTP {
         guard let port, let root else { fail(usage) }
         do {
             let address = try SocketAddress(ip: host, port: port)
-            var options = RingGroupOptions()
-            // One ring is left to the scheduler; several get a CPU each.
-            options.pinsThreads = rings > 1
-            try await RingGroup.run(rings: rings, options: options) { group in
+            // Threads are pinned when there is a ring per CPU (RingGroupOptions).
+            try await RingGroup.run(rings: rings) { group in
                 // SIGINT and SIGTERM now arrive in this sequence instead of
                 // ending the process.
                 let signals = try group.rings[0].signals([.interrupt, .terminate])

@@ -105,6 +105,11 @@ int cu_thread_set_name_of(pthread_t thread, const char *name) {
 
 int cu_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+long cu_getdents64(int fd, void *buffer, unsigned long length) {
+    long ret = syscall(SYS_getdents64, fd, buffer, length);
+    return ret < 0 ? -errno : ret;
+}
+
 int cu_futex_wait_blocking(uint32_t *word, uint32_t expected) {
     long ret = syscall(SYS_futex, word, 128 /* FUTEX_WAIT | FUTEX_PRIVATE_FLAG */, expected, NULL, NULL, 0);
     return ret < 0 ? -errno : 0;

@@ -329,6 +329,9 @@ int cu_waitid_pidfd(int pidfd, siginfo_t *info, int options);
 
 /// pipe2(fds, O_CLOEXEC); 0 or -1 with errno (hidden without _GNU_SOURCE).
 int cu_pipe(int fds[2]);
+/// getdents64(2): fills `buffer` with `struct linux_dirent64` records; returns
+/// the bytes filled, 0 at the end, or a negative errno.
+long cu_getdents64(int fd, void *buffer, unsigned long length);
 
 /// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
 /// thread's memory accesses; synchronization is still recorded. Elsewhere

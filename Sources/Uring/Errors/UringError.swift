@@ -53,6 +53,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case message = "msg_ring"
     case watchSignals = "sigaction"
     case linked
+    case listDirectory = "getdents64"
 
     /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
@@ -100,7 +101,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .futexWait: 51
         case .futexWake: 52
         case .installDescriptor: 54
-        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked: nil
+        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory: nil
         }
     }
 }

@@ -32,13 +32,40 @@ extension RingActor {
     }
 
     /// Creates a directory at `path` (`mkdirat`).
+    ///
+    /// - Parameters:
+    ///   - path: The directory to create.
+    ///   - permissions: Its permissions (before the process's umask).
+    ///   - intermediates: Also creates missing parent directories, like
+    ///     `mkdir -p`, and succeeds if `path` already is a directory.
+    /// - Throws: ``UringError`` naming the path that could not be created:
+    ///   `EEXIST` if something other than a directory is in the way,
+    ///   `ENOTDIR` if a parent is not a directory.
     public nonisolated(nonsending) func createDirectory(
-        at path: FilePath, permissions: FilePermissions = FilePermissions(rawValue: 0o755)
+        at path: FilePath, permissions: FilePermissions = FilePermissions(rawValue: 0o755), intermediates: Bool = false
     ) async throws {
         let name = try storage(for: path, .createDirectory)
-        _ = try await core.perform(.createDirectory, about: .path(path), keepAlive: name) {
-            io_uring_prep_mkdirat(&$0, AT_FDCWD, name.pointer, permissions.rawValue)
+        do {
+            _ = try await core.perform(.createDirectory, about: .path(path), keepAlive: name) {
+                io_uring_prep_mkdirat(&$0, AT_FDCWD, name.pointer, permissions.rawValue)
+            }
+        } catch let error as UringError where intermediates {
+            if error.errno == .fileExists {
+                // Done if a directory is there (made by someone else, even).
+                if (try? await metadata(at: path))?.type == .directory { return }
+                throw error
+            }
+            guard error.errno == .noSuchFileOrDirectory, let parent = Self.parent(of: path) else { throw error }
+            try await createDirectory(at: parent, permissions: permissions, intermediates: true)
+            // Once more: the parent exists now.
+            try await createDirectory(at: path, permissions: permissions, intermediates: true)
         }
+    }
+
+    /// `path` without its last component, or nil when nothing is left.
+    private static func parent(of path: FilePath) -> FilePath? {
+        let parent = path.removingLastComponent()
+        return parent.isEmpty || parent == path ? nil : parent
     }
 
     /// The metadata of the object at `path` (`statx`).

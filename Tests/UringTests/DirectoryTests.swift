@@ -1,0 +1,195 @@
+import Foundation
+import Glibc
+import SystemPackage
+import Testing
+
+@testable import Uring
+
+extension AllTests {
+    @Suite("Directories and trees", .checksDescriptorLeaks)
+    struct DirectoryTests {
+        /// A tree: a/, a/one.txt, a/b/, a/b/two.txt, a/b/c/ (empty), a/link -> b,
+        /// a/fifo, and `outside` (a directory beside the tree with a file).
+        func makeTree(_ scratch: Scratch) {
+            mkdir(scratch.path + "/a", 0o755)
+            mkdir(scratch.path + "/a/b", 0o755)
+            mkdir(scratch.path + "/a/b/c", 0o755)
+            scratch.write("a/one.txt", [1])
+            scratch.write("a/b/two.txt", [2, 2])
+            symlink("b", scratch.path + "/a/link")
+            mkfifo(scratch.path + "/a/fifo", 0o644)
+            mkdir(scratch.path + "/outside", 0o755)
+            scratch.write("outside/keep.txt", [3])
+            symlink(scratch.path + "/outside", scratch.path + "/a/b/out")
+        }
+
+        @Test("entries: every name once with its type, no . or .., and each iteration from the start")
+        func entries() async throws {
+            let scratch = Scratch()
+            makeTree(scratch)
+            try await RingActor.run { ring in
+                let directory = try await Directory.open(scratch.file("a"), on: ring)
+                let sequence = directory.entries()
+                var first: [String: Uring.FileType] = [:]
+                for try await entry in sequence {
+                    #expect(first.updateValue(entry.type, forKey: entry.name.string) == nil, "\(entry) twice")
+                }
+                #expect(first == ["one.txt": .regular, "b": .directory, "link": .symbolicLink, "fifo": .fifo])
+                var second = 0
+                for try await _ in sequence { second += 1 }
+                #expect(second == 4)
+                // The sequence outlives the directory value.
+                try await directory.close()
+                var third = 0
+                for try await _ in sequence { third += 1 }
+                #expect(third == 4)
+            }
+        }
+
+        @Test("entries of 2,000 files come in several batches, each name once")
+        func manyEntries() async throws {
+            let scratch = Scratch()
+            mkdir(scratch.path + "/many", 0o755)
+            for i in 0..<2_000 { scratch.write("many/file-with-a-longish-name-\(i)", []) }
+            try await RingActor.run { ring in
+                let directory = try await Directory.open(scratch.file("many"), on: ring)
+                var names = Set<String>()
+                for try await entry in directory.entries() {
+                    #expect(entry.type == .regular)
+                    names.insert(entry.name.string)
+                }
+                #expect(names.count == 2_000)
+                #expect(names.contains("file-with-a-longish-name-1999"))
+            }
+        }
+
+        @Test("walk: depth first, every entry once with its depth, links listed and never followed")
+        func walk() async throws {
+            let scratch = Scratch()
+            makeTree(scratch)
+            let root = scratch.file("a")
+            try await RingActor.run { ring in
+                var seen: [String: (Uring.FileType, Int)] = [:]
+                var order: [String] = []
+                for try await entry in Directory.walk(root, on: ring) {
+                    let relative = String(entry.path.string.dropFirst(root.string.count + 1))
+                    #expect(seen.updateValue((entry.type, entry.depth), forKey: relative) == nil, "\(entry) twice")
+                    order.append(relative)
+                }
+                #expect(Set(seen.keys) == ["one.txt", "b", "b/two.txt", "b/c", "b/out", "link", "fifo"])
+                #expect(seen["b"]! == (.directory, 1))
+                #expect(seen["b/c"]! == (.directory, 2))
+                #expect(seen["b/out"]! == (.symbolicLink, 2))
+                #expect(seen["link"]! == (.symbolicLink, 1))
+                // Depth first: a directory comes before its contents.
+                #expect(order.firstIndex(of: "b")! < order.firstIndex(of: "b/two.txt")!)
+            }
+        }
+
+        @Test("walk: a missing root throws ENOENT naming it")
+        func walkMissingRoot() async throws {
+            let scratch = Scratch()
+            makeTree(scratch)
+            try await RingActor.run { ring in
+                let missing = scratch.file("nope")
+                do {
+                    for try await _ in Directory.walk(missing, on: ring) {}
+                    Issue.record("walked a missing directory")
+                } catch let error as UringError {
+                    #expect(error.errno == .noSuchFileOrDirectory)
+                    #expect(error.description.contains(missing.string), "\(error)")
+                }
+            }
+        }
+
+        @Test(
+            "walk: an unreadable subdirectory goes to onError and the walk goes on",
+            .enabled(if: geteuid() != 0, "permissions do not stop root, and the suite runs as root here"))
+        func walkUnreadable() async throws {
+            let scratch = Scratch()
+            makeTree(scratch)
+            chmod(scratch.path + "/a/b", 0)
+            defer { chmod(scratch.path + "/a/b", 0o755) }
+            try await RingActor.run { ring in
+                let errors = Guarded<[UringError]>([])
+                var names: [String] = []
+                for try await entry in Directory.walk(scratch.file("a"), on: ring, onError: { error in errors.withLock { $0.append(error) } }) {
+                    names.append(entry.path.lastComponent?.string ?? "")
+                }
+                #expect(Set(names) == ["one.txt", "b", "link", "fifo"])
+                let reported = errors.withLock { $0 }
+                #expect(reported.count == 1 && reported.first?.errno == .permissionDenied, "\(reported)")
+            }
+        }
+
+        @Test("removeTree removes everything under a path, links themselves and never their targets")
+        func removeTree() async throws {
+            let scratch = Scratch()
+            makeTree(scratch)
+            try await RingActor.run { ring in
+                try await ring.removeTree(at: scratch.file("a"))
+                #expect(access(scratch.path + "/a", F_OK) != 0)
+                // The link to `outside` was removed, not followed.
+                #expect(access(scratch.path + "/outside/keep.txt", F_OK) == 0)
+                // A file or a link alone is removed as such.
+                try await ring.removeTree(at: scratch.file("outside/keep.txt"))
+                #expect(access(scratch.path + "/outside/keep.txt", F_OK) != 0)
+                do {
+                    try await ring.removeTree(at: scratch.file("a"))
+                    Issue.record("removed a missing tree")
+                } catch let error as UringError {
+                    #expect(error.errno == .noSuchFileOrDirectory)
+                    #expect(error.description.contains(scratch.path + "/a"), "\(error)")
+                }
+            }
+        }
+
+        @Test("createDirectory with intermediates makes every missing parent, accepts an existing directory, and names what is in the way")
+        func createIntermediates() async throws {
+            let scratch = Scratch()
+            try await RingActor.run { ring in
+                let deep = scratch.file("x/y/z")
+                try await ring.createDirectory(at: deep, intermediates: true)
+                #expect(try await ring.metadata(at: deep).type == .directory)
+                try await ring.createDirectory(at: deep, intermediates: true)
+                do {
+                    try await ring.createDirectory(at: deep)
+                    Issue.record("created an existing directory without intermediates")
+                } catch let error as UringError {
+                    #expect(error.errno == .fileExists)
+                }
+                scratch.write("file", [1])
+                do {
+                    try await ring.createDirectory(at: scratch.file("file"), intermediates: true)
+                    Issue.record("a file was taken for a directory")
+                } catch let error as UringError {
+                    #expect(error.errno == .fileExists)
+                    #expect(error.description.contains(scratch.path + "/file"), "\(error)")
+                }
+                do {
+                    try await ring.createDirectory(at: scratch.file("file/sub"), intermediates: true)
+                    Issue.record("created a directory under a file")
+                } catch let error as UringError {
+                    #expect(error.errno == .notDirectory)
+                }
+            }
+        }
+
+        @Test("listing from a task on the ring runs getdents64 off the ring's thread")
+        func listingOffRingThread() async throws {
+            let scratch = Scratch()
+            makeTree(scratch)
+            try await RingActor.run { ring in
+                #expect(ring.executor.isCurrentThread)
+                let onRing = try await offRingThread { ring.executor.isCurrentThread }
+                #expect(!onRing)
+                #expect(ring.executor.isCurrentThread)
+                // And listing works from there.
+                let directory = try await Directory.open(scratch.file("a"), on: ring)
+                var count = 0
+                for try await _ in directory.entries() { count += 1 }
+                #expect(count == 4)
+            }
+        }
+    }
+}

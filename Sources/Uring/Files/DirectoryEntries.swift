@@ -156,7 +156,7 @@ final class DirectoryReader: Sendable {
             offset += max(length, 1)
             // Skip "." and "..".
             if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
-            guard let component = FilePath(platformString: name).lastComponent else { continue }
+            guard let component = FilePath.Component(platformString: name) else { continue }
             entries.append(DirectoryEntry(name: component, type: FileType(directoryType: kind), inode: inode))
         }
         return entries

@@ -108,28 +108,24 @@ struct Site: Sendable {
             return keepAlive
         }
         if buffer.count != 64 * 1024 { buffer = [UInt8](repeating: 0, count: 64 * 1024) }
-        var offset: Int64 = 0
+        // The head goes out with the body's first piece, in one send: two
+        // small sends would wait on the client's delayed ACK.
         var response = Array(header.utf8)
         var complete = true
-        repeat {
-            var n = size == 0 ? 0 : try await file.read(into: &buffer, at: offset)
-            if n == 0 && offset < size {
-                complete = false  // the file shrank: the promised length cannot be kept
-                break
-            }
-            n = Int(min(Int64(n), size - offset))  // the file grew: send only what was promised
-            offset += Int64(n)
-            // The head goes out with the body's first piece, in one send:
-            // two small sends would wait on the client's delayed ACK.
-            if response.isEmpty && n == buffer.count {
-                try await send(buffer, on: connection)
-            } else {
-                response.append(contentsOf: buffer[..<n])
-                try await send(response, on: connection)
-            }
-            response.removeAll(keepingCapacity: true)
-        } while offset < size
-        if !response.isEmpty { try await send(response, on: connection) }
+        var n = size == 0 ? 0 : try await file.read(into: &buffer, at: 0)
+        n = Int(min(Int64(n), size))  // the file grew: send only what was promised
+        response.append(contentsOf: buffer[..<n])
+        try await send(response, on: connection)
+        var offset = Int64(n)
+        if n == 0 && size > 0 {
+            complete = false  // the file shrank: the promised length cannot be kept
+        } else if offset < size {
+            // The rest moves from the page cache to the socket without
+            // passing through this process (splice, as nginx's sendfile).
+            let sent = try await sendRest(file, from: offset, count: size - offset, on: connection)
+            offset += sent
+            complete = offset == size
+        }
         try await file.close()
         // A short body can only be signalled by closing the connection.
         return keepAlive && complete
@@ -170,6 +166,16 @@ struct Site: Sendable {
     /// Sends all of `bytes` within the send timeout.
     private func send(_ bytes: [UInt8], on connection: borrowing StreamConnection) async throws {
         try await connection.sendAll(bytes, timeout: limits.sendTimeout)
+    }
+
+    /// Sends `count` bytes of `file` from `offset`, within the send timeout;
+    /// returns how many were sent (fewer if the file shrank).
+    private func sendRest(
+        _ file: borrowing File, from offset: Int64, count: Int64, on connection: borrowing StreamConnection
+    ) async throws -> Int64 {
+        try await withTimeout(limits.sendTimeout) {
+            try await connection.send(file, from: offset, count: count)
+        }
     }
 }
 

@@ -3,17 +3,19 @@
 //     uring-http [--host H] --port P --root DIR [--rings N] [--max-connections N]
 //                [--header-seconds S] [--keepalive-seconds S] [--send-seconds S]
 //
-// With --rings N (default 1), N rings (on threads pinned to CPUs when there
-// is one ring per CPU) each listen on the port (SO_REUSEPORT) and serve the connections the
-// kernel gives them, opening files through their own ring.
+// With --rings N (default 1), N rings (on threads pinned to CPUs when
+// there is one ring per CPU) each listen on the port (SO_REUSEPORT) and
+// serve the connections the kernel gives them, opening files through their
+// own ring.
 //
 // GET and HEAD of regular files under DIR, keep-alive, Content-Length and
 // Content-Type. Nothing outside DIR is ever served: files are opened with
 // openat2's RESOLVE_BENEATH through the ring, so symbolic links cannot lead
 // out, and a ".." segment is refused with 403. FIFOs, devices and
 // directories are 404, checked before anything could wait. Exactly
-// Content-Length bytes are sent; if the file shrinks meanwhile the
-// connection is closed. Request bodies are read and dropped (413 past
+// Content-Length bytes are sent (past the first 64 KiB, spliced from the
+// file to the socket without passing through the process); if the file
+// shrinks meanwhile the connection is closed. Request bodies are read and dropped (413 past
 // 1 MiB, 501 for transfer codings). Malformed heads (bare LF included) are
 // 400, oversized targets 414, oversized heads 431, a head not received
 // within --header-seconds (default 10) 408; an idle kept-alive connection

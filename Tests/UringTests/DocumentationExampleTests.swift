@@ -33,6 +33,14 @@ func writeAndReadBack(_ path: FilePath, on ring: RingActor) async throws -> Int 
     return n
 }
 
+func countFiles(withExtension suffix: String, under root: FilePath, on ring: RingActor) async throws -> Int {
+    var count = 0
+    for try await entry in Directory.walk(root, on: ring) where entry.type == .regular {
+        if entry.path.extension == suffix { count += 1 }
+    }
+    return count
+}
+
 extension AllTests {
     @Suite("Documentation examples")
     struct DocumentationExampleTests {
@@ -50,6 +58,22 @@ extension AllTests {
             let path = scratch.file("notes.txt")
             let count = try await RingActor.run { ring in try await writeAndReadBack(path, on: ring) }
             #expect(count == 6)
+        }
+
+        @Test("Getting Started: the walk example counts files by extension; removeTree clears the tree")
+        func gettingStartedWalk() async throws {
+            let scratch = Scratch()
+            let root = scratch.file("project")
+            try await RingActor.run { ring in
+                try await ring.createDirectory(at: root.appending("Sources/Engine"), intermediates: true)
+                for name in ["Sources/a.swift", "Sources/Engine/b.swift", "Sources/notes.md"] {
+                    let file = try await File.open(root.appending(name), .writeOnly, options: [.create], on: ring)
+                    try await file.close()
+                }
+                #expect(try await countFiles(withExtension: "swift", under: root, on: ring) == 2)
+                try await ring.removeTree(at: root)
+                await #expect(throws: UringError.self) { try await ring.metadata(at: root) }
+            }
         }
     }
 }

@@ -72,7 +72,7 @@ extension UringBench {
             guard let few = instructions(valgrind, impl, small), let many = instructions(valgrind, impl, large) else {
                 report.skipped(
                     "nop", "instructions per NOP (\(impl))",
-                    "callgrind could not run uring-nop-count \(impl) (valgrind 3.19 crashes inside itself on the Swift ring; perf has no instruction counter on this VM)")
+                    "callgrind could not run uring-nop-count \(impl) (valgrind 3.19 crashes inside itself on the Swift ring, or deadlocks and is stopped after 120 s; perf has no instruction counter on this VM)")
                 continue
             }
             perNop[impl] = Double(many - few) / Double(large - small)
@@ -98,7 +98,14 @@ extension UringBench {
             unlink(stripped)
         }
         guard let objcopy = which("objcopy"), (try? run([objcopy, "--strip-debug", binary, stripped]))?.status == 0,
-            let result = try? run([valgrind, "--tool=callgrind", "--callgrind-out-file=\(out)", stripped, impl, String(count)]),
+            // Bounded: valgrind 3.19 has also deadlocked on the Swift ring
+            // (the ring thread blocked in io_uring_enter while holding
+            // valgrind's lock), which would stall the whole run.
+            let timeout = which("timeout"),
+            let result = try? run([
+                timeout, "--signal=KILL", "120", valgrind, "--tool=callgrind", "--callgrind-out-file=\(out)", stripped, impl,
+                String(count),
+            ]),
             result.status == 0, let text = try? String(contentsOfFile: out, encoding: .utf8),
             let line = text.split(separator: "\n").first(where: { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") })
         else { return nil }

@@ -2,7 +2,7 @@
 //
 //     swift run -c release uring-bench <scenario>|all [--quick]
 //
-// Scenarios: nop, randread, seqread, smallfiles, echo, http, registered, copy, allocations, scaling, cores. Each runs
+// Scenarios: nop, randread, seqread, smallfiles, echo, http, registered, copy, allocations, scaling, cores, walk. Each runs
 // this library and its peers in turn on the same data, prints a table with
 // ratios, and writes one JSON line per figure to stdout and to
 // results/latest.jsonl. `all` without --quick also writes RESULTS.md.
@@ -14,7 +14,7 @@ import Uring
 
 @main
 struct UringBench {
-    static let scenarios = ["nop", "randread", "seqread", "smallfiles", "echo", "http", "registered", "copy", "allocations", "scaling", "cores"]
+    static let scenarios = ["nop", "randread", "seqread", "smallfiles", "echo", "http", "registered", "copy", "allocations", "scaling", "cores", "walk"]
 
     static func main() async throws {
         var arguments = Array(CommandLine.arguments.dropFirst())
@@ -45,6 +45,7 @@ struct UringBench {
             case "allocations": try await allocations(report, quick: quick)
             case "scaling": try await scaling(report, quick: quick, rounds: rounds)
             case "cores": try await cores(report, quick: quick)
+            case "walk": try await walk(report, quick: quick, rounds: rounds)
             default: break
             }
             print("=== \(name) took \(ContinuousClock.now - start)")

@@ -143,6 +143,11 @@ static inline void cu_prep_bind(struct io_uring_sqe *sqe, int fd, const struct s
 }
 
 /// listen(2) as a request (kernel 6.11+; liburing 2.3 has no helper).
+/// IORING_OP_FTRUNCATE (Linux 6.9), which liburing 2.3 has no helper for.
+static inline void cu_prep_ftruncate(struct io_uring_sqe *sqe, int fd, long long length) {
+    io_uring_prep_rw(55 /* IORING_OP_FTRUNCATE */, sqe, fd, 0, 0, (unsigned long long)length);
+}
+
 static inline void cu_prep_listen(struct io_uring_sqe *sqe, int fd, int backlog) {
     io_uring_prep_rw(CU_IORING_OP_LISTEN, sqe, fd, 0, backlog, 0);
 }
@@ -153,6 +158,16 @@ static inline void cu_prep_listen(struct io_uring_sqe *sqe, int fd, int backlog)
 static inline void cu_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level, int name, const void *value, int length) {
     io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, 0, 0, 0);
     sqe->off = 3; /* cmd_op = SOCKET_URING_OP_SETSOCKOPT */
+    sqe->addr = (uint64_t)(uint32_t)level | ((uint64_t)(uint32_t)name << 32);
+    sqe->splice_fd_in = length; /* optlen */
+    sqe->addr3 = (uint64_t)(uintptr_t)value; /* optval */
+}
+
+/// getsockopt(2) as a socket command (SOCKET_URING_OP_GETSOCKOPT, kernel
+/// 6.7+, SOL_SOCKET options only); the result is the option's length.
+static inline void cu_prep_getsockopt(struct io_uring_sqe *sqe, int fd, int level, int name, void *value, int length) {
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, 0, 0, 0);
+    sqe->off = 2; /* cmd_op = SOCKET_URING_OP_GETSOCKOPT */
     sqe->addr = (uint64_t)(uint32_t)level | ((uint64_t)(uint32_t)name << 32);
     sqe->splice_fd_in = length; /* optlen */
     sqe->addr3 = (uint64_t)(uintptr_t)value; /* optval */

@@ -54,6 +54,11 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case watchSignals = "sigaction"
     case linked
     case listDirectory = "getdents64"
+    case createSymbolicLink = "symlink"
+    case createLink = "link"
+    case readLink = "readlink"
+    case truncate = "ftruncate"
+    case advise = "fadvise"
 
     /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
@@ -77,6 +82,10 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .rename: 35
         case .removeFile, .removeDirectory: 36
         case .createDirectory: 37
+        case .createSymbolicLink: 38
+        case .createLink: 39
+        case .truncate: 55
+        case .advise: 24
         case .sendMessage: 9
         case .receiveMessage: 10
         case .accept: 13
@@ -101,7 +110,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .futexWait: 51
         case .futexWake: 52
         case .installDescriptor: 54
-        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory: nil
+        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink: nil
         }
     }
 }

@@ -115,6 +115,40 @@ struct DescriptorIO {
         }
     }
 
+    /// Sets the file's size (`ftruncate`): through the ring on kernels with
+    /// `IORING_OP_FTRUNCATE` (6.9), else the system call, made off the ring's
+    /// thread since it can wait on the disk.
+    nonisolated(nonsending) func truncate(to length: Int64) async throws {
+        if length < 0 { throw UringError.invalid(.truncate, path: path, "size \(length) is negative") }
+        if core.isSupported(.truncate) {
+            _ = try await core.perform(.truncate, about: .path(path)) {
+                cu_prep_ftruncate(&$0, fd, length)
+                if fixedFile { cu_sqe_use_fixed_file(&$0) }
+            }
+            return
+        }
+        if fixedFile {
+            throw UringError.unsupported(.truncate, path: path)
+        }
+        let (descriptor, reported) = (fd, path)
+        try await offRingThread {
+            if Glibc.ftruncate(descriptor, off_t(length)) != 0 {
+                throw UringError.system(.truncate, Glibc.errno, path: reported)
+            }
+        }
+    }
+
+    /// Tells the kernel how the range will be used (`fadvise`).
+    nonisolated(nonsending) func advise(_ advice: Int32, offset: Int64, length: Int64) async throws {
+        if offset < 0 || length < 0 {
+            throw UringError.invalid(.advise, path: path, "offset and length must not be negative")
+        }
+        _ = try await core.perform(.advise, about: .path(path)) {
+            io_uring_prep_fadvise(&$0, fd, UInt64(offset), off_t(length), advice)
+            if fixedFile { cu_sqe_use_fixed_file(&$0) }
+        }
+    }
+
     nonisolated(nonsending) func metadata() async throws -> FileMetadata {
         try await Self.statx(core: core, directory: fd, path: nil, reportedPath: path, flags: CU_AT_EMPTY_PATH)
     }

@@ -102,14 +102,14 @@ public struct File: ~Copyable, Sendable {
     ///     ``PathResolution/beneath`` nothing outside `directory` can be
     ///     opened, symbolic links included. Any limit needs `openat2` through
     ///     the ring (kernel 5.6+).
-    /// - Throws: ``UringError`` naming the directory's path joined with
-    ///   `path`: `EXDEV` for a path that would leave the directory under
-    ///   ``PathResolution/beneath``, `ELOOP` for a link refused by
-    ///   ``PathResolution/noSymlinks``.
     ///   - ring: The ring that opens the file and performs its operations;
     ///     `nil` (the default) means the directory's. A server with a
     ///     ``RingGroup`` passes the connection's ring, so each ring opens its
     ///     own files with no thread hop.
+    /// - Throws: ``UringError`` naming the directory's path joined with
+    ///   `path`: `EXDEV` for a path that would leave the directory under
+    ///   ``PathResolution/beneath``, `ELOOP` for a link refused by
+    ///   ``PathResolution/noSymlinks``.
     public static func open(
         _ path: FilePath,
         relativeTo directory: borrowing Directory,
@@ -342,6 +342,24 @@ public struct File: ~Copyable, Sendable {
     /// Unless `keepingSize`, the file grows to cover the range.
     public func preallocate(at offset: Int64, length: Int64, keepingSize: Bool = false) async throws {
         try await io.preallocate(offset: offset, length: length, mode: keepingSize ? 1 /* FALLOC_FL_KEEP_SIZE */ : 0)
+    }
+
+    /// Sets the file's size to `size` bytes, cutting it short or extending
+    /// it with zeros (`ftruncate`; through the ring from Linux 6.9, the
+    /// system call off the ring's thread before).
+    public func truncate(to size: Int64) async throws {
+        try await io.truncate(to: size)
+    }
+
+    /// Tells the kernel how a range of the file will be read, so it can read
+    /// ahead or drop cached pages (`fadvise`).
+    ///
+    /// - Parameters:
+    ///   - advice: The expected use.
+    ///   - offset: Where the range starts.
+    ///   - length: Its length; 0 means to the end of the file.
+    public func advise(_ advice: FileAdvice, offset: Int64 = 0, length: Int64 = 0) async throws {
+        try await io.advise(advice.rawValue, offset: offset, length: length)
     }
 
     /// The file's metadata (`statx`).

@@ -101,6 +101,21 @@ public struct DatagramSocket: ~Copyable, Sendable {
         return (n, box.senderAddress, box.truncated)
     }
 
+    /// Sets a socket option, typed (see ``SocketOption``):
+    /// `try await socket.setOption(.broadcast, to: true)`.
+    ///
+    /// - Throws: ``UringError`` naming `sockopt`, the option and the
+    ///   address: `EINVAL` for a value the kernel refuses,
+    ///   ``UringError/Kind/invalidArgument`` for a negative size or time.
+    public func setOption<Value>(_ option: SocketOption<Value>, to value: Value) async throws {
+        try await io.setOption(option, to: value)
+    }
+
+    /// Reads a socket option, typed (see ``SocketOption``).
+    public func option<Value>(_ option: SocketOption<Value>) async throws -> Value {
+        try await io.option(option)
+    }
+
     /// Closes the socket through the ring. The descriptor is released even
     /// when an error is thrown.
     public consuming func close() async throws {

@@ -7,7 +7,7 @@ import SystemPackage
 ///
 /// Sequence elements must be copyable, so ``IncomingConnections`` cannot
 /// yield a ``StreamConnection`` directly. It yields this small box instead;
-/// ``take()`` moves the descriptor out exactly once. A box dropped without
+/// ``take(on:)`` moves the descriptor out exactly once. A box dropped without
 /// `take()` closes its descriptor, so a connection that is never handled,
 /// or that was accepted after iteration stopped, never leaks.
 ///
@@ -80,7 +80,7 @@ final class OwnedOnce: Sendable {
 /// wait unclaimed; beyond that the request is paused and new connections
 /// wait in the kernel's listen backlog.
 public struct IncomingConnections: AsyncSequence, Sendable {
-    /// An accepted connection, to be claimed with ``IncomingConnection/take()``.
+    /// An accepted connection, to be claimed with ``IncomingConnection/take(on:)``.
     public typealias Element = IncomingConnection
     /// A ``UringError`` or `CancellationError`.
     public typealias Failure = any Error

@@ -225,6 +225,22 @@ public struct StreamConnection: ~Copyable, Sendable {
         try await io.setOption(level: level, name: name, value: value)
     }
 
+    /// Sets a socket option, typed (see ``SocketOption``):
+    /// `try await socket.setOption(.keepAlive, to: true)`.
+    ///
+    /// - Throws: ``UringError`` naming `sockopt`, the option and the
+    ///   address: `EINVAL` for a value the kernel refuses,
+    ///   ``UringError/Kind/invalidArgument`` for a negative size or time.
+    public func setOption<Value>(_ option: SocketOption<Value>, to value: Value) async throws {
+        try await io.setOption(option, to: value)
+    }
+
+    /// Reads a socket option, typed (see ``SocketOption``):
+    /// `let size = try await socket.option(.receiveBufferSize)`.
+    public func option<Value>(_ option: SocketOption<Value>) async throws -> Value {
+        try await io.option(option)
+    }
+
     /// Which direction ``shutdown(_:)`` ends.
     public enum Direction: Sendable {
         /// No more receiving.

@@ -104,6 +104,22 @@ public struct StreamListener: ~Copyable, Sendable {
         return StreamConnection(adopting: FileDescriptor(rawValue: fd), on: ring)
     }
 
+    /// Sets a socket option, typed (see ``SocketOption``):
+    /// `try await socket.setOption(.keepAlive, to: true)`.
+    ///
+    /// - Throws: ``UringError`` naming `sockopt`, the option and the
+    ///   address: `EINVAL` for a value the kernel refuses,
+    ///   ``UringError/Kind/invalidArgument`` for a negative size or time.
+    public func setOption<Value>(_ option: SocketOption<Value>, to value: Value) async throws {
+        try await io.setOption(option, to: value)
+    }
+
+    /// Reads a socket option, typed (see ``SocketOption``):
+    /// `let size = try await socket.option(.receiveBufferSize)`.
+    public func option<Value>(_ option: SocketOption<Value>) async throws -> Value {
+        try await io.option(option)
+    }
+
     /// The connections of this socket, as a sequence that takes the socket
     /// over (no duplicate descriptor): ending every iteration and closing
     /// the socket is then up to whoever holds it (see `stopListening`).

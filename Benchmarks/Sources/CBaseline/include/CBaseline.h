@@ -35,4 +35,9 @@ long long cbaseline_smallfiles_read(const char *const *paths, unsigned count, un
 /// negative errno.
 long long cbaseline_ring_threads(int reads, const char *path, unsigned threads, unsigned depth, unsigned total,
                                  long long file_size, const int *cpus);
+/// Lists the tree under `root` depth first with getdents64, describing each
+/// entry with statx (not following links) and entering directories; sets
+/// `*entries` to the number of entries. Returns the elapsed nanoseconds or
+/// a negative errno.
+long long cbaseline_walk(const char *root, long long *entries);
 #endif

@@ -1,0 +1,99 @@
+import CUring
+import Glibc
+import SystemPackage
+
+/// The two ends of a pipe that a file's bytes pass through on their way to
+/// a socket, kept open until every request that names them has completed.
+private final class SplicePipe: Sendable {
+    let reading: OwnedDescriptor
+    let writing: OwnedDescriptor
+    /// Bytes the pipe holds (1 MiB when the kernel allows it).
+    let capacity: Int
+
+    init(address: SocketAddress?) throws(UringError) {
+        var fds: [Int32] = [-1, -1]
+        guard cu_pipe(&fds) == 0 else {
+            throw UringError(.system, operation: .splice, errno: Errno(rawValue: Glibc.errno), detail: "pipe2 failed")
+                .about(address)
+        }
+        reading = OwnedDescriptor(fds[0])
+        writing = OwnedDescriptor(fds[1])
+        // Fewer, larger splices; unprivileged processes may get less
+        // (/proc/sys/fs/pipe-max-size), so ask what was granted.
+        _ = fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, Int32(1 << 20))
+        let granted = fcntl(fds[1], 1032 /* F_GETPIPE_SZ */)
+        capacity = granted > 0 ? Int(granted) : 64 * 1024
+    }
+}
+
+extension StreamConnection {
+    /// Sends `count` bytes of `file` from `offset` without copying them
+    /// through the process, the way `sendfile(2)` does: each piece is
+    /// spliced from the file into a pipe and from the pipe into the socket,
+    /// both through the ring (`IORING_OP_SPLICE`). Files that cannot be
+    /// spliced are read and sent instead.
+    ///
+    /// ```swift
+    /// let size = try await file.metadata().size
+    /// try await connection.sendAll(Array(head.utf8))
+    /// let sent = try await connection.send(file, from: 0, count: size)
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - file: The file to send; any ring's file will do.
+    ///   - offset: Where in the file to start.
+    ///   - count: How many bytes to send.
+    /// - Returns: The bytes sent: `count`, or fewer if the file ends first
+    ///   (it shrank).
+    /// - Throws: ``UringError`` naming the file or the peer. After an error
+    ///   an unknown part of the range has been sent; close the connection.
+    public func send(_ file: borrowing File, from offset: Int64 = 0, count: Int64) async throws -> Int64 {
+        guard offset >= 0, count >= 0 else {
+            throw UringError.invalid(.splice, path: file.path, "offset \(offset) and count \(count) must not be negative")
+        }
+        if count == 0 { return 0 }
+        guard ring.isSupported(.splice) else { return try await sendByReading(file, from: offset, count: count) }
+        let pipe = try SplicePipe(address: remoteAddress)
+        let input = file.descriptor.rawValue
+        let socket = io.fd
+        let core = ring.core
+        var sent: Int64 = 0
+        while sent < count {
+            let want = UInt32(min(count - sent, Int64(pipe.capacity)))
+            let filled: Int
+            do {
+                filled = Int(try await core.perform(.splice, about: .path(file.path), keepAlive: pipe) {
+                    io_uring_prep_splice(&$0, input, offset + sent, pipe.writing.fd, -1, want, 0)
+                })
+            } catch let error as UringError where sent == 0 && error.errno == .invalidArgument {
+                // A file its file system cannot splice (some /proc and FUSE files).
+                return try await sendByReading(file, from: offset, count: count)
+            }
+            if filled == 0 { break }  // the file ended early
+            var drained = 0
+            while drained < filled {
+                let left = UInt32(filled - drained)
+                drained += Int(try await core.perform(.splice, about: .address(remoteAddress), keepAlive: pipe) {
+                    io_uring_prep_splice(&$0, pipe.reading.fd, -1, socket, -1, left, 0)
+                })
+            }
+            sent += Int64(filled)
+        }
+        return sent
+    }
+
+    /// The same by reads and sends, for files that cannot be spliced.
+    private func sendByReading(_ file: borrowing File, from offset: Int64, count: Int64) async throws -> Int64 {
+        var buffer = [UInt8](repeating: 0, count: Int(min(count, 256 * 1024)))
+        var sent: Int64 = 0
+        while sent < count {
+            let want = Int(min(count - sent, Int64(buffer.count)))
+            let n = try await file.read(into: &buffer, at: offset + sent)
+            if n == 0 { break }
+            let piece = min(n, want)
+            try await io.sendAll(address(of: buffer), count: piece)
+            sent += Int64(piece)
+        }
+        return sent
+    }
+}

@@ -1,0 +1,55 @@
+import Glibc
+import SystemPackage
+import Testing
+
+@testable import Uring
+
+extension AllTests {
+    @Suite("Sending files", .checksDescriptorLeaks)
+    struct SendFileTests {
+        /// Reads everything from `connection` until the peer closes.
+        func receiveAll(_ connection: borrowing StreamConnection) async throws -> [UInt8] {
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+            while true {
+                let n = try await connection.receive(into: &buffer)
+                if n == 0 { return received }
+                received += buffer[..<n]
+            }
+        }
+
+        @Test("a file's range reaches the socket exact, spliced or (forced) read and sent; a short file sends what it has", arguments: [false, true])
+        func sendsRange(forcedFallback: Bool) async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 3 * 1024 * 1024 + 123, seed: 5)
+            let path = scratch.write("body", content)
+            var options = RingOptions()
+            if forcedFallback { options.treatedAsUnsupported = [.splice] }
+            let ring = try RingActor(options: options)
+            let file = Shared(try await File.open(path, on: ring))
+            let pair = try StreamConnection.pair(on: ring)
+            let sender = Shared(pair.first)
+            let receiver = Shared(pair.second)
+            async let received = receiveAll(receiver.value)
+            let whole = try await sender.value.send(file.value, from: 0, count: Int64(content.count))
+            let middle = try await sender.value.send(file.value, from: 1000, count: 5000)
+            // Past the end: only what is there.
+            let tail = try await sender.value.send(file.value, from: Int64(content.count - 10), count: 100)
+            try await sender.value.shutdown(.sending)
+            let bytes = try await received
+            #expect(whole == Int64(content.count) && middle == 5000 && tail == 10)
+            #expect(bytes.count == content.count + 5000 + 10)
+            #expect(Checksum.of(bytes[..<content.count]) == Checksum.of(content))
+            #expect(Array(bytes[content.count..<content.count + 5000]) == Array(content[1000..<6000]))
+            #expect(Array(bytes[(content.count + 5000)...]) == Array(content[(content.count - 10)...]))
+            do {
+                _ = try await sender.value.send(file.value, from: -1, count: 1)
+                Issue.record("a negative offset was accepted")
+            } catch let error as UringError {
+                #expect(error.kind == .invalidArgument)
+                #expect(error.description.contains(path.string), "\(error)")
+            }
+            await ring.shutdown()
+        }
+    }
+}

@@ -105,6 +105,11 @@ int cu_thread_set_name_of(pthread_t thread, const char *name) {
 
 int cu_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+int cu_statx(int directory, const char *path, int flags, unsigned mask, struct statx *info) {
+    long ret = syscall(SYS_statx, directory, path, flags, mask, info);
+    return ret < 0 ? -errno : 0;
+}
+
 long cu_getdents64(int fd, void *buffer, unsigned long length) {
     long ret = syscall(SYS_getdents64, fd, buffer, length);
     return ret < 0 ? -errno : ret;

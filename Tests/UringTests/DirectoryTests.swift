@@ -38,6 +38,14 @@ extension AllTests {
                 var second = 0
                 for try await _ in sequence { second += 1 }
                 #expect(second == 4)
+                // With metadata: described in the listing's step, links as links.
+                var sizes: [String: Int64] = [:]
+                for try await entry in directory.entries(withMetadata: true) {
+                    let metadata = try #require(entry.metadata)
+                    #expect(metadata.type == entry.type)
+                    sizes[entry.name.string] = metadata.size
+                }
+                #expect(sizes["one.txt"] == 1 && sizes.count == 4)
                 // The sequence outlives the directory value.
                 try await directory.close()
                 var third = 0
@@ -94,6 +102,14 @@ extension AllTests {
                 #expect(seen["link"]! == (.symbolicLink, 1))
                 // Depth first: a directory comes before its contents.
                 #expect(order.firstIndex(of: "b")! < order.firstIndex(of: "b/two.txt")!)
+                var described = 0
+                for try await entry in Directory.walk(root, on: ring, withMetadata: true) {
+                    let metadata = try #require(entry.metadata, "\(entry)")
+                    #expect(metadata.type == entry.type)
+                    if entry.path.lastComponent == "two.txt" { #expect(metadata.size == 2) }
+                    described += 1
+                }
+                #expect(described == 7)
             }
         }
 

@@ -347,6 +347,8 @@ int cu_pipe(int fds[2]);
 /// getdents64(2): fills `buffer` with `struct linux_dirent64` records; returns
 /// the bytes filled, 0 at the end, or a negative errno.
 long cu_getdents64(int fd, void *buffer, unsigned long length);
+/// statx(2) as a system call; returns 0 or a negative errno.
+int cu_statx(int directory, const char *path, int flags, unsigned mask, struct statx *info);
 
 /// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
 /// thread's memory accesses; synchronization is still recorded. Elsewhere

@@ -14,6 +14,9 @@ public struct DirectoryEntry: Sendable, Hashable, CustomStringConvertible {
     public let type: FileType
     /// The entry's inode number.
     public let inode: UInt64
+    /// The entry's metadata (of a link itself, not its target), when the
+    /// listing was asked for it (`withMetadata: true`); otherwise nil.
+    public let metadata: FileMetadata?
 
     public var description: String { "\(name) (\(type))" }
 }
@@ -38,12 +41,18 @@ extension Directory {
     ///
     /// Entries created or removed while the sequence is iterated may or may
     /// not appear, as with `readdir(3)`.
-    public func entries() -> DirectoryEntries {
-        DirectoryEntries(directory: descriptor.rawValue, path: path)
+    ///
+    /// - Parameter withMetadata: Also describes each entry (``DirectoryEntry/metadata``)
+    ///   with `statx`, made in the same step off the ring's thread as the
+    ///   listing. For a whole directory that is far cheaper than a `statx`
+    ///   per entry through the ring, which the kernel always hands to a
+    ///   worker thread. An entry removed before it is described is left out.
+    public func entries(withMetadata: Bool = false) -> DirectoryEntries {
+        DirectoryEntries(directory: descriptor.rawValue, path: path, withMetadata: withMetadata)
     }
 }
 
-/// The entries of a directory; see ``Directory/entries()``.
+/// The entries of a directory; see ``Directory/entries(withMetadata:)``.
 public struct DirectoryEntries: AsyncSequence, Sendable {
     /// One entry.
     public typealias Element = DirectoryEntry
@@ -54,33 +63,37 @@ public struct DirectoryEntries: AsyncSequence, Sendable {
     /// met making it (thrown by the first `next()`).
     private let directory: Result<OwnedDescriptor, UringError>
     private let path: FilePath?
+    private let withMetadata: Bool
 
-    init(directory fd: Int32, path: FilePath?) {
+    init(directory fd: Int32, path: FilePath?, withMetadata: Bool) {
         self.path = path
+        self.withMetadata = withMetadata
         self.directory = DirectoryReader.reopen(fd, path: path).map(OwnedDescriptor.init)
     }
 
     /// Starts reading (at the first call to `next()`).
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(directory: directory, path: path)
+        AsyncIterator(directory: directory, path: path, withMetadata: withMetadata)
     }
 
     /// Reads the entries, a batch at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
         private let directory: Result<OwnedDescriptor, UringError>
         private let path: FilePath?
+        private let withMetadata: Bool
         private var reader: DirectoryReader?
 
-        init(directory: Result<OwnedDescriptor, UringError>, path: FilePath?) {
+        init(directory: Result<OwnedDescriptor, UringError>, path: FilePath?, withMetadata: Bool) {
             self.directory = directory
             self.path = path
+            self.withMetadata = withMetadata
         }
 
         /// The next entry; nil after the last.
         public nonisolated(nonsending) mutating func next() async throws -> DirectoryEntry? {
             if reader == nil {
                 let fd = try DirectoryReader.reopen(try directory.get().fd, path: path).get()
-                reader = DirectoryReader(owning: fd, path: path)
+                reader = DirectoryReader(owning: fd, path: path, withMetadata: withMetadata)
             }
             return try await reader!.next()
         }
@@ -96,12 +109,15 @@ public struct DirectoryEntries: AsyncSequence, Sendable {
 final class DirectoryReader: Sendable {
     let descriptor: OwnedDescriptor
     let path: FilePath?
+    /// Whether each entry is described with `statx` as it is listed.
+    let withMetadata: Bool
     private let pending = Locked(FIFO<DirectoryEntry>())
     private let finished = Locked(false)
 
-    init(owning fd: Int32, path: FilePath?) {
+    init(owning fd: Int32, path: FilePath?, withMetadata: Bool = false) {
         self.descriptor = OwnedDescriptor(fd)
         self.path = path
+        self.withMetadata = withMetadata
     }
 
     /// A descriptor of the directory `fd` refers to, with a read position of
@@ -116,7 +132,7 @@ final class DirectoryReader: Sendable {
         while true {
             if let entry = pending.withLock({ $0.popFirst() }) { return entry }
             if finished.withLock({ $0 }) { return nil }
-            let batch = try await Self.readBatch(descriptor, path: path)
+            let batch = try await Self.readBatch(descriptor, path: path, withMetadata: withMetadata)
             if batch.isEmpty {
                 finished.withLock { $0 = true }
                 return nil
@@ -134,11 +150,15 @@ final class DirectoryReader: Sendable {
 
     /// One `getdents64` call, off any ring's thread: a batch of entries
     /// (empty at the end of the directory).
-    static nonisolated(nonsending) func readBatch(_ descriptor: OwnedDescriptor, path: FilePath?) async throws -> [DirectoryEntry] {
-        try await offRingThread { try readBatchHere(descriptor, path: path) }
+    static nonisolated(nonsending) func readBatch(
+        _ descriptor: OwnedDescriptor, path: FilePath?, withMetadata: Bool
+    ) async throws -> [DirectoryEntry] {
+        try await offRingThread { try readBatchHere(descriptor, path: path, withMetadata: withMetadata) }
     }
 
-    private static func readBatchHere(_ descriptor: OwnedDescriptor, path: FilePath?) throws(UringError) -> [DirectoryEntry] {
+    private static func readBatchHere(
+        _ descriptor: OwnedDescriptor, path: FilePath?, withMetadata: Bool
+    ) throws(UringError) -> [DirectoryEntry] {
         let capacity = 32 * 1024
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
         defer { buffer.deallocate() }
@@ -157,7 +177,20 @@ final class DirectoryReader: Sendable {
             // Skip "." and "..".
             if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
             guard let component = FilePath.Component(platformString: name) else { continue }
-            entries.append(DirectoryEntry(name: component, type: FileType(directoryType: kind), inode: inode))
+            var metadata: FileMetadata? = nil
+            if withMetadata {
+                var info = statx()
+                let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
+                let status = cu_statx(descriptor.fd, name, AT_SYMLINK_NOFOLLOW, mask, &info)
+                if status != 0 {
+                    let code = -status
+                    if code == ENOENT { continue }  // removed since it was listed
+                    throw .system(.metadata, code, path: (path ?? FilePath()).appending(component))
+                }
+                metadata = FileMetadata(info)
+            }
+            let type = metadata?.type ?? FileType(directoryType: kind)
+            entries.append(DirectoryEntry(name: component, type: type, inode: inode, metadata: metadata))
         }
         return entries
     }

@@ -3,7 +3,7 @@ import Glibc
 import SystemPackage
 
 /// Every entry under a directory, depth first; see
-/// ``Directory/walk(_:on:onError:)``.
+/// ``Directory/walk(_:on:withMetadata:onError:)``.
 public struct DirectoryWalk: AsyncSequence, Sendable {
     /// One entry of the tree.
     public struct Entry: Sendable, Hashable, CustomStringConvertible {
@@ -14,6 +14,9 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         public let type: FileType
         /// How far below the root: 1 for the root's own entries.
         public let depth: Int
+        /// The entry's metadata (of a link itself), when the walk was asked
+        /// for it; otherwise nil.
+        public let metadata: FileMetadata?
 
         public var description: String { "\(path) (\(type))" }
     }
@@ -25,6 +28,7 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
 
     let root: FilePath
     let ring: RingActor?
+    let withMetadata: Bool
     let onError: (@Sendable (UringError) -> Void)?
 
     /// Starts the walk (at the first call to `next()`).
@@ -50,7 +54,7 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                 started = true
                 let fd = try await File.openAt(
                     AT_FDCWD, walk.root, .readOnly, OpenOptions(rawValue: O_DIRECTORY), nil, ring)
-                stack.append((DirectoryReader(owning: fd, path: walk.root), 1))
+                stack.append((DirectoryReader(owning: fd, path: walk.root, withMetadata: walk.withMetadata), 1))
             }
             while let (reader, depth) = stack.last {
                 let entry: DirectoryEntry?
@@ -72,12 +76,12 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                     if type == .directory {
                         stack.append((try await reader.openChild(entry.name, ring: ring), depth + 1))
                     }
-                    return Entry(path: path, type: type, depth: depth)
+                    return Entry(path: path, type: type, depth: depth, metadata: entry.metadata)
                 } catch let error as UringError {
                     guard let onError = walk.onError else { throw error }
                     onError(error)
                     // The entry itself exists; only going into it failed.
-                    return Entry(path: path, type: entry.type, depth: depth)
+                    return Entry(path: path, type: entry.type, depth: depth, metadata: entry.metadata)
                 }
             }
             return nil
@@ -104,7 +108,7 @@ extension Directory {
     /// the tree and cannot loop. Subdirectories are opened through the ring
     /// relative to their parent, with `O_NOFOLLOW`, so a directory swapped
     /// for a link during the walk is not entered. Listing each directory
-    /// uses `getdents64` off the ring's thread (see ``entries()``); entries
+    /// uses `getdents64` off the ring's thread (see ``entries(withMetadata:)``); entries
     /// whose type the file system does not record are described with
     /// `statx` through the ring. One directory is read at a time, and at
     /// most one descriptor is open per level of depth.
@@ -114,14 +118,18 @@ extension Directory {
     ///     here, at the root only).
     ///   - ring: The ring for the opens and `statx` calls; `nil` means
     ///     ``RingActor/shared``.
+    ///   - withMetadata: Also describes every entry
+    ///     (``DirectoryWalk/Entry/metadata``), in the same step as listing
+    ///     its directory (see ``entries(withMetadata:)``).
     ///   - onError: Without it (the default), the first error ends the walk
     ///     by being thrown. With it, an error in a subdirectory (`EACCES`,
     ///     say) is given to `onError` and the walk goes on without that
     ///     subdirectory's contents. An error opening `root` is always thrown.
     public static func walk(
-        _ root: FilePath, on ring: RingActor? = nil, onError: (@Sendable (UringError) -> Void)? = nil
+        _ root: FilePath, on ring: RingActor? = nil, withMetadata: Bool = false,
+        onError: (@Sendable (UringError) -> Void)? = nil
     ) -> DirectoryWalk {
-        DirectoryWalk(root: root, ring: ring, onError: onError)
+        DirectoryWalk(root: root, ring: ring, withMetadata: withMetadata, onError: onError)
     }
 }
 
@@ -185,7 +193,7 @@ extension DirectoryReader {
         let fd = try await ring.core.perform(.open, about: .path(childPath), keepAlive: hold) {
             io_uring_prep_openat(&$0, hold.directory.fd, hold.name.pointer, flags, 0)
         }
-        return DirectoryReader(owning: fd, path: childPath)
+        return DirectoryReader(owning: fd, path: childPath, withMetadata: withMetadata)
     }
 
     /// Removes the entry `name` (`unlinkat`, with `AT_REMOVEDIR` for a

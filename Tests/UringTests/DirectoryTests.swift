@@ -54,7 +54,7 @@ extension AllTests {
             }
         }
 
-        @Test("entries of 1,500 files come in two 32 KiB batches, each name once")
+        @Test("entries of 1,500 files (more than one 32 KiB batch) come each once")
         func manyEntries() async throws {
             let scratch = Scratch()
             mkdir(scratch.path + "/many", 0o755)
@@ -96,12 +96,13 @@ extension AllTests {
                     order.append(relative)
                 }
                 #expect(Set(seen.keys) == ["one.txt", "b", "b/two.txt", "b/c", "b/out", "link", "fifo"])
-                #expect(seen["b"]! == (.directory, 1))
-                #expect(seen["b/c"]! == (.directory, 2))
-                #expect(seen["b/out"]! == (.symbolicLink, 2))
-                #expect(seen["link"]! == (.symbolicLink, 1))
+                #expect(seen["b"].map { $0 == (.directory, 1) } == true)
+                #expect(seen["b/c"].map { $0 == (.directory, 2) } == true)
+                #expect(seen["b/out"].map { $0 == (.symbolicLink, 2) } == true)
+                #expect(seen["link"].map { $0 == (.symbolicLink, 1) } == true)
                 // Depth first: a directory comes before its contents.
-                #expect(order.firstIndex(of: "b")! < order.firstIndex(of: "b/two.txt")!)
+                let directoryFirst = try #require(order.firstIndex(of: "b"))
+                #expect(try #require(order.firstIndex(of: "b/two.txt")) > directoryFirst)
                 var described = 0
                 for try await entry in Directory.walk(root, on: ring, withMetadata: true) {
                     let metadata = try #require(entry.metadata, "\(entry)")
@@ -157,6 +158,11 @@ extension AllTests {
                 try await ring.removeTree(at: scratch.file("a"))
                 #expect(access(scratch.path + "/a", F_OK) != 0)
                 // The link to `outside` was removed, not followed.
+                #expect(access(scratch.path + "/outside/keep.txt", F_OK) == 0)
+                // A link to a directory, given as the root, is removed alone.
+                symlink(scratch.path + "/outside", scratch.path + "/tolink")
+                try await ring.removeTree(at: scratch.file("tolink"))
+                #expect(access(scratch.path + "/tolink", F_OK) != 0)
                 #expect(access(scratch.path + "/outside/keep.txt", F_OK) == 0)
                 // A file or a link alone is removed as such.
                 try await ring.removeTree(at: scratch.file("outside/keep.txt"))

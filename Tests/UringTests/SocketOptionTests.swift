@@ -29,14 +29,20 @@ extension AllTests {
             #expect(try await connection.option(.keepAliveInterval) == .seconds(7))
             try await connection.setOption(.keepAliveCount, to: 4)
             #expect(try await connection.option(.keepAliveCount) == 4)
-            // The kernel doubles a buffer size for its bookkeeping.
-            try await connection.setOption(.receiveBufferSize, to: 64 * 1024)
-            #expect(try await connection.option(.receiveBufferSize) == 128 * 1024)
+            // The kernel doubles a buffer size for its bookkeeping (and caps
+            // it at net.core.rmem_max).
+            try await connection.setOption(.receiveBufferSize, to: 4096)
+            #expect(try await connection.option(.receiveBufferSize) == 8192)
             #expect(try await connection.option(.linger) == nil)
             try await connection.setOption(.linger, to: .seconds(3))
             #expect(try await connection.option(.linger) == .seconds(3))
             try await connection.setOption(.linger, to: nil)
             #expect(try await connection.option(.linger) == nil)
+            // A fraction of a second rounds up: half a second must not become
+            // zero, which would reset the connection on close.
+            try await connection.setOption(.linger, to: .milliseconds(500))
+            #expect(try await connection.option(.linger) == .seconds(1))
+            try await connection.setOption(.linger, to: nil)
 
             let datagram = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
             try await datagram.setOption(.broadcast, to: true)
@@ -46,6 +52,25 @@ extension AllTests {
             try await connection.close()
             try await listener.close()
             await ring.shutdown()
+        }
+
+        @Test(
+            "the ring's socket commands themselves set and read an option (no fallback)",
+            .kernel(has: .socketOption, "IORING_OP_URING_CMD"),
+            .enabled(if: RingCore.kernelIsAtLeast(6, 7), "socket commands need Linux 6.7"))
+        func throughTheRing() async throws {
+            try await RingActor.run { ring in
+                let listener = try await StreamListener.bind(to: .loopback(port: 0), on: ring)
+                let connection = try await StreamConnection.connect(to: listener.localAddress, on: ring)
+                let io = connection.io
+                try await io.setOptionThroughRing(SocketOption.keepAlive, KernelMemory<(Int32, Int32)>((1, 0)), length: 4)
+                #expect(try await io.optionThroughRing(SocketOption.keepAlive) == true)
+                try await io.setOptionThroughRing(SocketOption.linger, KernelMemory<(Int32, Int32)>((1, 4)), length: 8)
+                #expect(try await io.optionThroughRing(SocketOption.linger) == .seconds(4))
+                #expect(try await connection.option(.keepAlive) == true)
+                try await connection.close()
+                try await listener.close()
+            }
         }
 
         @Test("errors name the option and the address: a negative size, and a TCP option on a UDP socket")

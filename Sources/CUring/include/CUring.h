@@ -142,12 +142,12 @@ static inline void cu_prep_bind(struct io_uring_sqe *sqe, int fd, const struct s
     io_uring_prep_rw(CU_IORING_OP_BIND, sqe, fd, addr, 0, length);
 }
 
-/// listen(2) as a request (kernel 6.11+; liburing 2.3 has no helper).
 /// IORING_OP_FTRUNCATE (Linux 6.9), which liburing 2.3 has no helper for.
 static inline void cu_prep_ftruncate(struct io_uring_sqe *sqe, int fd, long long length) {
     io_uring_prep_rw(55 /* IORING_OP_FTRUNCATE */, sqe, fd, 0, 0, (unsigned long long)length);
 }
 
+/// listen(2) as a request (kernel 6.11+; liburing 2.3 has no helper).
 static inline void cu_prep_listen(struct io_uring_sqe *sqe, int fd, int backlog) {
     io_uring_prep_rw(CU_IORING_OP_LISTEN, sqe, fd, 0, backlog, 0);
 }

@@ -143,10 +143,18 @@ struct DescriptorIO {
         if offset < 0 || length < 0 {
             throw UringError.invalid(.advise, path: path, "offset and length must not be negative")
         }
-        _ = try await core.perform(.advise, about: .path(path)) {
-            io_uring_prep_fadvise(&$0, fd, UInt64(offset), off_t(length), advice)
-            if fixedFile { cu_sqe_use_fixed_file(&$0) }
+        guard length > Int64(UInt32.max) else {
+            _ = try await core.perform(.advise, about: .path(path)) {
+                io_uring_prep_fadvise(&$0, fd, UInt64(offset), off_t(length), advice)
+                if fixedFile { cu_sqe_use_fixed_file(&$0) }
+            }
+            return
         }
+        // liburing 2.3 puts the length in 32 bits: a longer range would be
+        // cut short, so it takes the system call (it does not wait).
+        if fixedFile { throw UringError.unsupported(.advise, path: path) }
+        let code = posix_fadvise(fd, off_t(offset), off_t(length), advice)
+        if code != 0 { throw UringError.system(.advise, code, path: path) }
     }
 
     nonisolated(nonsending) func metadata() async throws -> FileMetadata {

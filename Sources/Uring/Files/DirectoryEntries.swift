@@ -15,7 +15,8 @@ public struct DirectoryEntry: Sendable, Hashable, CustomStringConvertible {
     /// The entry's inode number.
     public let inode: UInt64
     /// The entry's metadata (of a link itself, not its target), when the
-    /// listing was asked for it (`withMetadata: true`); otherwise nil.
+    /// listing was asked for it (`withMetadata: true`) and `statx` could
+    /// describe it (not, say, after `EACCES`); otherwise nil.
     public let metadata: FileMetadata?
 
     public var description: String { "\(name) (\(type))" }
@@ -68,7 +69,11 @@ public struct DirectoryEntries: AsyncSequence, Sendable {
     init(directory fd: Int32, path: FilePath?, withMetadata: Bool) {
         self.path = path
         self.withMetadata = withMetadata
-        self.directory = DirectoryReader.reopen(fd, path: path).map(OwnedDescriptor.init)
+        // A duplicate (which never waits) keeps the directory for the
+        // sequence; each iteration reopens it off the ring's thread.
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        self.directory = copy >= 0
+            ? .success(OwnedDescriptor(copy)) : .failure(.system(.listDirectory, Glibc.errno, path: path))
     }
 
     /// Starts reading (at the first call to `next()`).
@@ -92,7 +97,10 @@ public struct DirectoryEntries: AsyncSequence, Sendable {
         /// The next entry; nil after the last.
         public nonisolated(nonsending) mutating func next() async throws -> DirectoryEntry? {
             if reader == nil {
-                let fd = try DirectoryReader.reopen(try directory.get().fd, path: path).get()
+                let shared = try directory.get()
+                let path = path
+                // openat can wait on a slow file system: not on a ring's thread.
+                let fd = try await offRingThread { try DirectoryReader.reopen(shared.fd, path: path).get() }
                 reader = DirectoryReader(owning: fd, path: path, withMetadata: withMetadata)
             }
             return try await reader!.next()
@@ -182,12 +190,10 @@ final class DirectoryReader: Sendable {
                 var info = statx()
                 let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
                 let status = cu_statx(descriptor.fd, name, AT_SYMLINK_NOFOLLOW, mask, &info)
-                if status != 0 {
-                    let code = -status
-                    if code == ENOENT { continue }  // removed since it was listed
-                    throw .system(.metadata, code, path: (path ?? FilePath()).appending(component))
-                }
-                metadata = FileMetadata(info)
+                if status == -ENOENT { continue }  // removed since it was listed
+                // Any other failure (EACCES, say) leaves this entry without
+                // metadata rather than losing the rest of the batch.
+                if status == 0 { metadata = FileMetadata(info) }
             }
             let type = metadata?.type ?? FileType(directoryType: kind)
             entries.append(DirectoryEntry(name: component, type: type, inode: inode, metadata: metadata))

@@ -104,8 +104,10 @@ extension Directory {
     /// }
     /// ```
     ///
-    /// Symbolic links are listed and never followed, so a walk stays inside
-    /// the tree and cannot loop. Subdirectories are opened through the ring
+    /// Symbolic links are listed and never followed, so no link can lead the
+    /// walk out of the tree or round in a loop. Mount points are entered
+    /// like any directory: a bind mount of an ancestor makes a loop that
+    /// ends only at the descriptor limit. Subdirectories are opened through the ring
     /// relative to their parent, with `O_NOFOLLOW`, so a directory swapped
     /// for a link during the walk is not entered. Listing each directory
     /// uses `getdents64` off the ring's thread (see ``entries(withMetadata:)``); entries

@@ -57,8 +57,16 @@ extension RingActor {
             }
             guard error.errno == .noSuchFileOrDirectory, let parent = Self.parent(of: path) else { throw error }
             try await createDirectory(at: parent, permissions: permissions, intermediates: true)
-            // Once more: the parent exists now.
-            try await createDirectory(at: path, permissions: permissions, intermediates: true)
+            // Once more, without intermediates: the parent exists now (and if
+            // someone keeps removing it, this fails instead of retrying).
+            do {
+                _ = try await core.perform(.createDirectory, about: .path(path), keepAlive: name) {
+                    io_uring_prep_mkdirat(&$0, AT_FDCWD, name.pointer, permissions.rawValue)
+                }
+            } catch let error as UringError where error.errno == .fileExists {
+                if (try? await metadata(at: path))?.type == .directory { return }
+                throw error
+            }
         }
     }
 

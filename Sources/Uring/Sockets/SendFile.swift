@@ -7,7 +7,7 @@ import SystemPackage
 private final class SplicePipe: Sendable {
     let reading: OwnedDescriptor
     let writing: OwnedDescriptor
-    /// Bytes the pipe holds (1 MiB when the kernel allows it).
+    /// Bytes the pipe holds (256 KiB when the kernel allows it).
     let capacity: Int
 
     init(address: SocketAddress?) throws(UringError) {
@@ -18,9 +18,11 @@ private final class SplicePipe: Sendable {
         }
         reading = OwnedDescriptor(fds[0])
         writing = OwnedDescriptor(fds[1])
-        // Fewer, larger splices; unprivileged processes may get less
-        // (/proc/sys/fs/pipe-max-size), so ask what was granted.
-        _ = fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, Int32(1 << 20))
+        // Fewer, larger splices, but not so large that many concurrent sends
+        // exhaust the user's pipe allowance (pipe-user-pages-soft, 64 MiB),
+        // after which the kernel gives new pipes a single page. The kernel
+        // may grant less than asked, so ask what was granted.
+        _ = fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, Int32(256 * 1024))
         let granted = fcntl(fds[1], 1032 /* F_GETPIPE_SZ */)
         capacity = granted > 0 ? Int(granted) : 64 * 1024
     }
@@ -73,9 +75,12 @@ extension StreamConnection {
             var drained = 0
             while drained < filled {
                 let left = UInt32(filled - drained)
-                drained += Int(try await core.perform(.splice, about: .address(remoteAddress), keepAlive: pipe) {
+                let moved = Int(try await core.perform(.splice, about: .address(remoteAddress), keepAlive: pipe) {
                     io_uring_prep_splice(&$0, pipe.reading.fd, -1, socket, -1, left, 0)
                 })
+                // A socket that takes nothing would loop here for ever.
+                if moved == 0 { throw UringError.system(.splice, EPIPE).about(remoteAddress) }
+                drained += moved
             }
             sent += Int64(filled)
         }

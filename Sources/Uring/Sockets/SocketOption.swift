@@ -79,11 +79,12 @@ extension SocketOption where Value == Int {
 
 extension SocketOption where Value == Duration {
     /// Idle time before the first keep-alive probe (`TCP_KEEPIDLE`), in
-    /// whole seconds.
+    /// whole seconds (a fraction rounds up).
     public static var keepAliveIdle: Self {
         Self(level: Int32(IPPROTO_TCP), name: TCP_KEEPIDLE, label: "TCP_KEEPIDLE", codec: .seconds)
     }
-    /// Time between keep-alive probes (`TCP_KEEPINTVL`), in whole seconds.
+    /// Time between keep-alive probes (`TCP_KEEPINTVL`), in whole seconds
+    /// (a fraction rounds up).
     public static var keepAliveInterval: Self {
         Self(level: Int32(IPPROTO_TCP), name: TCP_KEEPINTVL, label: "TCP_KEEPINTVL", codec: .seconds)
     }
@@ -91,8 +92,9 @@ extension SocketOption where Value == Duration {
 
 extension SocketOption where Value == Duration? {
     /// How long closing waits for unsent data (`SO_LINGER`), in whole
-    /// seconds: `nil` (the default) closes at once and sends the rest in the
-    /// background; zero resets the connection, discarding it.
+    /// seconds, a fraction rounding up: `nil` (the default) closes at once
+    /// and sends the rest in the background; zero resets the connection,
+    /// discarding it.
     public static var linger: Self { Self(level: SOL_SOCKET, name: SO_LINGER, label: "SO_LINGER", codec: .linger) }
 }
 
@@ -103,11 +105,18 @@ extension SocketOption {
         switch codec {
         case .flag: return (((value as? Bool) == true ? 1 : 0, 0), 4)
         case .integer: return ((Int32(clamping: value as? Int ?? 0), 0), 4)
-        case .seconds: return ((Int32(clamping: (value as? Duration)?.components.seconds ?? 0), 0), 4)
+        case .seconds: return ((Self.wholeSeconds(value as? Duration ?? .zero), 0), 4)
         case .linger:
-            let seconds = (value as? Duration?)??.components.seconds
-            return ((seconds == nil ? 0 : 1, Int32(clamping: seconds ?? 0)), 8)
+            let duration = (value as? Duration?) ?? nil
+            return ((duration == nil ? 0 : 1, duration.map(Self.wholeSeconds) ?? 0), 8)
         }
+    }
+
+    /// Whole seconds, rounding a fraction up: half a second of linger must
+    /// not become zero, which would reset the connection on close.
+    static func wholeSeconds(_ duration: Duration) -> Int32 {
+        let (seconds, attoseconds) = duration.components
+        return Int32(clamping: attoseconds > 0 ? seconds + 1 : seconds)
     }
 
     /// The value from what the kernel returned.
@@ -146,9 +155,7 @@ extension SocketIO {
         let box = KernelMemory<(Int32, Int32)>(words)
         if core.isSupported(.socketOption) {
             do {
-                _ = try await core.perform(.socketOption, about: .address(address), keepAlive: box) {
-                    cu_prep_setsockopt(&$0, fd, option.level, option.name, box.pointer, length)
-                }
+                try await setOptionThroughRing(option, box, length: length)
                 return
             } catch let error as UringError where error.errno == .notSupported || error.errno == .invalidArgument {
                 // Kernels before 6.7 have the command opcode but no socket
@@ -163,16 +170,33 @@ extension SocketIO {
         }
     }
 
+    /// Sets an option with the ring's socket command only (no fallback), so
+    /// tests can check the command's layout on kernels that have it.
+    nonisolated(nonsending) func setOptionThroughRing<Value>(
+        _ option: SocketOption<Value>, _ box: KernelMemory<(Int32, Int32)>, length: Int32
+    ) async throws {
+        _ = try await core.perform(.socketOption, about: .address(address), keepAlive: box) {
+            cu_prep_setsockopt(&$0, fd, option.level, option.name, box.pointer, length)
+        }
+    }
+
+    /// Reads an option with the ring's socket command only (no fallback).
+    nonisolated(nonsending) func optionThroughRing<Value>(_ option: SocketOption<Value>) async throws -> Value {
+        let box = KernelMemory<(Int32, Int32)>((0, 0))
+        let length: Int32 = option.codec == .linger ? 8 : 4
+        _ = try await core.perform(.socketOption, about: .address(address), keepAlive: box) {
+            cu_prep_getsockopt(&$0, fd, option.level, option.name, box.pointer, length)
+        }
+        return option.decode(box.pointer.pointee)
+    }
+
     /// Reads a typed option.
     nonisolated(nonsending) func option<Value>(_ option: SocketOption<Value>) async throws -> Value {
         let box = KernelMemory<(Int32, Int32)>((0, 0))
         let length: Int32 = option.codec == .linger ? 8 : 4
         if option.level == SOL_SOCKET && core.isSupported(.socketOption) {
             do {
-                _ = try await core.perform(.socketOption, about: .address(address), keepAlive: box) {
-                    cu_prep_getsockopt(&$0, fd, option.level, option.name, box.pointer, length)
-                }
-                return option.decode(box.pointer.pointee)
+                return try await optionThroughRing(option)
             } catch let error as UringError where error.errno == .notSupported || error.errno == .invalidArgument {
                 // As for setting: no socket commands before 6.7.
             } catch var error as UringError {

@@ -19,6 +19,7 @@ public struct DirectoryEntry: Sendable, Hashable, CustomStringConvertible {
     /// describe it (not, say, after `EACCES`); otherwise nil.
     public let metadata: FileMetadata?
 
+    /// The name and the type, such as `notes.txt (regular)`.
     public var description: String { "\(name) (\(type))" }
 }
 

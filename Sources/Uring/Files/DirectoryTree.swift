@@ -18,6 +18,7 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// for it; otherwise nil.
         public let metadata: FileMetadata?
 
+        /// The path and the type, such as `Sources/a.swift (regular)`.
         public var description: String { "\(path) (\(type))" }
     }
 

@@ -306,6 +306,7 @@ public struct RingGroupStatistics: Sendable, Hashable, CustomStringConvertible {
         return sum
     }
 
+    /// The total, then each ring's counters, a line each.
     public var description: String {
         var text = "total: \(total)"
         for (index, ring) in perRing.enumerated() { text += "\nring \(index): \(ring)" }

@@ -105,6 +105,16 @@ int cu_thread_set_name_of(pthread_t thread, const char *name) {
 
 int cu_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+long cu_flistxattr(int fd, char *names, unsigned long size) {
+    long ret = syscall(SYS_flistxattr, fd, names, size);
+    return ret < 0 ? -errno : ret;
+}
+
+int cu_fremovexattr(int fd, const char *name) {
+    long ret = syscall(SYS_fremovexattr, fd, name);
+    return ret < 0 ? -errno : 0;
+}
+
 int cu_statx(int directory, const char *path, int flags, unsigned mask, struct statx *info) {
     long ret = syscall(SYS_statx, directory, path, flags, mask, info);
     return ret < 0 ? -errno : 0;

@@ -349,6 +349,10 @@ int cu_pipe(int fds[2]);
 long cu_getdents64(int fd, void *buffer, unsigned long length);
 /// statx(2) as a system call; returns 0 or a negative errno.
 int cu_statx(int directory, const char *path, int flags, unsigned mask, struct statx *info);
+/// flistxattr(2): the names, each NUL-terminated; returns the bytes, or a negative errno.
+long cu_flistxattr(int fd, char *names, unsigned long size);
+/// fremovexattr(2); returns 0 or a negative errno.
+int cu_fremovexattr(int fd, const char *name);
 
 /// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
 /// thread's memory accesses; synchronization is still recorded. Elsewhere

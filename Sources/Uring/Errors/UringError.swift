@@ -59,6 +59,12 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case readLink = "readlink"
     case truncate = "ftruncate"
     case advise = "fadvise"
+    case getAttribute = "fgetxattr"
+    case getAttributeAtPath = "getxattr"
+    case setAttribute = "fsetxattr"
+    case setAttributeAtPath = "setxattr"
+    case listAttributes = "flistxattr"
+    case removeAttribute = "fremovexattr"
 
     /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
@@ -86,6 +92,10 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .createLink: 39
         case .truncate: 55
         case .advise: 24
+        case .setAttribute: 41
+        case .setAttributeAtPath: 42
+        case .getAttribute: 43
+        case .getAttributeAtPath: 44
         case .sendMessage: 9
         case .receiveMessage: 10
         case .accept: 13
@@ -110,7 +120,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .futexWait: 51
         case .futexWake: 52
         case .installDescriptor: 54
-        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink: nil
+        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink, .listAttributes, .removeAttribute: nil
         }
     }
 }

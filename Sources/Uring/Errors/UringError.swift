@@ -65,6 +65,8 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case setAttributeAtPath = "setxattr"
     case listAttributes = "flistxattr"
     case removeAttribute = "fremovexattr"
+    case setPermissions = "chmod"
+    case setTimes = "utimensat"
 
     /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
@@ -120,7 +122,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .futexWait: 51
         case .futexWake: 52
         case .installDescriptor: 54
-        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink, .listAttributes, .removeAttribute: nil
+        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink, .listAttributes, .removeAttribute, .setPermissions, .setTimes: nil
         }
     }
 }

@@ -10,11 +10,10 @@ extension File {
     ///   not own it.
     public func setPermissions(_ permissions: FilePermissions) async throws {
         let (fd, path) = (descriptor.rawValue, self.path)
-        _ = try await offRingThread { () throws -> Bool in
+        try await offRingThread { () throws in
             if fchmod(fd, mode_t(permissions.rawValue)) != 0 {
                 throw UringError.system(.setPermissions, Glibc.errno, path: path)
             }
-            return true
         }
     }
 
@@ -24,9 +23,8 @@ extension File {
     public func setTimes(accessed: FileTimestamp? = nil, modified: FileTimestamp?) async throws {
         let (fd, path) = (descriptor.rawValue, self.path)
         let times = [timespec(accessed), timespec(modified)]
-        _ = try await offRingThread { () throws -> Bool in
+        try await offRingThread { () throws in
             if futimens(fd, times) != 0 { throw UringError.system(.setTimes, Glibc.errno, path: path) }
-            return true
         }
     }
 }
@@ -36,10 +34,9 @@ extension RingActor {
     /// ring's thread), following a symbolic link.
     public nonisolated(nonsending) func setPermissions(_ permissions: FilePermissions, at path: FilePath) async throws {
         if path.isEmpty { throw UringError.invalid(.setPermissions, path: path, "the path is empty") }
-        _ = try await offRingThread { () throws -> Bool in
+        try await offRingThread { () throws in
             let status = path.withPlatformString { fchmodat(AT_FDCWD, $0, mode_t(permissions.rawValue), 0) }
             if status != 0 { throw UringError.system(.setPermissions, Glibc.errno, path: path) }
-            return true
         }
     }
 
@@ -58,10 +55,9 @@ extension RingActor {
         if path.isEmpty { throw UringError.invalid(.setTimes, path: path, "the path is empty") }
         let times = [timespec(accessed), timespec(modified)]
         let flags = followingSymlinks ? 0 : AT_SYMLINK_NOFOLLOW
-        _ = try await offRingThread { () throws -> Bool in
+        try await offRingThread { () throws in
             let status = path.withPlatformString { utimensat(AT_FDCWD, $0, times, flags) }
             if status != 0 { throw UringError.system(.setTimes, Glibc.errno, path: path) }
-            return true
         }
     }
 }

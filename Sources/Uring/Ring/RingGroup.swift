@@ -84,24 +84,20 @@ public final class RingGroup: Sendable {
         let pins = !cpus.isEmpty && (options.pinsThreads ?? (count == cpus.count))
         var rings: [RingActor] = []
         rings.reserveCapacity(count)
-        do throws(UringError) {
-            for index in 0..<count {
-                var ringOptions = options.ring
-                // One kernel worker pool (and SQPOLL thread, if any) for all.
-                if ringOptions.sharesWorkersWith == nil, let first = rings.first {
-                    ringOptions.sharesWorkersWith = first
-                }
-                if pins, ringOptions.processor == nil {
-                    // More rings than CPUs wrap around (oversubscription).
-                    ringOptions.processor = cpus[index % cpus.count]
-                }
-                ringOptions.threadName += "-\(index)"
-                rings.append(try RingActor(options: ringOptions))
+        // A failure below drops the rings made so far, which shuts them down
+        // and ends their threads.
+        for index in 0..<count {
+            var ringOptions = options.ring
+            // One kernel worker pool (and SQPOLL thread, if any) for all.
+            if ringOptions.sharesWorkersWith == nil, let first = rings.first {
+                ringOptions.sharesWorkersWith = first
             }
-        } catch {
-            // The rings made so far shut down and end their threads as
-            // `rings` lets go of them.
-            throw error
+            if pins, ringOptions.processor == nil {
+                // More rings than CPUs wrap around (oversubscription).
+                ringOptions.processor = cpus[index % cpus.count]
+            }
+            ringOptions.threadName += "-\(index)"
+            rings.append(try RingActor(options: ringOptions))
         }
         return RingGroup(rings: rings, options: options)
     }

@@ -192,8 +192,6 @@ extension SocketIO {
 
     /// Reads a typed option.
     nonisolated(nonsending) func option<Value>(_ option: SocketOption<Value>) async throws -> Value {
-        let box = KernelMemory<(Int32, Int32)>((0, 0))
-        let length: Int32 = option.codec == .linger ? 8 : 4
         if option.level == SOL_SOCKET && core.isSupported(.socketOption) {
             do {
                 return try await optionThroughRing(option)
@@ -204,7 +202,8 @@ extension SocketIO {
                 throw error
             }
         }
-        var size = socklen_t(length)
+        let box = KernelMemory<(Int32, Int32)>((0, 0))
+        var size = socklen_t(option.codec == .linger ? 8 : 4)
         if getsockopt(fd, option.level, option.name, box.pointer, &size) != 0 {
             throw UringError(.system, operation: .socketOption, errno: Errno(rawValue: Glibc.errno), detail: option.label).about(address)
         }

@@ -1,10 +1,14 @@
 // uring-echo: a TCP echo server on io_uring, one child task per connection.
 //
 //     uring-echo [--host H] --port P [--rings N] [--hand-off] [--max-connections N]
-//                [--idle-seconds S] [--send-seconds S]
+//                [--idle-seconds S] [--send-seconds S] [--graceful-seconds S]
 //
-// It prints "listening on H:P" once it accepts connections, and on SIGINT or
-// SIGTERM stops accepting, closes every open connection and exits 0.
+// It prints "listening on H:P" once it accepts connections. On SIGINT or
+// SIGTERM it stops accepting, lets open connections finish for up to
+// --graceful-seconds (default 10), then closes the rest and exits 0. Built
+// with the package's ServiceLifecycle trait, it runs as a Service in a
+// ServiceGroup, which handles the signals; without it, it watches for them
+// itself and closes open connections at once.
 //
 // With --rings N (default 1) it runs N rings, each on a thread of its own
 // (pinned to a CPU when there is one ring per CPU), and every ring listens
@@ -27,6 +31,12 @@ import Glibc
 import SystemPackage
 import Uring
 
+#if ServiceLifecycle
+import Logging
+import ServiceLifecycle
+import UringServiceLifecycle
+#endif
+
 @main
 struct UringEcho {
     static func main() async {
@@ -38,8 +48,9 @@ struct UringEcho {
         var sendSeconds = 30
         var rings = 1
         var handOff = false
+        var gracefulSeconds = 10
         let usage = "usage: uring-echo [--host H] --port P [--rings N] [--hand-off] [--max-connections N] "
-            + "[--idle-seconds S] [--send-seconds S]"
+            + "[--idle-seconds S] [--send-seconds S] [--graceful-seconds S]"
         var arguments = CommandLine.arguments.dropFirst()
         while let argument = arguments.popFirst() {
             switch argument {
@@ -58,6 +69,9 @@ struct UringEcho {
             case "--send-seconds":
                 guard let n = arguments.popFirst().flatMap({ Int($0) }), n >= 0 else { fail(usage) }
                 sendSeconds = n
+            case "--graceful-seconds":
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n >= 0 else { fail(usage) }
+                gracefulSeconds = n
             default: fail("unknown argument '\(argument)'\n\(usage)")
             }
         }
@@ -70,13 +84,26 @@ struct UringEcho {
             let address = try SocketAddress(ip: host, port: port)
             // Threads are pinned when there is a ring per CPU (RingGroupOptions).
             try await RingGroup.run(rings: rings) { group in
+                #if !ServiceLifecycle
                 // SIGINT and SIGTERM now arrive in this sequence instead of
                 // ending the process.
                 let signals = try group.rings[0].signals([.interrupt, .terminate])
+                #endif
                 let listener = try await group.listen(
                     at: address, spreading: handOff ? .handOff(to: .leastBusy) : .byKernel)
                 print("listening on \(listener.localAddress)")
                 flushStandardOutput()
+                #if ServiceLifecycle
+                let server = StreamServer(
+                    listener, maximumConnections: limits.connections, gracePeriod: .seconds(gracefulSeconds),
+                    onError: reportConnectionError, handler: { try await echo($0, limits: limits) })
+                var logger = Logger(label: "uring-echo")
+                logger.logLevel = .notice
+                let services = ServiceGroup(
+                    services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                try await services.run()
+                #else
+                _ = gracefulSeconds  // needs the ServiceLifecycle trait
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask {
                         for try await signal in signals {
@@ -86,10 +113,15 @@ struct UringEcho {
                     }
                     // Serving ends only by cancellation (or a failure of the
                     // listener itself); the signal task ending cancels it.
-                    tasks.addTask { try await serve(listener, limits: limits) }
+                    tasks.addTask {
+                        try await listener.serve(maximumConnections: limits.connections, onError: reportConnectionError) {
+                            try await echo($0, limits: limits)
+                        }
+                    }
                     try await tasks.next()
                     tasks.cancelAll()
                 }
+                #endif
                 listener.close()
             }
         } catch is CancellationError {
@@ -98,23 +130,23 @@ struct UringEcho {
         }
     }
 
-    /// Echoes every connection in its own child task, on its ring, until
-    /// cancelled; the cancellation reaches each child, whose connection then
-    /// closes.
-    static func serve(_ listener: GroupListener, limits: Limits) async throws {
-        try await listener.serve(maximumConnections: limits.connections, onError: { error, peer in
-            report("\(peer.map { "\($0)" } ?? "client"): \(error)")
-        }) { connection in
-            for try await chunk in connection.received(idleTimeout: limits.idle) {
-                if let send = limits.send {
-                    try await connection.sendAll(chunk, timeout: send)
-                } else {
-                    try await connection.sendAll(chunk)
-                }
+    /// Echoes one connection until the peer closes its side, it is silent
+    /// for too long, or its echo cannot be sent in time.
+    static func echo(_ connection: borrowing StreamConnection, limits: Limits) async throws {
+        for try await chunk in connection.received(idleTimeout: limits.idle) {
+            if let send = limits.send {
+                try await connection.sendAll(chunk, timeout: send)
+            } else {
+                try await connection.sendAll(chunk)
             }
-            try await connection.shutdown(.sending)
         }
+        try await connection.shutdown(.sending)
     }
+}
+
+/// Logs the error one connection ended with.
+@Sendable func reportConnectionError(_ error: any Error, _ peer: SocketAddress?) {
+    report("\(peer.map { "\($0)" } ?? "client"): \(error)")
 }
 
 /// What one connection may take.

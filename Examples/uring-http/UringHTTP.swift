@@ -2,6 +2,7 @@
 //
 //     uring-http [--host H] --port P --root DIR [--rings N] [--max-connections N]
 //                [--header-seconds S] [--keepalive-seconds S] [--send-seconds S]
+//                [--graceful-seconds S]
 //
 // With --rings N (default 1), N rings (on threads pinned to CPUs when
 // there is one ring per CPU) each listen on the port (SO_REUSEPORT) and
@@ -22,12 +23,23 @@
 // closes after --keepalive-seconds (default 15), and a response that takes
 // longer than --send-seconds (default 30) to send is abandoned.
 //
-// It prints "listening on H:P" once ready, and on SIGINT or SIGTERM closes
-// every connection and exits 0.
+// It prints "listening on H:P" once ready. On SIGINT or SIGTERM it stops
+// accepting, lets open connections finish for up to --graceful-seconds
+// (default 10; an idle kept-alive connection holds on until its own
+// timeout or this one), closes the rest and exits 0. Built with the
+// package's ServiceLifecycle trait it runs as a Service in a ServiceGroup,
+// which handles the signals; without it, it watches for them itself and
+// closes every connection at once.
 
 import Glibc
 import SystemPackage
 import Uring
+
+#if ServiceLifecycle
+import Logging
+import ServiceLifecycle
+import UringServiceLifecycle
+#endif
 
 @main
 struct UringHTTP {
@@ -39,9 +51,10 @@ struct UringHTTP {
         var maximumConnections = 10_000
         var limits = RequestLimits()
         var rings = 1
+        var gracefulSeconds = 10
         var arguments = CommandLine.arguments.dropFirst()
         let usage = "usage: uring-http [--host H] --port P --root DIR [--rings N] [--max-connections N] "
-            + "[--header-seconds S] [--keepalive-seconds S] [--send-seconds S]"
+            + "[--header-seconds S] [--keepalive-seconds S] [--send-seconds S] [--graceful-seconds S]"
         func positive(_ text: String?) -> Int {
             guard let text, let value = Int(text), value > 0 else { fail(usage) }
             return value
@@ -56,6 +69,9 @@ struct UringHTTP {
             case "--header-seconds": limits.headerTimeout = .seconds(positive(arguments.popFirst()))
             case "--keepalive-seconds": limits.keepAliveTimeout = .seconds(positive(arguments.popFirst()))
             case "--send-seconds": limits.sendTimeout = .seconds(positive(arguments.popFirst()))
+            case "--graceful-seconds":
+                guard let n = arguments.popFirst().flatMap({ Int($0) }), n >= 0 else { fail(usage) }
+                gracefulSeconds = n
             default: fail("unknown argument '\(argument)'\n\(usage)")
             }
         }
@@ -64,9 +80,11 @@ struct UringHTTP {
             let address = try SocketAddress(ip: host, port: port)
             // Threads are pinned when there is a ring per CPU (RingGroupOptions).
             try await RingGroup.run(rings: rings) { group in
+                #if !ServiceLifecycle
                 // SIGINT and SIGTERM now arrive in this sequence instead of
                 // ending the process.
                 let signals = try group.rings[0].signals([.interrupt, .terminate])
+                #endif
                 let directory: Directory
                 do {
                     directory = try await Directory.open(FilePath(root), on: group.rings[0])
@@ -78,11 +96,23 @@ struct UringHTTP {
                 print("listening on \(listener.localAddress)")
                 flushStandardOutput()
                 let maximum = maximumConnections
+                let onError: @Sendable (any Error, SocketAddress?) -> Void = { error, peer in
+                    report("\(peer.map { "\($0)" } ?? "client"): \(error)")
+                }
+                #if ServiceLifecycle
+                let server = StreamServer(
+                    listener, maximumConnections: maximum, gracePeriod: .seconds(gracefulSeconds),
+                    onError: onError, handler: { try await site.serve($0) })
+                var logger = Logger(label: "uring-http")
+                logger.logLevel = .notice
+                let services = ServiceGroup(
+                    services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                try await services.run()
+                #else
+                _ = gracefulSeconds  // needs the ServiceLifecycle trait
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask {
-                        try await listener.serve(maximumConnections: maximum, onError: { error, peer in
-                            report("\(peer.map { "\($0)" } ?? "client"): \(error)")
-                        }) { connection in
+                        try await listener.serve(maximumConnections: maximum, onError: onError) { connection in
                             try await site.serve(connection)
                         }
                     }
@@ -95,6 +125,7 @@ struct UringHTTP {
                     try await tasks.next()
                     tasks.cancelAll()
                 }
+                #endif
                 listener.close()
             }
         } catch is CancellationError {

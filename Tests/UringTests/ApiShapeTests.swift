@@ -108,7 +108,7 @@ extension AllTests {
 
         @Test(
             "a registered file's metadata, through a descriptor installed for the call",
-            .kernel(has: .installDescriptor, "IORING_OP_FIXED_FD_INSTALL (6.8+)"))
+            .requires(.installDescriptor, "IORING_OP_FIXED_FD_INSTALL (6.8+)"))
         func registeredFileMetadata() async throws {
             let scratch = Scratch()
             let path = scratch.write("r", pattern(count: 1234))

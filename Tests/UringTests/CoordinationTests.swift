@@ -15,7 +15,7 @@ final class HoldCounts: Sendable {
 extension AllTests {
     @Suite("Futex semaphore, process exit, ring-to-ring messages", .checksDescriptorLeaks)
     struct CoordinationTests {
-        @Test("semaphore: a task waits through the ring and a plain thread wakes it, and the other way round", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
+        @Test("semaphore: a task waits through the ring and a plain thread wakes it, and the other way round", .requires(.futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreAcrossThreads() async throws {
             try await checkSemaphoreAcrossThreads(RingOptions())
         }
@@ -61,7 +61,7 @@ extension AllTests {
             }
         }
 
-        @Test("semaphore: at most N tasks hold a permit at once", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
+        @Test("semaphore: at most N tasks hold a permit at once", .requires(.futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreBoundsConcurrency() async throws {
             try await checkSemaphoreBounds(RingOptions())
         }
@@ -96,7 +96,7 @@ extension AllTests {
             await ring.shutdown()
         }
 
-        @Test("semaphore: a cancelled waiter takes no permit and leaves nothing in the kernel", .kernel(has: .futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
+        @Test("semaphore: a cancelled waiter takes no permit and leaves nothing in the kernel", .requires(.futexWait, "IORING_OP_FUTEX_WAIT (6.7+)"))
         func semaphoreCancellation() async throws {
             try await checkSemaphoreCancellation(RingOptions())
         }
@@ -124,7 +124,7 @@ extension AllTests {
             }
         }
 
-        @Test("waitForExit: exit codes, death by signal, a pid that is not a child, and cancellation", .kernel(has: .waitForExit, "IORING_OP_WAITID (6.7+)"))
+        @Test("waitForExit: exit codes, death by signal, a pid that is not a child, and cancellation", .requires(.waitForExit, "IORING_OP_WAITID (6.7+)"))
         func processExit() async throws {
             try await checkProcessExit(RingOptions())
         }
@@ -172,7 +172,7 @@ extension AllTests {
 
         @Test(
             "messages: a value, an object and a registered file go from one ring to another",
-            .kernel(has: .message, "IORING_OP_MSG_RING (5.18+)"))
+            .requires(.message, "IORING_OP_MSG_RING (5.18+)"))
         func ringMessages() async throws {
             let scratch = Scratch()
             let path = scratch.write("shared", Array("handed over".utf8))

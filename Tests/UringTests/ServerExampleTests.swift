@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import Uring
 
 /// A server example started as a child process, with its output in files.
 struct ServerProcess {
@@ -38,6 +39,11 @@ struct ServerProcess {
     /// Sends `signal` and waits for the exit; returns the exit status.
     func stop(with signal: Int32 = SIGTERM) async throws -> Int32 {
         kill(pid, signal)
+        return try await waitForExit(after: "signal \(signal)")
+    }
+
+    /// Waits (up to 20 s) for the exit; returns the exit status.
+    func waitForExit(after cause: String) async throws -> Int32 {
         var status: Int32 = 0
         for _ in 0..<2000 {
             if waitpid(pid, &status, WNOHANG) == pid {
@@ -47,7 +53,7 @@ struct ServerProcess {
         }
         kill(pid, SIGKILL)
         waitpid(pid, &status, 0)
-        Issue.record("the server did not stop within 20 s of signal \(signal)")
+        Issue.record("the server did not stop within 20 s of \(cause)")
         return -1
     }
 
@@ -99,6 +105,38 @@ extension AllTests {
             #expect(status == 0, "status \(status), stderr: \(server.stderr)")
             _ = try await idleClient
         }
+
+        #if ServiceLifecycle
+        @Test("uring-echo under ServiceGroup: SIGTERM stops accepting, an open connection is still echoed, and it exits once that closes")
+        func echoStopsGracefully() async throws {
+            let server = try ServerProcess(productsDirectory + "/uring-echo", ["--port", "0", "--graceful-seconds", "600"])
+            let port = try await server.waitUntilListening()
+            let address = SocketAddress.loopback(port: port)
+            try await RingActor.run { ring in
+                let client = try await StreamConnection.connect(to: address, on: ring)
+                try await client.sendAll(Array("before".utf8))
+                #expect(try await client.receive(exactly: 6) == Array("before".utf8))
+                kill(server.pid, SIGTERM)
+                // New clients are refused once the signal has been handled.
+                while !Task.isCancelled {
+                    do {
+                        let early = try await StreamConnection.connect(to: address, on: ring)
+                        try await early.close()
+                        try await ring.sleep(for: .milliseconds(5))
+                    } catch let error as UringError where error.errno == .connectionRefused {
+                        break
+                    }
+                }
+                try await client.sendAll(Array("during".utf8))
+                #expect(try await client.receive(exactly: 6) == Array("during".utf8))
+                var status: Int32 = 0
+                #expect(waitpid(server.pid, &status, WNOHANG) == 0, "still running while a connection is open")
+                try await client.close()
+            }
+            let status = try await server.waitForExit(after: "its last connection closed")
+            #expect(status == 0, "status \(status), stderr: \(server.stderr.suffix(2000))")
+        }
+        #endif
 
         @Test("uring-echo under a descriptor limit: more clients than fit are all served in turn as idle ones time out, and the server stays up")
         func echoSurvivesDescriptorLimit() async throws {
@@ -332,5 +370,18 @@ extension AllTests {
             let status = try await server.stop()
             #expect(status == 0, "status \(status), stderr: \(server.stderr)")
         }
+    }
+}
+
+extension StreamConnection {
+    /// Receives exactly `count` bytes (fewer only if the peer closes first).
+    func receive(exactly count: Int) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        while bytes.count < count {
+            let chunk = try await receive(maximumCount: count - bytes.count)
+            if chunk.isEmpty { break }
+            bytes += chunk
+        }
+        return bytes
     }
 }

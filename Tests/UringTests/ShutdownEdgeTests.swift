@@ -103,7 +103,7 @@ extension AllTests {
             await ring.shutdown()
         }
 
-        @Test("shutdown ends a task waiting for ring messages", .kernel(has: .message, "IORING_OP_MSG_RING (5.18+)"))
+        @Test("shutdown ends a task waiting for ring messages", .requires(.message, "IORING_OP_MSG_RING (5.18+)"))
         func messagesEndAtShutdown() async throws {
             let ring = try RingActor()
             let waiter = Task { () -> Int in

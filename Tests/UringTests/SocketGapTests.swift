@@ -9,7 +9,7 @@ extension AllTests {
     struct SocketGapTests {
         @Test(
             "sendZeroCopy: 1 MiB reaches the peer exact, the buffer lent until the kernel is done with it",
-            .kernel(has: .sendZeroCopy, "IORING_OP_SEND_ZC (6.0+)"))
+            .requires(.sendZeroCopy, "IORING_OP_SEND_ZC (6.0+)"))
         func zeroCopy() async throws {
             try await RingActor.run { ring in
                 let listener = try await StreamListener.bind(to: .loopback(port: 0), on: ring)

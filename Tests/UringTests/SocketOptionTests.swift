@@ -56,7 +56,7 @@ extension AllTests {
 
         @Test(
             "the ring's socket commands themselves set and read an option (no fallback)",
-            .kernel(has: .socketOption, "IORING_OP_URING_CMD"),
+            .requires(.socketOption, "IORING_OP_URING_CMD"),
             .enabled(if: RingCore.kernelIsAtLeast(6, 7), "socket commands need Linux 6.7"))
         func throughTheRing() async throws {
             try await RingActor.run { ring in

@@ -7,7 +7,7 @@ import Testing
 extension AllTests {
     @Suite("Multishot reads, poll and signals", .checksDescriptorLeaks)
     struct StreamTests {
-        @Test("lines from a pipe through one multishot read, including a last line without a newline", .kernel(has: .readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
+        @Test("lines from a pipe through one multishot read, including a last line without a newline", .requires(.readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
         func linesFromPipe() async throws {
             try await checkLinesFromPipe(RingOptions())
         }
@@ -81,7 +81,7 @@ extension AllTests {
             }
         }
 
-        @Test("a multishot read of a regular file fails with a clear error", .kernel(has: .readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
+        @Test("a multishot read of a regular file fails with a clear error", .requires(.readMultishot, "IORING_OP_READ_MULTISHOT (6.7+)"))
         func multishotReadOfRegularFile() async throws {
             let scratch = Scratch()
             let path = scratch.write("plain", [1, 2, 3])

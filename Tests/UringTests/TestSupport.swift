@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SystemPackage
 import Testing
+import UringTesting
 
 @testable import Uring
 
@@ -249,67 +250,8 @@ func cancelOnceInFlight(
     }
 }
 
-/// A suite trait: the suite as a whole must end with exactly the descriptors
-/// it started with (compared by what they refer to, after earlier rings'
-/// threads have ended).
-struct DescriptorLeakCheck: SuiteTrait, TestScoping {
-    var isRecursive: Bool { false }
-
-    func provideScope(
-        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
-    ) async throws {
-        // The shared ring lives for the whole process; create it up front so
-        // it is not counted against whichever suite touches it first.
-        _ = try? RingActor.shared
-        await waitForRingThreadsToEnd()
-        let before = Self.targets()
-        try await function()
-        await waitForRingThreadsToEnd()
-        // A ring's descriptors close as its last references go, which on a
-        // busy machine can trail its thread's end: allow 10 s more (a leak
-        // never settles and still fails).
-        var after = Self.targets()
-        for _ in 0..<200 where after.sorted() != before.sorted() {
-            try? await Task.sleep(for: .milliseconds(50))
-            after = Self.targets()
-        }
-        #expect(
-            after.sorted() == before.sorted(),
-            "suite \(test.name) changed the open descriptors: before \(before.sorted()), after \(after.sorted())")
-    }
-}
-
-extension DescriptorLeakCheck {
-    /// What the open descriptors refer to, except timerfds: this library
-    /// makes none (its timers are io_uring timeouts), while libdispatch, under
-    /// `Task.sleep` and Swift Testing's time limits, makes one per kind of
-    /// timer the first time the process needs it and keeps it. In a slow
-    /// 6.1 guest that first time fell inside a suite.
-    static func targets() -> [String] {
-        openDescriptorTargets()
-            .map { $0.split(separator: " ", maxSplits: 1).last.map(String.init) ?? $0 }
-            .filter { $0 != "anon_inode:[timerfd]" }
-    }
-}
-
-extension Trait where Self == DescriptorLeakCheck {
-    /// Checks that a suite leaks no descriptors (see ``DescriptorLeakCheck``).
-    static var checksDescriptorLeaks: Self { DescriptorLeakCheck() }
-}
-
-/// Whether the running kernel's io_uring has `operation`, by the shared
-/// ring's probe (false if no ring can be made).
-func kernelSupports(_ operation: UringOperation) -> Bool {
-    (try? RingActor.shared)?.isSupported(operation) ?? false
-}
-
-extension Trait where Self == ConditionTrait {
-    /// Skips the test, saying why, on kernels without `operation`;
-    /// `needs` names the opcode and the first kernel that has it.
-    static func kernel(has operation: UringOperation, _ needs: String) -> Self {
-        .enabled(if: kernelSupports(operation), "the kernel lacks \(needs)")
-    }
-}
+// Suites check descriptors with UringTesting's `.checksDescriptorLeaks`,
+// and skip on kernels that lack an operation with its `.requires(_:_:)`.
 
 /// RLIMIT_NOFILE, for tests that need many descriptors.
 enum DescriptorLimit {

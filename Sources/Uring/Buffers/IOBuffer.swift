@@ -5,11 +5,12 @@
 /// ever lent: a read takes it `inout`, a write `borrowing`, and it is the
 /// caller's again on every path, success, error or cancellation.
 ///
-/// The protocol is closed: only this library's types conform (`[UInt8]` and
-/// ``AlignedBuffer``). The kernel uses a buffer's address after the closures
-/// below have returned, which is sound only for storage that stays at one
-/// address while the value is neither mutated nor destroyed, even when the
-/// value itself is moved. Heap storage owned by the value has that property;
+/// The protocol is closed: only this package's types conform (`[UInt8]`,
+/// ``AlignedBuffer``, and SwiftNIO's `ByteBuffer` in `UringNIO`). The
+/// kernel uses a buffer's address after the closures below have returned,
+/// which is sound only for storage that stays at one address while the
+/// value is neither mutated nor destroyed, even when the value itself is
+/// moved. Heap storage owned by the value has that property;
 /// a type that keeps small contents inline, as `Data` does, would not.
 public protocol IOBuffer: ~Copyable, Sendable {
     /// Proof that the conformance comes from this library (its initializer
@@ -30,9 +31,13 @@ public protocol IOBuffer: ~Copyable, Sendable {
     ) throws(Failure) -> Result
 }
 
-/// A token only this library can create, which closes ``IOBuffer``.
+/// A token only this package can create, which closes ``IOBuffer``.
+///
+/// Its initializer is visible to the package's own modules, so the
+/// integration modules (`UringNIO`) can conform the buffer types they
+/// bridge after checking that their storage has a stable address.
 public struct IOBufferConformance: Sendable {
-    init() {}
+    package init() {}
 }
 
 extension Array: IOBuffer where Element == UInt8 {

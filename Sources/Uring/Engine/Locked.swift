@@ -5,18 +5,19 @@ import Glibc
 /// Used instead of `Synchronization.Mutex` because ThreadSanitizer
 /// intercepts `pthread_mutex_lock` but cannot see inside the standard
 /// library's futex-based lock, which made every locked access look like a
-/// race under `swift test --sanitize=thread`.
+/// race under `swift test --sanitize=thread`. The package's integration
+/// modules use it for the same reason.
 ///
 /// Like `Mutex`, it is `Sendable` only when `State` is, and `withLock` takes
 /// and gives back values as `sending`, so no non-`Sendable` value escapes
 /// the lock still shared with the state.
-final class Locked<State> {
+package final class Locked<State> {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     /// The state, behind a pointer so `withLock` can lend it `inout
     /// sending` the way `Mutex` does.
     private let state: UnsafeMutablePointer<State>
 
-    init(_ state: sending State) {
+    package init(_ state: sending State) {
         self.state = .allocate(capacity: 1)
         self.state.initialize(to: state)
         mutex = .allocate(capacity: 1)
@@ -32,7 +33,7 @@ final class Locked<State> {
     }
 
     /// Runs `body` with exclusive access to the state.
-    func withLock<Result, Failure: Error>(
+    package func withLock<Result, Failure: Error>(
         _ body: (inout sending State) throws(Failure) -> sending Result
     ) throws(Failure) -> sending Result {
         pthread_mutex_lock(mutex)

@@ -67,6 +67,8 @@ final class RingCore: @unchecked Sendable {
     /// when results come back quickly again.
     static let minimumSpin: UInt64 = 5_000
     let threadName: String
+    /// Where ``RingEvent``s go (``RingOptions/onEvent``).
+    let eventHandler: (@Sendable (RingEvent) -> Void)?
     /// The CPU the ring thread is pinned to, or -1.
     let processor: Int32
     /// The io_uring file descriptor (for sharing workers).
@@ -263,6 +265,7 @@ final class RingCore: @unchecked Sendable {
         self.callerSpinNanos = options.callerSpin.nanoseconds
         self.spinBudget.store(callerSpinNanos, ordering: .relaxed)
         self.threadName = String(decoding: options.threadName.utf8.prefix(15), as: UTF8.self)
+        self.eventHandler = options.onEvent
         self.processor = options.processor.map { Int32(clamping: $0) } ?? -1
     }
 
@@ -588,4 +591,11 @@ final class MessageEndpoint: Sendable {
 /// A flag the ring thread sets (releasing) when it hands a result back.
 final class HandOff: Sendable {
     let done = Atomic<Bool>(false)
+}
+
+extension RingCore {
+    /// Passes `event` to the application's handler, if it set one.
+    func report(_ event: @autoclosure () -> RingEvent) {
+        eventHandler?(event())
+    }
 }

@@ -236,6 +236,7 @@ extension RingCore {
         let dropped = UInt64(cu_cq_dropped(ring)) &+ local.pointee.simulatedDrops
         if dropped != droppedCount.load(ordering: .relaxed) {
             droppedCount.store(dropped, ordering: .relaxed)
+            report(.completionsDropped(total: dropped))
             probeForLostCompletions()
         }
         return total

@@ -189,7 +189,12 @@ struct DescriptorIO {
     nonisolated(nonsending) static func close(
         _ fd: Int32, core: RingCore, about context: some ErrorContext
     ) async throws {
-        if Task.isCancelled || !core.acceptsWork.load(ordering: .acquiring) || !core.isSupported(.close) {
+        if !core.acceptsWork.load(ordering: .acquiring) {
+            core.report(.descriptorClosedAfterShutdown(descriptor: FileDescriptor(rawValue: fd)))
+            try closeNow(fd, about: context)
+            return
+        }
+        if Task.isCancelled || !core.isSupported(.close) {
             try closeNow(fd, about: context)
             return
         }

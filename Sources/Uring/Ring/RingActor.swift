@@ -58,7 +58,12 @@ public actor RingActor {
     ///   kernel rejects the options.
     public init(options: RingOptions = RingOptions()) throws(UringError) {
         self.options = options
-        self.executor = try RingExecutor(options: options)
+        do {
+            self.executor = try RingExecutor(options: options)
+        } catch {
+            options.onEvent?(.ringCreationFailed(error))
+            throw error
+        }
     }
 
     /// Runs `body` on a new ring's thread, isolated to the ring, with the

@@ -298,6 +298,7 @@ public struct RingGroupStatistics: Sendable, Hashable, CustomStringConvertible {
             sum.slotsInUse &+= ring.slotsInUse
             sum.acceptBackOffs &+= ring.acceptBackOffs
             sum.receiveCopies &+= ring.receiveCopies
+            sum.receivePoolWaits &+= ring.receivePoolWaits
         }
         return sum
     }

@@ -52,6 +52,15 @@ public struct RingOptions: Sendable {
     /// (at most 15 bytes are kept).
     public var threadName = "uring-ring"
 
+    /// Called with each ``RingEvent``: what the library did on its own that
+    /// an application may want to log or count. `nil` (the default) ignores
+    /// them.
+    ///
+    /// It is called on the ring's thread (or, for a ring that could not be
+    /// created, on the creating thread), so it must return quickly and must
+    /// not wait for the ring.
+    public var onEvent: (@Sendable (RingEvent) -> Void)? = nil
+
     /// Operations treated as missing from the kernel's probe, so tests can
     /// check the `unsupported` path on a kernel that has everything.
     var treatedAsUnsupported: Set<UringOperation> = []

@@ -34,11 +34,14 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     /// sequence already held its share of it (see ``ReceiveBufferPool``):
     /// a sign of consumers that do not keep up.
     public var receiveCopies: UInt64 = 0
+    /// Times a receiving sequence found every buffer of its pool lent out
+    /// and waited for one to come back (see ``RingEvent/receivePoolExhausted(address:bufferCount:)``).
+    public var receivePoolWaits: UInt64 = 0
 
     /// All counters on one line.
     public var description: String {
         "submitted \(submitted), completed \(completed), in flight \(inFlight), wake-ups \(wakeUps), "
             + "CQ overflows \(completionQueueOverflows), dropped \(droppedCompletions), lost \(lostOperations), enters \(kernelEnters), slots \(slotsInUse)/\(slotsCreated), "
-            + "accept back-offs \(acceptBackOffs), receive copies \(receiveCopies)"
+            + "accept back-offs \(acceptBackOffs), receive copies \(receiveCopies), pool waits \(receivePoolWaits)"
     }
 }

@@ -85,7 +85,8 @@ public struct IncomingConnections: AsyncSequence, Sendable {
     /// A ``UringError`` or `CancellationError`.
     public typealias Failure = any Error
 
-    let ring: RingActor
+    /// The ring that accepts (and that the connections start on).
+    public let ring: RingActor
     let listener: OwnedDescriptor?
     let openError: UringError?
     let address: SocketAddress?
@@ -115,6 +116,19 @@ public struct IncomingConnections: AsyncSequence, Sendable {
 }
 
 extension IncomingConnections {
+    /// Stops accepting: the listening socket refuses new clients, every
+    /// iteration of this sequence (and of other sequences of the same
+    /// listener) ends normally, and a running
+    /// ``serve(maximumConnections:onError:_:)`` returns once the handlers it
+    /// started have finished. Connections already accepted stay open.
+    /// Calling it again does nothing.
+    ///
+    /// This is the first step of a graceful shutdown; `UringServiceLifecycle`
+    /// takes it when a `ServiceGroup` shuts down.
+    public func stopAccepting() {
+        stopListening()
+    }
+
     /// Ends every iteration of this sequence (normally) and stops the socket
     /// listening; the descriptor closes when the last copy is gone.
     func stopListening() {
@@ -154,8 +168,10 @@ extension IncomingConnections {
                 if result == -ECONNABORTED { return .nothing }
                 guard AcceptBackOff.isTransient(-result) else { return .standard }
                 ring.serverCounters.acceptBackOffs.add(1, ordering: .relaxed)
+                let wait = backOff.next()
+                core.report(.acceptBackedOff(address: address, error: Errno(rawValue: -result), retryAfter: wait))
                 return .waitForResources { stream in
-                    let time = KernelTimespec(backOff.next())
+                    let time = KernelTimespec(wait)
                     core.submitStream(keepAlive: time, handler: { _, _ in stream.resourcesReturned() }) {
                         io_uring_prep_timeout(&$0, time.pointer, 0, 0)
                     }

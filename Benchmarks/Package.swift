@@ -10,7 +10,8 @@ let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 let package = Package(
     name: "uring-benchmarks",
     dependencies: [
-        .package(name: "swift-uring", path: ".."),
+        // With UringNIO, for the bytebuffer scenario.
+        .package(name: "swift-uring", path: "..", traits: ["NIO"]),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -63,6 +64,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/hummingbird-static",
+            swiftSettings: strict
+        ),
+        // The bytebuffer scenario's server: the same echo with and without
+        // SwiftNIO ByteBuffers.
+        .executableTarget(
+            name: "uring-echo-buffers",
+            dependencies: [
+                .product(name: "Uring", package: "swift-uring"),
+                .product(name: "UringNIO", package: "swift-uring"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/uring-echo-buffers",
             swiftSettings: strict
         ),
         // N awaited NOPs and nothing else, for callgrind's instruction counts.

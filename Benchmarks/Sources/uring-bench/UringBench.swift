@@ -2,7 +2,8 @@
 //
 //     swift run -c release uring-bench <scenario>|all [--quick]
 //
-// Scenarios: nop, randread, seqread, smallfiles, echo, http, registered, copy, allocations, scaling, cores, walk. Each runs
+// Scenarios: nop, randread, seqread, smallfiles, echo, http, registered, copy, allocations, scaling, cores, walk,
+// bytebuffer. Each runs
 // this library and its peers in turn on the same data, prints a table with
 // ratios, and writes one JSON line per figure to stdout and to
 // results/latest.jsonl. `all` without --quick also writes RESULTS.md.
@@ -14,7 +15,7 @@ import Uring
 
 @main
 struct UringBench {
-    static let scenarios = ["nop", "randread", "seqread", "smallfiles", "echo", "http", "registered", "copy", "allocations", "scaling", "cores", "walk"]
+    static let scenarios = ["nop", "randread", "seqread", "smallfiles", "echo", "http", "registered", "copy", "allocations", "scaling", "cores", "walk", "bytebuffer"]
 
     static func main() async throws {
         var arguments = Array(CommandLine.arguments.dropFirst())
@@ -46,6 +47,7 @@ struct UringBench {
             case "scaling": try await scaling(report, quick: quick, rounds: rounds)
             case "cores": try await cores(report, quick: quick)
             case "walk": try await walk(report, quick: quick, rounds: rounds)
+            case "bytebuffer": try await byteBuffer(report, quick: quick)
             default: break
             }
             print("=== \(name) took \(ContinuousClock.now - start)")

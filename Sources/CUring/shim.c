@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sched.h>
+#include <spawn.h>
 
 struct io_uring_probe *cu_probe_ring(struct io_uring *ring) {
     size_t len = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
@@ -44,7 +45,16 @@ int cu_thread_start(pthread_t *thread, int cpu, void *(*body)(void *), void *con
         ret = pthread_attr_setaffinity_np(&attr, sizeof set, &set);
         if (ret) { pthread_attr_destroy(&attr); return ret; }
     }
+    // The ring thread starts with SIGPIPE blocked (it inherits this
+    // thread's mask, changed just around the create): a write to a pipe
+    // whose reader is gone, which the kernel may run on the ring thread,
+    // then fails with EPIPE instead of killing the process.
+    sigset_t pipe_only, saved;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &saved);
     ret = pthread_create(thread, &attr, body, context);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     pthread_attr_destroy(&attr);
     return ret;
 }
@@ -144,6 +154,14 @@ int cu_pidfd_open(int pid) {
 int cu_waitid_pidfd(int pidfd, siginfo_t *info, int options) {
     // P_PIDFD (3) is Linux 5.4; glibc names it only from 2.36.
     return waitid((idtype_t)3, (id_t)pidfd, info, options) == 0 ? 0 : -errno;
+}
+
+int cu_pidfd_send_signal(int pidfd, int signal) {
+    return syscall(424 /* SYS_pidfd_send_signal */, pidfd, signal, NULL, 0) == 0 ? 0 : -errno;
+}
+
+int cu_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
 }
 
 int cu_usable_cpus(int *cpus, int capacity) {

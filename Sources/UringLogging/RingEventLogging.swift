@@ -46,14 +46,20 @@ extension RingEvent {
             ]
             if let address { metadata["uring.address"] = "\(address)" }
             return metadata
-        case .receivePoolExhausted(let address, let bufferCount):
+        case .receivePoolExhausted(let path, let address, let bufferCount):
             var metadata: Logger.Metadata = ["uring.event": "receivePoolExhausted", "uring.buffers": "\(bufferCount)"]
+            if let path { metadata["uring.path"] = "\(path)" }
             if let address { metadata["uring.address"] = "\(address)" }
             return metadata
         case .ringCreationFailed(let error):
             return ["uring.event": "ringCreationFailed", "uring.errno": "\(error.errno.rawValue)"]
-        case .descriptorClosedAfterShutdown(let descriptor):
-            return ["uring.event": "descriptorClosedAfterShutdown", "uring.descriptor": "\(descriptor.rawValue)"]
+        case .descriptorClosedAfterShutdown(let descriptor, let path, let address):
+            var metadata: Logger.Metadata = [
+                "uring.event": "descriptorClosedAfterShutdown", "uring.descriptor": "\(descriptor.rawValue)",
+            ]
+            if let path { metadata["uring.path"] = "\(path)" }
+            if let address { metadata["uring.address"] = "\(address)" }
+            return metadata
         case .completionsDropped(let total):
             return ["uring.event": "completionsDropped", "uring.total": "\(total)"]
         }

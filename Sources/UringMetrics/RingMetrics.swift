@@ -22,8 +22,11 @@ import Uring
 /// ```swift
 /// let metrics = RingMetrics(prefix: "uring")
 /// try await RingGroup.run(rings: 4) { group in
-///     async let sampling: Void = metrics.report(group, every: .seconds(10))
-///     try await serve(group)
+///     try await withThrowingDiscardingTaskGroup { tasks in
+///         tasks.addTask { await metrics.report(group, every: .seconds(10)) }
+///         try await serve(group)
+///         tasks.cancelAll()
+///     }
 /// }
 /// ```
 ///
@@ -61,50 +64,54 @@ public final class RingMetrics: Sendable {
     /// the same ring; a counter that went down (another ring under the same
     /// index) starts again from the new value.
     public func record(_ statistics: RingStatistics, ring: Int? = nil) {
-        state.withLock { rings in
-            let key = ring ?? -1
+        // The increases are worked out under the lock; the metrics backend
+        // is called after it, so a slow backend never holds it.
+        let key = ring ?? -1
+        let (instruments, previous) = state.withLock { rings in
             let instruments = rings[key]?.instruments ?? makeInstruments(ring: ring)
-            let last = rings[key]?.last
-            func advance(_ counter: Counter, _ value: KeyPath<RingStatistics, UInt64>) {
-                let now = statistics[keyPath: value]
-                let before = last?[keyPath: value] ?? 0
-                let increase = now >= before ? now - before : now
-                if increase > 0 { counter.increment(by: Int64(clamping: increase)) }
-            }
-            advance(instruments.submitted, \.submitted)
-            advance(instruments.completed, \.completed)
-            advance(instruments.wakeUps, \.wakeUps)
-            advance(instruments.kernelEnters, \.kernelEnters)
-            advance(instruments.overflows, \.completionQueueOverflows)
-            advance(instruments.dropped, \.droppedCompletions)
-            advance(instruments.lost, \.lostOperations)
-            advance(instruments.acceptBackOffs, \.acceptBackOffs)
-            advance(instruments.receiveCopies, \.receiveCopies)
-            advance(instruments.poolWaits, \.receivePoolWaits)
-            instruments.inFlight.record(Int64(clamping: statistics.inFlight))
+            let previous = rings[key]?.last
             rings[key] = (instruments, statistics)
+            return (instruments, previous)
         }
+        func advance(_ counter: Counter, _ value: KeyPath<RingStatistics, UInt64>) {
+            let now = statistics[keyPath: value]
+            let before = previous?[keyPath: value] ?? 0
+            let increase = now >= before ? now - before : now
+            if increase > 0 { counter.increment(by: Int64(clamping: increase)) }
+        }
+        advance(instruments.submitted, \.submitted)
+        advance(instruments.completed, \.completed)
+        advance(instruments.wakeUps, \.wakeUps)
+        advance(instruments.kernelEnters, \.kernelEnters)
+        advance(instruments.overflows, \.completionQueueOverflows)
+        advance(instruments.dropped, \.droppedCompletions)
+        advance(instruments.lost, \.lostOperations)
+        advance(instruments.acceptBackOffs, \.acceptBackOffs)
+        advance(instruments.receiveCopies, \.receiveCopies)
+        advance(instruments.poolWaits, \.receivePoolWaits)
+        instruments.inFlight.record(Int64(clamping: statistics.inFlight))
     }
 
-    /// Records `ring`'s statistics now and then every `interval`, timed by
-    /// the ring itself, until the calling task is cancelled (it then
-    /// returns) or the ring shuts down.
+    /// Records `ring`'s statistics now (even in a cancelled task) and then
+    /// every `interval`, timed by the ring itself, until the calling task is
+    /// cancelled (it then returns) or the ring shuts down.
     public func report(_ ring: RingActor, every interval: Duration = .seconds(10)) async {
-        while !Task.isCancelled {
+        repeat {
             record(ring.statistics)
             do { try await ring.sleep(for: interval) } catch { return }
-        }
+        } while !Task.isCancelled
     }
 
-    /// Records every ring of `group` now and then every `interval`, until
-    /// the calling task is cancelled or the group's first ring shuts down.
+    /// Records every ring of `group` now (even in a cancelled task) and then
+    /// every `interval`, until the calling task is cancelled or the group's
+    /// first ring shuts down.
     public func report(_ group: RingGroup, every interval: Duration = .seconds(10)) async {
-        while !Task.isCancelled {
+        repeat {
             for (index, statistics) in group.statistics.perRing.enumerated() {
                 record(statistics, ring: index)
             }
             do { try await group.rings[0].sleep(for: interval) } catch { return }
-        }
+        } while !Task.isCancelled
     }
 
     private func makeInstruments(ring: Int?) -> Instruments {

@@ -26,7 +26,9 @@ extension File {
         var buffer = allocator.buffer(capacity: 64 * 1024)
         var position = offset
         while true {
-            let n = try await read(into: &buffer, maximumCount: 64 * 1024, at: position)
+            // Never more than one byte past the limit, which shows it.
+            let room = min(64 * 1024, maximumSize - buffer.readableBytes + 1)
+            let n = try await read(into: &buffer, maximumCount: room, at: position)
             if n == 0 { return buffer }
             if buffer.readableBytes > maximumSize {
                 throw UringError(

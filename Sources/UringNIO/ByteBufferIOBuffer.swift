@@ -13,9 +13,10 @@ import Uring
 /// ```
 ///
 /// Reading *into* a `ByteBuffer` through the generic forms overwrites its
-/// readable bytes, as it does for an array; to append after the writer
-/// index instead, use the forms with `maximumCount:` of this module, such
-/// as ``Uring/StreamConnection/receive(into:maximumCount:)``.
+/// readable bytes, as it does for an array; a new buffer has none, so such a
+/// read gets nothing and returns 0, which looks like the end of the stream.
+/// To append after the writer index, use the forms with `maximumCount:` of
+/// this module, such as ``Uring/StreamConnection/receive(into:maximumCount:)``.
 ///
 /// Why the kernel may keep a `ByteBuffer`'s address while the operation
 /// waits: its bytes live in heap storage that the buffer references, which

@@ -28,9 +28,8 @@ extension StreamConnection {
 extension ReceivedChunks {
     /// The same bytes as `ByteBuffer`s, one per received chunk.
     ///
-    /// Each chunk is copied once into a buffer from `allocator` (whose
-    /// storage is reused for the next chunk once the consumer has let go of
-    /// it), and its pool buffer goes back to the kernel at once: a pool buffer belongs to the
+    /// Each chunk is copied once into a new buffer from `allocator`, and its
+    /// pool buffer goes back to the kernel at once: a pool buffer belongs to the
     /// ring and is lent only until its chunk is released, which a
     /// `ByteBuffer` (whose storage lives until its last copy is gone)
     /// cannot promise. To receive with no copy, use
@@ -71,29 +70,12 @@ public struct ReceivedByteBuffers: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         var chunks: ReceivedChunks.AsyncIterator
         let allocator: ByteBufferAllocator
-        var spare: ByteBuffer?
-
-        init(chunks: ReceivedChunks.AsyncIterator, allocator: ByteBufferAllocator) {
-            self.chunks = chunks
-            self.allocator = allocator
-        }
 
         /// The next chunk as a `ByteBuffer`, or `nil` once the peer closed.
         public nonisolated(nonsending) mutating func next() async throws -> ByteBuffer? {
-            guard let chunk = try await chunks.next() else {
-                spare = nil
-                return nil
-            }
-            // The buffer handed out last time is kept: once the consumer has
-            // let go of it, its storage is only ours and is reused without
-            // allocating; while the consumer still holds it, clearing it
-            // gives this one new storage (copy-on-write), so a buffer the
-            // consumer holds never changes.
-            var buffer = spare ?? allocator.buffer(capacity: chunk.count)
-            spare = nil
-            buffer.clear(minimumCapacity: chunk.count)
+            guard let chunk = try await chunks.next() else { return nil }
+            var buffer = allocator.buffer(capacity: chunk.count)
             _ = chunk.withUnsafeBytes { buffer.writeBytes($0) }
-            spare = buffer
             return buffer
         }
 

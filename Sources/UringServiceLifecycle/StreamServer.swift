@@ -113,7 +113,14 @@ public struct StreamServer: Service {
                 // ended first and cancelled this watcher.
                 do { try await gracefulShutdown() } catch { return .watcherEnded }
                 stopAccepting()
-                do { try await clock.sleep(for: gracePeriod) } catch { return .watcherEnded }
+                do {
+                    try await clock.sleep(for: gracePeriod)
+                } catch where Task.isCancelled {
+                    return .watcherEnded
+                } catch {
+                    // The ring cannot time the grace period (it shut down):
+                    // end it now rather than wait on handlers forever.
+                }
                 return .gracePeriodOver
             }
             var forced = false
@@ -121,9 +128,12 @@ public struct StreamServer: Service {
                 switch ending {
                 case .served(let error):
                     tasks.cancelAll()  // the watcher, if it still waits
+                    // The service itself was cancelled: say so, even when
+                    // serving happened to end cleanly meanwhile.
+                    if Task.isCancelled { throw error ?? CancellationError() }
                     guard let error else { return }
                     // Handlers cancelled at the end of the grace period.
-                    if forced && error is CancellationError && !Task.isCancelled { return }
+                    if forced && error is CancellationError { return }
                     throw error
                 case .gracePeriodOver:
                     forced = true

@@ -43,11 +43,14 @@ func runEchoServer(
             listener.connections, maximumConnections: 10_000, gracePeriod: .seconds(10),
             onError: { error, peer in logger.debug("\(peer.map { "\($0)" } ?? "client"): \(error)") },
             handler: { try await echo($0) })
-        let sampling = Task { await metrics.report(ring, every: .seconds(10)) }
-        defer { sampling.cancel() }
         let services = ServiceGroup(
             services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await services.run()
+        try await withThrowingDiscardingTaskGroup { group in
+            // A sample now and every 10 s, until the services have stopped.
+            group.addTask { await metrics.report(ring, every: .seconds(10)) }
+            try await services.run()
+            group.cancelAll()
+        }
     }
 }
 

@@ -30,22 +30,6 @@ struct CapturingLogHandler: LogHandler {
     }
 }
 
-/// State behind a lock, for the handlers' captures.
-final class Locked<State: Sendable>: @unchecked Sendable {
-    // Sound: `state` is touched only inside `withLock`, under `lock`.
-    private var state: State
-    private var lock = pthread_mutex_t()
-    init(_ state: State) {
-        self.state = state
-        pthread_mutex_init(&lock, nil)
-    }
-    func withLock<Result>(_ body: (inout State) -> Result) -> Result {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return body(&state)
-    }
-}
-
 extension Integrations {
     @Suite("UringLogging: the library's events reach a swift-log Logger")
     struct LoggingTests {
@@ -77,6 +61,7 @@ extension Integrations {
             #expect(logged.count == 1)
             #expect(logged.first?.level == .notice)
             #expect(logged.first?.metadata["uring.descriptor"] == "\(descriptor)")
+            #expect(logged.first?.metadata["uring.path"] == "/proc/self/stat")
         }
 
         @Test("every event maps to a level by its severity, with its details as metadata")
@@ -87,9 +72,11 @@ extension Integrations {
             #expect(backOff.logMetadata["uring.address"] == "127.0.0.1:8080")
             #expect(backOff.logMetadata["uring.errno"] == "\(Errno.tooManyOpenFiles.rawValue)")
             #expect(backOff.description.contains("127.0.0.1:8080"))
-            let pool = RingEvent.receivePoolExhausted(address: nil, bufferCount: 64)
+            let pool = RingEvent.receivePoolExhausted(path: "/run/fifo", address: nil, bufferCount: 64)
             #expect(pool.logLevel == .warning)
             #expect(pool.logMetadata["uring.buffers"] == "64")
+            #expect(pool.logMetadata["uring.path"] == "/run/fifo")
+            #expect(pool.description.contains("'/run/fifo'"))
             #expect(RingEvent.completionsDropped(total: 3).logLevel == .error)
         }
     }

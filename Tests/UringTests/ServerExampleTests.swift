@@ -65,7 +65,8 @@ extension AllTests {
     struct ServerExampleTests {
         @Test("uring-echo echoes 4 MiB from a Python client, serves 50 at once, and stops cleanly on SIGINT")
         func echoExample() async throws {
-            let server = try ServerProcess(productsDirectory + "/uring-echo", ["--port", "0"])
+            // No grace period: the idle client below must be cut off at once.
+            let server = try ServerProcess(productsDirectory + "/uring-echo", ["--port", "0", "--graceful-seconds", "0"])
             let port = try await server.waitUntilListening()
             let client = """
                 import socket, sys, threading, hashlib
@@ -93,11 +94,13 @@ extension AllTests {
             let result = try await python(client, ["\(port)"])
             #expect(result.status == 0, "python: \(result.stderr)")
             #expect(result.stdout == "True 50\n")
-            // An open, idle connection must not keep the server from stopping.
+            // An open, idle connection must not keep the server from stopping;
+            // the client waits for the server to close it.
             let idle = """
-                import socket, sys, time
+                import socket, sys
                 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-                time.sleep(0.5)
+                s.settimeout(50)
+                s.recv(1)
                 """
             async let idleClient = python(idle, ["\(port)"])
             try await Task.sleep(for: .milliseconds(200))

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <spawn.h>
 #include <signal.h>
 #include <time.h>
 #include <fcntl.h>
@@ -341,6 +342,11 @@ static inline void cu_prep_msg_ring_fd(struct io_uring_sqe *sqe, int ring_fd, in
 int cu_pidfd_open(int pid);
 /// waitid(P_PIDFD, pidfd, info, options): 0 or -errno.
 int cu_waitid_pidfd(int pidfd, siginfo_t *info, int options);
+/// pidfd_send_signal(pidfd, signal, NULL, 0) (5.1): 0 or -errno.
+int cu_pidfd_send_signal(int pidfd, int signal);
+/// posix_spawn_file_actions_addchdir_np (glibc 2.29), which Swift's Glibc
+/// module does not show: the child changes to `path` before it runs.
+int cu_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 
 /// pipe2(fds, O_CLOEXEC); 0 or -1 with errno (hidden without _GNU_SOURCE).
 int cu_pipe(int fds[2]);

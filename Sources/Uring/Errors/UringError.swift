@@ -67,6 +67,12 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case removeAttribute = "fremovexattr"
     case setPermissions = "chmod"
     case setTimes = "utimensat"
+    /// Starting a child process (`posix_spawn`).
+    case spawn = "posix_spawn"
+    /// Sending a signal to a child process (`pidfd_send_signal`).
+    case signalProcess = "pidfd_send_signal"
+    /// Watching a file or directory for changes (`inotify_add_watch`).
+    case watch = "inotify_add_watch"
 
     /// The short name used in error messages, such as `open` or `fsync`.
     public var description: String { rawValue }
@@ -122,7 +128,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .futexWait: 51
         case .futexWake: 52
         case .installDescriptor: 54
-        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink, .listAttributes, .removeAttribute, .setPermissions, .setTimes: nil
+        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink, .listAttributes, .removeAttribute, .setPermissions, .setTimes, .spawn, .signalProcess, .watch: nil
         }
     }
 }

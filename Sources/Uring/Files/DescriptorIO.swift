@@ -190,8 +190,7 @@ struct DescriptorIO {
         _ fd: Int32, core: RingCore, about context: some ErrorContext
     ) async throws {
         if !core.acceptsWork.load(ordering: .acquiring) {
-            core.report(.descriptorClosedAfterShutdown(descriptor: FileDescriptor(rawValue: fd)))
-            try closeNow(fd, about: context)
+            try closeAfterShutdown(fd, core: core, about: context)
             return
         }
         if Task.isCancelled || !core.isSupported(.close) {
@@ -204,11 +203,25 @@ struct DescriptorIO {
             }
         } catch let error as UringError where error.kind != .ringShutDown {
             throw error
+        } catch is UringError {
+            // The ring shut down before the kernel ran it: the descriptor is
+            // still open, so close it here.
+            try closeAfterShutdown(fd, core: core, about: context)
         } catch {
-            // Cancelled (or the ring shut down) before the kernel ran it: the
-            // descriptor is still open, so close it here.
+            // Cancelled before the kernel ran it: the same.
             try closeNow(fd, about: context)
         }
+    }
+
+    /// Closes `fd` with the system call because `core` has shut down, and
+    /// reports it as a ``RingEvent``.
+    private static func closeAfterShutdown(_ fd: Int32, core: RingCore, about context: some ErrorContext) throws {
+        defer {
+            let about = context.error(.shutDown, .close) as? UringError
+            core.report(.descriptorClosedAfterShutdown(
+                descriptor: FileDescriptor(rawValue: fd), path: about?.path, address: about?.address))
+        }
+        try closeNow(fd, about: context)
     }
 
     private static func closeNow(_ fd: Int32, about context: some ErrorContext) throws {

@@ -13,16 +13,19 @@ public enum RingEvent: Sendable, CustomStringConvertible {
     /// memory) and waits `retryAfter` before accepting again; connections
     /// wait in the listen backlog meanwhile (see ``IncomingConnections``).
     case acceptBackedOff(address: SocketAddress?, error: Errno, retryAfter: Duration)
-    /// A receiving sequence found every buffer of its ``ReceiveBufferPool``
-    /// lent out, and waits for one to come back: consumers hold the chunks
-    /// they receive for longer than the pool allows for.
-    case receivePoolExhausted(address: SocketAddress?, bufferCount: Int)
+    /// A receiving sequence (of a socket at `address`, or a pipe or file at
+    /// `path`) found every buffer of its ``ReceiveBufferPool`` lent out, and
+    /// waits for one to come back: consumers hold the chunks they receive
+    /// for longer than the pool allows for. Reported once per pool until a
+    /// buffer comes back; ``RingStatistics/receivePoolWaits`` counts every
+    /// wait.
+    case receivePoolExhausted(path: FilePath?, address: SocketAddress?, bufferCount: Int)
     /// A ring could not be created; the error is also thrown.
     case ringCreationFailed(UringError)
-    /// A descriptor was closed with the `close` system call on the calling
-    /// thread, because its ring had shut down before the descriptor was
-    /// closed.
-    case descriptorClosedAfterShutdown(descriptor: FileDescriptor)
+    /// A descriptor (of the file at `path` or the socket at `address`) was
+    /// closed with the `close` system call on the closing task's thread,
+    /// because its ring had shut down before the descriptor was closed.
+    case descriptorClosedAfterShutdown(descriptor: FileDescriptor, path: FilePath?, address: SocketAddress?)
     /// The kernel dropped completions (its completion backlog could not
     /// grow); the operations they belonged to fail with
     /// ``UringError/Kind/completionLost``.
@@ -52,15 +55,23 @@ public enum RingEvent: Sendable, CustomStringConvertible {
         switch self {
         case .acceptBackedOff(let address, let error, let retryAfter):
             "accepting on \(address.map { "\($0)" } ?? "a listener") backs off for \(retryAfter): \(error)"
-        case .receivePoolExhausted(let address, let bufferCount):
-            "receiving from \(address.map { "\($0)" } ?? "a socket") waits for one of the pool's "
+        case .receivePoolExhausted(let path, let address, let bufferCount):
+            "receiving from \(Self.name(path, address, otherwise: "a descriptor")) waits for one of the pool's "
                 + "\(bufferCount) buffers to come back"
         case .ringCreationFailed(let error):
             "a ring could not be created: \(error)"
-        case .descriptorClosedAfterShutdown(let descriptor):
-            "descriptor \(descriptor.rawValue) was closed synchronously: its ring had shut down"
+        case .descriptorClosedAfterShutdown(let descriptor, let path, let address):
+            "descriptor \(descriptor.rawValue) (\(Self.name(path, address, otherwise: "unnamed"))) was closed "
+                + "synchronously: its ring had shut down"
         case .completionsDropped(let total):
             "the kernel has dropped \(total) completions; their operations failed"
         }
+    }
+
+    /// What an event is about, for its description.
+    private static func name(_ path: FilePath?, _ address: SocketAddress?, otherwise: String) -> String {
+        if let address { return "\(address)" }
+        if let path { return "'\(path)'" }
+        return otherwise
     }
 }

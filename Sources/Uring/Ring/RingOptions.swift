@@ -56,9 +56,11 @@ public struct RingOptions: Sendable {
     /// an application may want to log or count. `nil` (the default) ignores
     /// them.
     ///
-    /// It is called on the ring's thread (or, for a ring that could not be
-    /// created, on the creating thread), so it must return quickly and must
-    /// not wait for the ring.
+    /// It is called on the ring's thread for most events, and otherwise on
+    /// the thread that found the event (the creating thread for a ring that
+    /// could not be created, the closing task's for a descriptor closed
+    /// after shutdown), so it must return quickly and must not wait for the
+    /// ring.
     public var onEvent: (@Sendable (RingEvent) -> Void)? = nil
 
     /// Operations treated as missing from the kernel's probe, so tests can

@@ -35,7 +35,7 @@ public struct RingStatistics: Sendable, Hashable, CustomStringConvertible {
     /// a sign of consumers that do not keep up.
     public var receiveCopies: UInt64 = 0
     /// Times a receiving sequence found every buffer of its pool lent out
-    /// and waited for one to come back (see ``RingEvent/receivePoolExhausted(address:bufferCount:)``).
+    /// and waited for one to come back (see ``RingEvent/receivePoolExhausted(path:address:bufferCount:)``).
     public var receivePoolWaits: UInt64 = 0
 
     /// All counters on one line.

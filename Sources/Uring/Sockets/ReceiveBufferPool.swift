@@ -45,6 +45,8 @@ public final class ReceiveBufferPool: Sendable {
     /// lock, so the ring thread takes none per chunk; it only shrinks under
     /// the lock (in `giveBack`), which `waitForBuffer` checks it under.
     private let outstanding = Atomic<Int>(0)
+    /// Set once an exhaustion has been reported, cleared when a buffer comes back.
+    private let exhaustionReported = Atomic<Bool>(false)
     /// Streams whose receive stopped because the pool was empty; also guards
     /// the descriptor ring, which has one writer at a time. Held weakly: a
     /// stream its consumer dropped while it waited must not stay alive here
@@ -184,7 +186,14 @@ public final class ReceiveBufferPool: Sendable {
 
     /// A chunk let go of buffer `id`: back to the kernel, and a waiting
     /// stream may receive again.
+    /// Whether this exhaustion is news: true once, then false until a
+    /// buffer comes back (so the event is reported once per exhaustion).
+    func noteExhausted() -> Bool {
+        !exhaustionReported.exchange(true, ordering: .relaxed)
+    }
+
     func giveBack(_ id: UInt16) {
+        if exhaustionReported.load(ordering: .relaxed) { exhaustionReported.store(false, ordering: .relaxed) }
         let waiter = waiters.withLock { waiters -> MultishotStream<ReceivedBytes>? in
             give(id)
             outstanding.subtract(1, ordering: .relaxed)

@@ -139,7 +139,9 @@ extension ReceivedChunks {
                 if result == 0 { return .end }  // the peer closed its side
                 if result == -ENOBUFS {
                     ring.serverCounters.receivePoolWaits.add(1, ordering: .relaxed)
-                    core.report(.receivePoolExhausted(address: address, bufferCount: pool.bufferCount))
+                    if pool.noteExhausted() {
+                        core.report(.receivePoolExhausted(path: path, address: address, bufferCount: pool.bufferCount))
+                    }
                     return .waitForResources { stream in
                         if pool.waitForBuffer(stream) { stream.resourcesReturned() }
                     }

@@ -35,11 +35,10 @@ extension ReceivedChunks {
     /// cannot promise. To receive with no copy, use
     /// ``Uring/StreamConnection/receive(into:maximumCount:)``, where the
     /// kernel writes into the `ByteBuffer` itself. The copy shows with
-    /// large chunks: `uring-bench bytebuffer` measured an echo of 16 KiB
-    /// messages over 64 connections through this sequence at 0.78–0.89 of
-    /// the same echo of the chunks themselves, and through
-    /// `receive(into:maximumCount:)` with one reused buffer at 0.99–1.15
-    /// (three runs each); with 64-byte messages both were 0.92–1.03.
+    /// large chunks: in six runs of `uring-bench bytebuffer`, an echo of
+    /// 16 KiB messages over 64 connections through this sequence came to
+    /// 0.70–0.90 of the same echo of the chunks themselves, and through
+    /// `receive(into:maximumCount:)` with one reused buffer to 0.95–1.39.
     ///
     /// ```swift
     /// for try await buffer in connection.received().byteBuffers() {

@@ -36,8 +36,14 @@ struct UringRun {
                         return nil
                     }
                     defer { group.cancelAll() }
-                    while let next = try await group.next() {
-                        if let status = next { return status }
+                    do {
+                        while let next = try await group.next() {
+                            if let status = next { return status }
+                        }
+                    } catch {
+                        // The wait failed (the ring shut down): leave no child behind.
+                        try? child.signal(Signal(rawValue: SIGKILL))
+                        throw error
                     }
                     fatalError("the wait ended without a status")
                 }

@@ -164,6 +164,10 @@ int cu_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const ch
     return posix_spawn_file_actions_addchdir_np(actions, path);
 }
 
+int cu_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
 int cu_usable_cpus(int *cpus, int capacity) {
     cpu_set_t set;
     CPU_ZERO(&set);

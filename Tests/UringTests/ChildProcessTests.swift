@@ -73,18 +73,28 @@ extension AllTests {
             }
         }
 
-        @Test("signal: SIGUSR1 ends a child although this process blocks it; after the wait, ESRCH")
+        @Test("signal: SIGUSR1 ends a child although the spawning thread blocked it and the process ignored it; after the wait, ESRCH")
         func signals() async throws {
             try await RingActor.run { ring in
-                // Watching SIGUSR1 blocks it in this process; the child
-                // must start with it unblocked and at its default all the same.
-                let watched = try ring.signals([.user1])
-                let child = try ChildProcess.spawn(
-                    "/bin/sleep", arguments: ["60"], standardInput: .discard, standardOutput: .discard,
-                    standardError: .discard, on: ring)
+                // This thread blocks SIGUSR1 and the process ignores it while
+                // the child is spawned; the child must start with it
+                // unblocked and at its default all the same.
+                var usr1 = sigset_t()
+                sigemptyset(&usr1)
+                sigaddset(&usr1, SIGUSR1)
+                var savedMask = sigset_t()
+                pthread_sigmask(SIG_BLOCK, &usr1, &savedMask)
+                let savedAction = signal(SIGUSR1, SIG_IGN)
+                let spawned = Result { () throws(UringError) -> ChildProcess in
+                    try ChildProcess.spawn(
+                        "/bin/sleep", arguments: ["60"], standardInput: .discard, standardOutput: .discard,
+                        standardError: .discard, on: ring)
+                }
+                signal(SIGUSR1, savedAction)
+                pthread_sigmask(SIG_SETMASK, &savedMask, nil)
+                let child = try spawned.get()
                 try child.signal(.user1)
                 #expect(try await child.wait() == .signaled(.user1, coreDumped: false))
-                _ = watched
                 do {
                     try child.signal(.user1)
                     Issue.record("a reaped child was signalled")
@@ -118,7 +128,7 @@ extension AllTests {
             }
         }
 
-        @Test("run: output past maximumOutput fails with EFBIG naming the program, and the child is killed")
+        @Test("run: output past maximumOutput, on either stream, fails with EFBIG naming the program, and the child is killed")
         func outputLimit() async throws {
             try await RingActor.run { ring in
                 do {
@@ -127,6 +137,14 @@ extension AllTests {
                 } catch let error as UringError {
                     #expect(error.errno == .fileTooLarge)
                     #expect(error.path == "/usr/bin/cat")
+                }
+                // The same on standard error, while standard output stays
+                // open and quiet: the child is killed, not left blocked.
+                do {
+                    _ = try await ChildProcess.run("/bin/sh", arguments: ["-c", "cat /dev/zero >&2"], maximumOutput: 100_000, on: ring)
+                    Issue.record("endless error output was collected")
+                } catch let error as UringError {
+                    #expect(error.errno == .fileTooLarge)
                 }
                 await settle(ring)
             }
@@ -142,6 +160,10 @@ extension AllTests {
                     } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
                 }
                 #expect(outcome == "cancelled")
+                // The child was killed and reaped: this process has no child
+                // left (the suite's tests run one at a time and reap theirs).
+                var status: Int32 = 0
+                #expect(waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD, "a child is left")
                 await settle(ring)
             }
         }

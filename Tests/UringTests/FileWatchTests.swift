@@ -85,6 +85,25 @@ extension AllTests {
             }
         }
 
+        @Test("recursively: a directory renamed out of the tree is no longer watched")
+        func movedOut() async throws {
+            try await RingActor.run { ring in
+                let scratch = Scratch()
+                let root = scratch.path + "/root"
+                mkdir(root, 0o755)
+                mkdir(root + "/x", 0o755)
+                let changes = try await ring.watch(FilePath(root), for: [.created, .moved, .closedAfterWriting], recursively: true)
+                rename(root + "/x", scratch.path + "/elsewhere")
+                let away = try await collect(changes) { $0.last?.kind == .movedAway }
+                #expect(away.last?.path == FilePath(root + "/x"))
+                // Made after the watch on the moved directory was removed.
+                createFile(scratch.path + "/elsewhere/outside")
+                createFile(root + "/marker")
+                let rest = try await collect(changes) { $0.last?.path == FilePath(root + "/marker") && $0.last?.kind == .closedAfterWriting }
+                #expect(!rest.contains { $0.path.string.hasSuffix("outside") }, "\(rest)")
+            }
+        }
+
         @Test("a missing path: ENOENT naming inotify_add_watch and the path; cancelling a quiet watch ends it")
         func errorsAndCancellation() async throws {
             try await RingActor.run { ring in

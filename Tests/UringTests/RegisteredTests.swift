@@ -250,5 +250,59 @@ extension AllTests {
             }
             #expect(scratch.openDescriptors == 0)
         }
+
+        @Test("registered buffers as a pool: next() waits while all are lent, in turn; cancellation and shutdown end a wait")
+        func bufferPool() async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 4096, seed: 9)
+            let path = scratch.write("data", content)
+            let ring = try RingActor()
+            let buffers = try await ring.registerBuffers(count: 2, size: 4096)
+            var first = try await buffers.next()
+            let second = try await buffers.next()
+            #expect(buffers.availableCount == 0)
+
+            // A waiter gets the buffer the moment one comes back.
+            let waiter = Task { () -> Int in
+                let buffer = try await buffers.next()
+                return buffer.index.position
+            }
+            try await waitUntil { buffers.waitingCount == 1 }
+            let returned = second.index.position
+            _ = consume second
+            #expect(try await waiter.value == returned)
+
+            // A cancelled wait takes nothing and leaves no waiter.
+            let held = try await buffers.next()
+            let cancelled = Task { () -> String in
+                do {
+                    _ = try await buffers.next()
+                    return "got one"
+                } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
+            }
+            try await waitUntil { buffers.waitingCount == 1 }
+            cancelled.cancel()
+            #expect(await cancelled.value == "cancelled")
+            #expect(buffers.waitingCount == 0)
+
+            // Pool buffers work for the fixed operations like any other.
+            let file = try await File.open(path, on: ring)
+            #expect(try await file.read(into: &first, at: 0) == 4096)
+            #expect(first.copyBytes() == content)
+            try await file.close()
+
+            // Shutdown ends a wait that no request in the kernel would end.
+            let stranded = Task { () -> UringError.Kind? in
+                do {
+                    _ = try await buffers.next()
+                    return nil
+                } catch let error as UringError { return error.kind } catch { return nil }
+            }
+            try await waitUntil { buffers.waitingCount == 1 }
+            await ring.shutdown()
+            #expect(await stranded.value == .ringShutDown)
+            _ = consume held
+            _ = consume first
+        }
     }
 }

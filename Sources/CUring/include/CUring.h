@@ -347,6 +347,9 @@ int cu_pidfd_send_signal(int pidfd, int signal);
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29), which Swift's Glibc
 /// module does not show: the child changes to `path` before it runs.
 int cu_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): the child closes
+/// every descriptor from `from` up.
+int cu_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
 /// pipe2(fds, O_CLOEXEC); 0 or -1 with errno (hidden without _GNU_SOURCE).
 int cu_pipe(int fds[2]);

@@ -93,9 +93,10 @@ extension RingActor {
     /// including those created later: a new directory's entries that were
     /// made before its watch was in place are reported as
     /// ``FileChange/Kind/created`` when it is found, so an entry made just
-    /// then may be reported twice, never not at all. Symbolic links are not
-    /// followed. Each directory takes one of the user's inotify watches
-    /// (`fs.inotify.max_user_watches`).
+    /// then may be reported twice, never not at all. A directory renamed out
+    /// of the tree stops being watched. Symbolic links are not followed, and
+    /// `path` must be a directory (else `ENOTDIR`). Each directory takes one
+    /// of the user's inotify watches (`fs.inotify.max_user_watches`).
     ///
     /// Iterate the sequence once. The watch ends, and its descriptor closes,
     /// when the sequence and its iterator are gone, when the task iterating
@@ -245,7 +246,12 @@ final class FileWatches: Sendable {
             let cookie = records.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self)
             let length = Int(records.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
             let nameBytes = UnsafeRawBufferPointer(rebasing: records[(offset + header)..<min(records.count, offset + header + length)])
-            let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+            // The kernel pads the name with NUL bytes; it is any bytes, not
+            // necessarily UTF-8, so it becomes a path component as it is.
+            var name: FilePath.Component?
+            if nameBytes.contains(0) {
+                name = FilePath.Component(platformString: nameBytes.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
             offset += header + length
             allGone = record(watch: watch, mask: mask, cookie: cookie, name: name, into: &changes) || allGone
         }
@@ -253,7 +259,9 @@ final class FileWatches: Sendable {
     }
 
     /// The change (if any) of one record; true once no watch is left.
-    private func record(watch: Int32, mask: UInt32, cookie: UInt32, name: String, into changes: inout [FileChange]) -> Bool {
+    private func record(
+        watch: Int32, mask: UInt32, cookie: UInt32, name: FilePath.Component?, into changes: inout [FileChange]
+    ) -> Bool {
         func has(_ bit: UInt32) -> Bool { mask & bit != 0 }
         if has(UInt32(IN_Q_OVERFLOW)) {
             changes.append(FileChange(kind: .overflow, path: root, isDirectory: false, moveCookie: 0))
@@ -270,7 +278,7 @@ final class FileWatches: Sendable {
         }
         guard let directory = paths.withLock({ $0[watch] }) else { return false }
         let isDirectory = has(UInt32(IN_ISDIR))
-        let path = name.isEmpty ? directory : directory.appending(name)
+        let path = name.map { directory.appending($0) } ?? directory
         if has(UInt32(IN_UNMOUNT)) {
             if isRoot { changes.append(FileChange(kind: .unmounted, path: path, isDirectory: isDirectory, moveCookie: 0)) }
             return false
@@ -309,7 +317,23 @@ final class FileWatches: Sendable {
         if recursively && isDirectory && (kind == .created || kind == .movedHere) {
             follow(path, into: &changes)
         }
+        if recursively && isDirectory && kind == .movedAway {
+            unfollow(path)
+        }
         return false
+    }
+
+    /// Stops watching a directory renamed away, and everything under it:
+    /// its watches would otherwise go on reporting it under its old path
+    /// (or outside the tree). Renamed within the tree, it is watched again
+    /// under its new path when its ``FileChange/Kind/movedHere`` comes.
+    private func unfollow(_ directory: FilePath) {
+        let gone = paths.withLock { paths in
+            let matching = paths.filter { $0.value.starts(with: directory) }.map(\.key)
+            for watch in matching { paths[watch] = nil }
+            return matching
+        }
+        for watch in gone { inotify_rm_watch(descriptor.fd, watch) }
     }
 
     /// Watches a directory that appeared under a recursive watch, and
@@ -320,10 +344,17 @@ final class FileWatches: Sendable {
         guard let stream = directory.withPlatformString({ opendir($0) }) else { return }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                FilePath.Component(platformString: $0.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            guard let name, name.kind == .regular else { continue }  // not "." or ".."
             let path = directory.appending(name)
-            let isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
+            var isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
+            if entry.pointee.d_type == UInt8(DT_UNKNOWN) {
+                // Some file systems do not fill in the type.
+                var status = stat()
+                isDirectory = path.withPlatformString { lstat($0, &status) } == 0 && status.st_mode & S_IFMT == S_IFDIR
+            }
             if kinds.contains(.created) {
                 changes.append(FileChange(kind: .created, path: path, isDirectory: isDirectory, moveCookie: 0))
             }

@@ -1,3 +1,4 @@
+import Glibc
 import SystemPackage
 
 /// What ``RingActor/copyTree(from:to:concurrency:)`` copied.
@@ -36,15 +37,25 @@ extension RingActor {
     /// print(summary)   // 12 directories, 340 files (18234112 bytes), 2 links, 0 skipped
     /// ```
     ///
+    /// What is left after a failure or cancellation: the copies in flight
+    /// are cancelled and awaited, what was copied stays (files possibly
+    /// partly written, directories still at mode 0700). A file that another
+    /// process replaces with a link while the tree is copied is copied
+    /// through the link.
+    ///
     /// - Throws: ``UringError`` naming the step and its path: `EEXIST` for an
     ///   existing destination, `ENOENT` for a missing source, `ENOTDIR` for a
-    ///   source that is not a directory. On an error the copies in flight
-    ///   finish or are cancelled, and what was copied stays.
+    ///   source that is not a directory, `EINVAL` for a destination inside
+    ///   the source.
     @discardableResult
     public nonisolated(nonsending) func copyTree(
         from source: FilePath, to destination: FilePath, concurrency: Int = 8
     ) async throws -> TreeCopySummary {
         guard concurrency > 0 else { throw UringError.invalid(.copy, path: source, "concurrency must be positive") }
+        // A destination inside the source would be walked into as it grows.
+        if absolute(destination).starts(with: absolute(source)) {
+            throw UringError.invalid(.copy, path: destination, "the destination is inside the source '\(source)'")
+        }
         let top = try await metadata(at: source)
         guard top.type == .directory else { throw UringError(.system, operation: .copy, errno: .notDirectory, path: source) }
         // Created writable for its owner; given the source's bits at the end.
@@ -89,5 +100,18 @@ extension RingActor {
             try await setPermissions(FilePermissions(rawValue: permissions.rawValue & 0o1777), at: path)
         }
         return summary
+    }
+
+    /// `path` made absolute against the working directory, lexically
+    /// normalized (symbolic links are not resolved).
+    private nonisolated func absolute(_ path: FilePath) -> FilePath {
+        var path = path
+        if path.isRelative {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            if getcwd(&buffer, buffer.count) != nil {
+                path = FilePath(platformString: buffer).pushing(path)
+            }
+        }
+        return path.lexicallyNormalized()
     }
 }

@@ -20,11 +20,12 @@ import SystemPackage
 /// To run a program to its end and collect what it printed, use
 /// ``run(_:arguments:environment:workingDirectory:input:maximumOutput:on:)``.
 ///
-/// Every descriptor this library opens is close-on-exec, so the child gets
-/// its three standard streams and nothing else of this process. It starts
-/// with no signal blocked and every signal's disposition at its default,
-/// whatever the ring threads block (``RingActor/signals(_:)``) or this
-/// process ignores (`SIGPIPE`, typically).
+/// The child gets its three standard streams and no other descriptor of
+/// this process (every descriptor from 3 up is closed in the child, not
+/// only the close-on-exec ones). It starts with no signal blocked and every
+/// signal's disposition at its default, whatever the spawning thread
+/// blocks (ring threads block `SIGPIPE`) or this process ignores (`SIGPIPE`,
+/// typically, in servers).
 ///
 /// Wait for every child (``wait()``); one never waited for stays a zombie
 /// once it ends, until this process ends. ``signal(_:)`` reaches the child
@@ -129,6 +130,15 @@ public final class ChildProcess: Sendable {
             // The child reads standard input's pipe and writes the others.
             parentEnds[index] = index == 0 ? ends[1] : ends[0]
             childEnds[index] = index == 0 ? ends[0] : ends[1]
+            // A child end numbered 0 to 2 (this process closed its own
+            // standard streams) could be overwritten by another stream's
+            // action before its own dup2: move it above them.
+            if childEnds[index] < 3 {
+                let moved = fcntl(childEnds[index], F_DUPFD_CLOEXEC, 3)
+                guard moved >= 0 else { throw .system(.spawn, Glibc.errno, path: path) }
+                Glibc.close(childEnds[index])
+                childEnds[index] = moved
+            }
         }
         let pid = try launch(
             executable, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
@@ -160,6 +170,9 @@ public final class ChildProcess: Sendable {
                 posix_spawn_file_actions_adddup2(&actions, childEnds[index], Int32(index))
             }
         }
+        // Nothing else of this process reaches the child, even descriptors
+        // opened without close-on-exec by other code.
+        cu_spawn_file_actions_addclosefrom(&actions, 3)
         if let workingDirectory {
             let added = workingDirectory.withPlatformString { cu_spawn_file_actions_addchdir(&actions, $0) }
             guard added == 0 else { throw .system(.spawn, added, path: workingDirectory) }

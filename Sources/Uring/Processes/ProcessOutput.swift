@@ -56,17 +56,41 @@ extension ChildProcess {
             executable, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
             standardInput: input == nil ? .discard : .pipe, standardOutput: .pipe, standardError: .pipe, on: ring)
         do {
-            async let fed: Void = child.feed(input)
-            async let output = child.collect(child.standardOutput, limit: maximumOutput)
-            async let errors = child.collect(child.standardError, limit: maximumOutput)
-            let collected = try await (output, errors)
-            try await fed
-            let status = try await child.wait()
-            return ProcessOutput(status: status, standardOutput: collected.0, standardError: collected.1)
+            var result = ProcessOutput(status: .exited(code: 0), standardOutput: [], standardError: [])
+            try await withThrowingTaskGroup(of: Part.self) { parts in
+                parts.addTask { try await child.feed(input); return .fed }
+                parts.addTask { .output(try await child.collect(child.standardOutput, limit: maximumOutput)) }
+                parts.addTask { .errors(try await child.collect(child.standardError, limit: maximumOutput)) }
+                do {
+                    // Whichever part fails first ends the others: the child
+                    // is killed at once, so it cannot block writing to a
+                    // pipe that nobody reads any more.
+                    while let part = try await parts.next() {
+                        switch part {
+                        case .fed: break
+                        case .output(let bytes): result.standardOutput = bytes
+                        case .errors(let bytes): result.standardError = bytes
+                        }
+                    }
+                } catch {
+                    try? child.signal(Signal(rawValue: SIGKILL))
+                    parts.cancelAll()
+                    throw error
+                }
+            }
+            result.status = try await child.wait()
+            return result
         } catch {
             await child.killAndReap()
             throw error
         }
+    }
+
+    /// One finished part of ``run(_:arguments:environment:workingDirectory:input:maximumOutput:on:)``.
+    private enum Part: Sendable {
+        case fed
+        case output([UInt8])
+        case errors([UInt8])
     }
 
     /// Writes `input` to the child's standard input and closes it; a child

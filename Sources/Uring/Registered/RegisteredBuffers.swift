@@ -7,8 +7,9 @@ import SystemPackage
 /// (`IORING_OP_READ_FIXED`, `IORING_OP_WRITE_FIXED`) skip mapping user
 /// memory on every request.
 ///
-/// A ring holds one set at a time. Take a buffer with ``take()``; it goes
-/// back to the set when dropped. ``File`` and ``RegisteredFile`` use the
+/// A ring holds one set at a time. Take a buffer with ``take()``, or wait
+/// for one with ``next()`` when all are lent (a pool, as tokio-uring's
+/// `FixedBufPool`); it goes back to the set when dropped. ``File`` and ``RegisteredFile`` use the
 /// fixed operations whenever they are given a ``RegisteredBuffer`` of their
 /// own ring.
 ///
@@ -24,7 +25,15 @@ public final class RegisteredBuffers: Sendable {
     public let size: Int
     let core: RingCore
     private let memory: Memory
-    private let free: Locked<[Int]>
+    private let state: Locked<PoolState>
+
+    /// The free buffers, and the tasks waiting for one in ``next()``.
+    struct PoolState {
+        var free: [Int]
+        var waiters: [(id: UInt64, continuation: CheckedContinuation<Int, any Error>)] = []
+        var nextWaiter: UInt64 = 0
+        var shutDown = false
+    }
 
     /// The buffers' memory and the iovec table describing it.
     final class Memory: @unchecked Sendable {
@@ -61,7 +70,9 @@ public final class RegisteredBuffers: Sendable {
         self.size = size
         self.core = core
         self.memory = memory
-        self.free = Locked(Array((0..<count).reversed()))
+        self.state = Locked(PoolState(free: Array((0..<count).reversed())))
+        // Waiters have no request in the kernel for shutdown to cancel.
+        core.onShutdown { [weak self] in self?.failWaiters() }
     }
 
     deinit {
@@ -76,15 +87,76 @@ public final class RegisteredBuffers: Sendable {
 
     /// A free buffer, or nil when every one is taken.
     public func take() -> RegisteredBuffer? {
-        guard let index = free.withLock({ $0.popLast() }) else { return nil }
+        guard let index = state.withLock({ $0.free.popLast() }) else { return nil }
+        return RegisteredBuffer(owner: self, index: index)
+    }
+
+    /// A free buffer, waiting (in turn with other waiters) for one to come
+    /// back when every one is taken.
+    ///
+    /// ```swift
+    /// var buffer = try await buffers.next()
+    /// let n = try await file.read(into: &buffer, at: offset)
+    /// ```
+    ///
+    /// - Throws: `CancellationError` when the waiting task is cancelled, or
+    ///   ``UringError`` of kind ``UringError/Kind/ringShutDown`` once the
+    ///   ring has shut down.
+    public func next() async throws -> RegisteredBuffer {
+        if let buffer = take() { return buffer }
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        let index = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int, any Error>) in
+                // Checked under the lock that the handler below also takes:
+                // a cancellation that came before the waiter was listed is
+                // seen here, and one after finds the waiter there.
+                let now: Result<Int, any Error>? = state.withLock { state in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if state.shutDown { return .failure(UringError.shutDown(.registerBuffers)) }
+                    if let index = state.free.popLast() { return .success(index) }
+                    state.waiters.append((id, continuation))
+                    return nil
+                }
+                if let now { continuation.resume(with: now) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0).continuation }
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
         return RegisteredBuffer(owner: self, index: index)
     }
 
     /// Buffers not taken right now.
-    public var availableCount: Int { free.withLock { $0.count } }
+    public var availableCount: Int { state.withLock { $0.free.count } }
 
+    /// Tasks waiting in ``next()`` right now.
+    public var waitingCount: Int { state.withLock { $0.waiters.count } }
+
+    /// A buffer comes back: to the first waiter if there is one.
     func giveBack(_ index: Int) {
-        free.withLock { $0.append(index) }
+        let waiter = state.withLock { state -> CheckedContinuation<Int, any Error>? in
+            if !state.waiters.isEmpty { return state.waiters.removeFirst().continuation }
+            state.free.append(index)
+            return nil
+        }
+        waiter?.resume(returning: index)
+    }
+
+    /// Fails every waiter: the ring has shut down.
+    private func failWaiters() {
+        let waiters = state.withLock { state in
+            state.shutDown = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters {
+            waiter.continuation.resume(throwing: UringError.shutDown(.registerBuffers))
+        }
     }
 
     func address(of index: Int) -> UnsafeMutableRawPointer {

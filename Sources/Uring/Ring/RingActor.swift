@@ -16,6 +16,13 @@ import SystemPackage
 ///     try await file.close()
 /// }
 /// ```
+///
+/// The ring thread blocks `SIGPIPE`: a write the kernel runs on it, to a
+/// pipe whose reader has gone, fails with `EPIPE` instead of killing the
+/// process. Code running on the ring thread that starts programs itself
+/// (`fork`, `system`, `popen`) passes that mask on; ``ChildProcess``
+/// resets it. A `SIGPIPE` raised there stays pending on that thread, so
+/// ``signals(_:)`` does not see it.
 public actor RingActor {
     /// The ring's task executor: the ring thread, for `withTaskExecutorPreference`.
     public nonisolated let executor: RingExecutor

@@ -166,8 +166,12 @@ extension AllTests.EngineTests {
             }
             try await group.waitForAll()
         }
+        // Every sleep ended (a hang is what this test catches). A sleep
+        // whose deadline had already passed when it ran (a slow guest can
+        // take 300 µs to get there) returns without a request, so the count
+        // is at most 64, and every request made completed.
         let stats = ring.statistics
-        #expect(stats.submitted == 64 && stats.completed == 64, "\(stats)")
+        #expect(stats.submitted > 0 && stats.submitted <= 64 && stats.completed == stats.submitted, "\(stats)")
         await ring.shutdown()
     }
 

@@ -206,6 +206,21 @@ static inline int cu_rights_unpack(struct msghdr *message) {
 }
 
 
+/// Bytes a control message with `length` bytes of data takes in a control
+/// buffer (CMSG_SPACE), and the value of its header's length (CMSG_LEN).
+static inline size_t cu_cmsg_space(size_t length) { return CMSG_SPACE(length); }
+static inline size_t cu_cmsg_len(size_t length) { return CMSG_LEN(length); }
+
+/// Walks a message's control messages: the first header, the one after
+/// `header`, or NULL at the end (CMSG_FIRSTHDR, CMSG_NXTHDR).
+static inline struct cmsghdr *cu_cmsg_first(struct msghdr *message) { return CMSG_FIRSTHDR(message); }
+static inline struct cmsghdr *cu_cmsg_next(struct msghdr *message, struct cmsghdr *header) {
+    return CMSG_NXTHDR(message, header);
+}
+/// The data of a control message (CMSG_DATA).
+static inline unsigned char *cu_cmsg_data(struct cmsghdr *header) { return CMSG_DATA(header); }
+
+
 /// Marks a request to take its buffer from provided-buffer group `group`.
 static inline void cu_sqe_select_buffer(struct io_uring_sqe *sqe, unsigned short group) {
     sqe->flags |= IOSQE_BUFFER_SELECT;

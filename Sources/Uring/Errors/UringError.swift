@@ -34,6 +34,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case sendMessage = "sendmsg"
     case receiveMessage = "recvmsg"
     case sendZeroCopy = "send_zc"
+    case sendMessageZeroCopy = "sendmsg_zc"
     case shutdown
     case socketOption = "sockopt"
     case registerBuffers = "register_buffers"
@@ -114,6 +115,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .socket: 45
         case .socketOption: 46
         case .sendZeroCopy: 47
+        case .sendMessageZeroCopy: 48
         case .bind: 56
         case .listen: 57
         case .readFixed: 4

@@ -89,6 +89,44 @@ public struct DatagramSocket: ~Copyable, Sendable {
         try await io.send(Uring.address(of: buffer), count: buffer.count)
     }
 
+    /// Sends the bytes of `buffers`, in order, as one datagram (`sendmsg`
+    /// with one vector per buffer), to `address` or else to the connected
+    /// peer; returns the bytes sent.
+    public func send<Buffer: IOBuffer>(_ buffers: [Buffer], to address: SocketAddress? = nil) async throws -> Int {
+        let box = MessageBox(vectors: Buffer.vectors(reading: buffers), to: address)
+        // `buffers` is a parameter, alive until the completion.
+        let n = try await io.sendMessage(box, to: address)
+        withExtendedLifetime(buffers) {}
+        return n
+    }
+
+    /// Sends `buffer` as one datagram with control messages (a source
+    /// address with `IP_PKTINFO`, descriptors over a Unix socket, …), to
+    /// `address` or else to the connected peer; see ``ControlMessage``.
+    public func send<Buffer: IOBuffer & ~Copyable>(
+        _ buffer: borrowing Buffer, to address: SocketAddress? = nil, control: [ControlMessage]
+    ) async throws -> Int {
+        let box = MessageBox(
+            vectors: [iovec(iov_base: UnsafeMutableRawPointer(mutating: Uring.address(of: buffer)), iov_len: buffer.count)],
+            to: address, control: control)
+        return try await io.sendMessage(box, to: address)
+    }
+
+    /// Sends `buffer` as one datagram without copying it into the kernel
+    /// (`SENDMSG_ZC`, Linux 6.1), to `address` or else to the connected
+    /// peer. It returns once the kernel no longer reads the buffer. Worth it
+    /// only for large datagrams (tens of KiB, or with UDP segmentation).
+    ///
+    /// - Throws: ``UringError/Kind/unsupported`` on kernels without it.
+    public func sendZeroCopy<Buffer: IOBuffer & ~Copyable>(
+        _ buffer: borrowing Buffer, to address: SocketAddress? = nil
+    ) async throws -> Int {
+        let box = MessageBox(
+            vectors: [iovec(iov_base: UnsafeMutableRawPointer(mutating: Uring.address(of: buffer)), iov_len: buffer.count)],
+            to: address)
+        return try await io.sendMessageZeroCopy(box, to: address)
+    }
+
     /// Receives one datagram into `buffer`.
     ///
     /// - Returns: The bytes received (a longer datagram is cut to the
@@ -96,9 +134,66 @@ public struct DatagramSocket: ~Copyable, Sendable {
     public func receive<Buffer: IOBuffer & ~Copyable>(
         into buffer: inout Buffer
     ) async throws -> (count: Int, sender: SocketAddress?, truncated: Bool) {
-        let box = MessageBox.forReceiving(into: Uring.address(of: &buffer), count: buffer.count)
+        let box = MessageBox(receivingInto: Uring.address(of: &buffer), count: buffer.count)
         let n = try await io.receiveMessage(box)
         return (n, box.senderAddress, box.truncated)
+    }
+
+    /// Receives one datagram spread over `buffers`, filling each in turn
+    /// (`recvmsg` with one vector per buffer).
+    ///
+    /// - Returns: The bytes received in all, the sender's address, and
+    ///   whether the datagram was longer than the buffers together.
+    public func receive<Buffer: IOBuffer>(
+        into buffers: inout [Buffer]
+    ) async throws -> (count: Int, sender: SocketAddress?, truncated: Bool) {
+        let box = MessageBox(receivingInto: Buffer.vectors(writing: &buffers), controlCapacity: 0)
+        // `buffers` is inout: the caller's, unmoved until the completion.
+        let n = try await io.receiveMessage(box)
+        return (n, box.senderAddress, box.truncated)
+    }
+
+    /// Receives one datagram into `buffer` together with its control
+    /// messages (enable them first with a socket option, such as
+    /// `IP_PKTINFO` or `SO_TIMESTAMP`; see ``ControlMessage``).
+    ///
+    /// - Parameter controlCapacity: Bytes of room for control messages;
+    ///   what does not fit is lost and ``ReceivedMessage/controlTruncated``
+    ///   says so.
+    public func receiveMessage<Buffer: IOBuffer & ~Copyable>(
+        into buffer: inout Buffer, controlCapacity: Int = 256
+    ) async throws -> ReceivedMessage {
+        try SocketIO.validate(controlCapacity: controlCapacity, address: boundAddress)
+        let box = MessageBox(
+            receivingInto: [iovec(iov_base: Uring.address(of: &buffer), iov_len: buffer.count)],
+            controlCapacity: controlCapacity)
+        let n = try await io.receiveMessage(box)
+        return box.receivedMessage(count: n)
+    }
+
+    /// Every datagram this socket receives from now on, as a sequence, from
+    /// one multishot `recvmsg` request: the kernel picks a buffer from
+    /// `pool` for each datagram and writes the sender's address beside it,
+    /// so a busy socket costs no submission per datagram.
+    ///
+    /// ```swift
+    /// for try await datagram in socket.datagrams() {
+    ///     try await socket.send(Array(datagram.bytes), to: datagram.sender!)
+    /// }
+    /// ```
+    ///
+    /// Each pool buffer holds a 144-byte header before the datagram, so a
+    /// datagram longer than `bufferSize - 144` is cut (see
+    /// ``ReceivedDatagram/truncated``). See ``ReceivedDatagrams`` for
+    /// back-pressure and ending. Needs Linux 6.0.
+    ///
+    /// - Parameter pool: The buffers to receive into; the ring's shared
+    ///   pool when nil.
+    public func datagrams(using pool: ReceiveBufferPool? = nil) -> ReceivedDatagrams {
+        let socket = Result { () throws(UringError) in
+            OwnedDescriptor(try OwnedDescriptor.duplicate(fd, path: nil, address: boundAddress))
+        }
+        return ReceivedDatagrams(ring: ring, socket: socket, address: boundAddress, pool: pool)
     }
 
     /// Sets a socket option, typed (see ``SocketOption``):

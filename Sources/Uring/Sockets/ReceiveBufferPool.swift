@@ -1,6 +1,7 @@
 import CUring
 import Glibc
 import Synchronization
+import SystemPackage
 
 /// Buffers the kernel picks from when data arrives: a provided-buffer ring.
 ///
@@ -54,7 +55,7 @@ public final class ReceiveBufferPool: Sendable {
     private let waiters = Locked(FIFO<WaitingStream>())
 
     private struct WaitingStream: Sendable {
-        weak var stream: MultishotStream<ReceivedBytes>?
+        weak var stream: (any PoolWaiter)?
     }
 
     /// The pool's memory: the buffers and the ring of their descriptors.
@@ -146,8 +147,8 @@ public final class ReceiveBufferPool: Sendable {
 
     /// Ends every stream waiting for a buffer: the ring is shutting down.
     private func endWaiters() {
-        let streams = waiters.withLock { waiters -> [MultishotStream<ReceivedBytes>] in
-            var streams: [MultishotStream<ReceivedBytes>] = []
+        let streams = waiters.withLock { waiters -> [any PoolWaiter] in
+            var streams: [any PoolWaiter] = []
             while let waiter = waiters.popFirst() {
                 if let stream = waiter.stream { streams.append(stream) }
             }
@@ -194,7 +195,7 @@ public final class ReceiveBufferPool: Sendable {
 
     func giveBack(_ id: UInt16) {
         if exhaustionReported.load(ordering: .relaxed) { exhaustionReported.store(false, ordering: .relaxed) }
-        let waiter = waiters.withLock { waiters -> MultishotStream<ReceivedBytes>? in
+        let waiter = waiters.withLock { waiters -> (any PoolWaiter)? in
             give(id)
             outstanding.subtract(1, ordering: .relaxed)
             while let waiter = waiters.popFirst() {
@@ -207,11 +208,24 @@ public final class ReceiveBufferPool: Sendable {
 
     /// Registers `stream` to be re-armed when a buffer comes back. Returns
     /// true if buffers are free already (then the caller re-arms it).
-    func waitForBuffer(_ stream: MultishotStream<ReceivedBytes>) -> Bool {
+    func waitForBuffer(_ stream: any PoolWaiter) -> Bool {
         waiters.withLock { waiters in
             if outstanding.load(ordering: .relaxed) < bufferCount { return true }
             waiters.append(WaitingStream(stream: stream))
             return false
+        }
+    }
+
+    /// What a multishot receive over this pool does when the kernel found
+    /// it empty (`ENOBUFS`): count and report the starvation (once per
+    /// exhaustion), then stay down until a buffer comes back.
+    func exhausted<Element>(path: FilePath?, address: SocketAddress?) -> MultishotEvent<Element> {
+        counters.receivePoolWaits.add(1, ordering: .relaxed)
+        if noteExhausted() {
+            core.report(.receivePoolExhausted(path: path, address: address, bufferCount: bufferCount))
+        }
+        return .waitForResources { [self] stream in
+            if waitForBuffer(stream) { stream.resourcesReturned() }
         }
     }
 
@@ -226,17 +240,30 @@ public final class ReceiveBufferPool: Sendable {
     /// bytes for the sequence whose holdings `share` counts: the buffer
     /// itself while the sequence is under its limit, otherwise a copy, and
     /// the buffer goes back to the kernel at once.
-    func chunk(buffer id: UInt16, count: Int, for share: ConsumerShare) -> ReceivedBytes {
+    func chunk(buffer id: UInt16, offset: Int = 0, count: Int, for share: ConsumerShare) -> ReceivedBytes {
         if share.hold(limit: perConsumerLimit) {
-            return ReceivedBytes(pool: self, id: id, count: count, share: share)
+            return ReceivedBytes(pool: self, id: id, offset: offset, count: count, share: share)
         }
         counters.receiveCopies.add(1, ordering: .relaxed)
         outstanding.add(1, ordering: .relaxed)  // balanced by `giveBack`
-        let copy = ReceivedBytes(copying: UnsafeRawPointer(address(of: id)), count: count)
+        let copy = ReceivedBytes(copying: UnsafeRawPointer(address(of: id) + offset), count: count)
         giveBack(id)
         return copy
     }
 }
+
+/// A receiving stream that can wait for a pool buffer to come back: the
+/// stream of chunks or of datagrams.
+protocol PoolWaiter: AnyObject, Sendable {
+    /// Whether the stream still waits (it may have ended meanwhile).
+    var isWaitingForResources: Bool { get }
+    /// Re-arms the stream's request.
+    func resourcesReturned()
+    /// Ends the stream with `error`.
+    func finish(throwing error: (any Error)?)
+}
+
+extension MultishotStream: PoolWaiter {}
 
 /// How many pool buffers one receiving sequence's chunks hold right now.
 final class ConsumerShare: Sendable {
@@ -281,11 +308,12 @@ public final class ReceivedBytes: RandomAccessCollection, Sendable {
         let pointer: UnsafeRawPointer
     }
 
-    /// A chunk holding pool buffer `id`, counted in `share`.
-    init(pool: ReceiveBufferPool, id: UInt16, count: Int, share: ConsumerShare) {
+    /// A chunk holding pool buffer `id` (its bytes from `offset`), counted
+    /// in `share`.
+    init(pool: ReceiveBufferPool, id: UInt16, offset: Int = 0, count: Int, share: ConsumerShare) {
         self.storage = .pool(pool, id: id, share: share)
         self.count = count
-        self.base = UnsafeAddress(pointer: UnsafeRawPointer(pool.address(of: id)))
+        self.base = UnsafeAddress(pointer: UnsafeRawPointer(pool.address(of: id) + offset))
         pool.taken()
     }
 

@@ -137,15 +137,7 @@ extension ReceivedChunks {
                 }
                 if result > 0 { return .nothing }
                 if result == 0 { return .end }  // the peer closed its side
-                if result == -ENOBUFS {
-                    ring.serverCounters.receivePoolWaits.add(1, ordering: .relaxed)
-                    if pool.noteExhausted() {
-                        core.report(.receivePoolExhausted(path: path, address: address, bufferCount: pool.bufferCount))
-                    }
-                    return .waitForResources { stream in
-                        if pool.waitForBuffer(stream) { stream.resourcesReturned() }
-                    }
-                }
+                if result == -ENOBUFS { return pool.exhausted(path: path, address: address) }
                 return .standard
             })
     }

@@ -141,21 +141,32 @@ struct SocketIO {
     /// longer needs it. This returns only after that second completion.
     nonisolated(nonsending) func sendZeroCopy(_ bytes: UnsafeRawPointer, count: Int) async throws -> Int {
         try validate(.sendZeroCopy, count: count)
-        try core.admit(.sendZeroCopy, about: .address(address))
-        let sent = KernelMemory<Int32>(-1)
         let length = min(count, DescriptorIO.maximumTransfer)
-        let slot = core.submit(keepAlive: sent, onIntermediateCompletion: { result, _ in
-            sent.pointer.pointee = result  // the send's own completion (F_MORE)
-        }) {
+        return try await zeroCopy(.sendZeroCopy, about: address, keepAlive: nil) {
             io_uring_prep_send_zc(&$0, fd, bytes, length, Int32(MSG_NOSIGNAL), 0)
         }
+    }
+
+    /// Runs a zero-copy send (`SEND_ZC` or `SENDMSG_ZC`) to its end: the
+    /// send's own completion carries the count and `F_MORE`; the
+    /// notification that follows (`F_NOTIF`) says the memory is free.
+    nonisolated(nonsending) func zeroCopy(
+        _ operation: UringOperation, about errorAddress: SocketAddress?, keepAlive: AnyObject?,
+        _ prepare: (inout io_uring_sqe) -> Void
+    ) async throws -> Int {
+        try core.admit(operation, about: .address(errorAddress))
+        let state = ZeroCopyState(keeping: keepAlive)
+        let sent = state.sent
+        let slot = core.submit(keepAlive: state, onIntermediateCompletion: { result, _ in
+            sent.pointer.pointee = result  // the send's own completion (F_MORE)
+        }, prepare)
         let completion = await core.completion(of: slot)
         if completion.flags & IORING_CQE_F_NOTIF == 0 {
             // No notification follows: this was the send's only completion.
-            return Int(try core.check(completion, .sendZeroCopy, about: .address(address)))
+            return Int(try core.check(completion, operation, about: .address(errorAddress)))
         }
         let result = sent.pointer.pointee
-        if result < 0 { throw core.error(for: result, .sendZeroCopy, about: .address(address)) }
+        if result < 0 { throw core.error(for: result, operation, about: .address(errorAddress)) }
         return Int(result)
     }
 
@@ -207,4 +218,14 @@ struct SocketIO {
     nonisolated(nonsending) func close() async throws {
         try await DescriptorIO.close(fd, core: core, about: .address(address))
     }
+}
+
+/// What a zero-copy send keeps until its notification: the count its first
+/// completion reported, and the message it sends.
+private final class ZeroCopyState {
+    /// Written on the ring thread by the first completion and read after
+    /// the last, which the slot's hand-off orders.
+    let sent = KernelMemory<Int32>(-1)
+    let kept: AnyObject?
+    init(keeping kept: AnyObject?) { self.kept = kept }
 }

@@ -61,6 +61,30 @@ extension SocketOption where Value == Bool {
     public static var ipv6Only: Self {
         Self(level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, label: "IPV6_V6ONLY", codec: .flag)
     }
+    /// Delivers each received IPv4 datagram's destination address and
+    /// arriving interface as an `IP_PKTINFO` control message (see
+    /// ``DatagramSocket/receiveMessage(into:controlCapacity:)``).
+    public static var receivePacketInfo: Self {
+        Self(level: Int32(IPPROTO_IP), name: IP_PKTINFO, label: "IP_PKTINFO", codec: .flag)
+    }
+    /// Delivers each received IPv4 datagram's time-to-live as an `IP_TTL`
+    /// control message (`IP_RECVTTL`).
+    public static var receiveTimeToLive: Self {
+        Self(level: Int32(IPPROTO_IP), name: IP_RECVTTL, label: "IP_RECVTTL", codec: .flag)
+    }
+    /// An on/off option this type has no name for, by its C level and
+    /// name: `.flag(level: SOL_SOCKET, name: SO_PASSCRED)`.
+    public static func flag(level: Int32, name: Int32) -> Self {
+        Self(level: level, name: name, label: "option \(level)/\(name)", codec: .flag)
+    }
+}
+
+extension SocketOption where Value == Int {
+    /// An integer option this type has no name for, by its C level and
+    /// name: `.integer(level: IPPROTO_IP, name: IP_TTL)`.
+    public static func integer(level: Int32, name: Int32) -> Self {
+        Self(level: level, name: name, label: "option \(level)/\(name)", codec: .integer)
+    }
 }
 
 extension SocketOption where Value == Int {

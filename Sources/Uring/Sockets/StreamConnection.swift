@@ -163,6 +163,58 @@ public struct StreamConnection: ~Copyable, Sendable {
         }
     }
 
+    /// Sends the bytes of `buffers`, in order, in one request (`sendmsg`
+    /// with one vector per buffer: a header and a body without joining
+    /// them); returns how many bytes the kernel took (at least one).
+    public func send<Buffer: IOBuffer>(_ buffers: [Buffer]) async throws -> Int {
+        let box = MessageBox(vectors: Buffer.vectors(reading: buffers))
+        // `buffers` is a parameter, alive until the completion.
+        let n = try await io.sendMessage(box, to: nil)
+        withExtendedLifetime(buffers) {}
+        return n
+    }
+
+    /// Sends all the bytes of `buffers`, in order, continuing after short
+    /// sends; each request covers everything not yet sent.
+    public func sendAll<Buffer: IOBuffer>(_ buffers: [Buffer]) async throws {
+        var remaining = Buffer.vectors(reading: buffers).filter { $0.iov_len > 0 }
+        while !remaining.isEmpty {
+            var sent = try await io.sendMessage(MessageBox(vectors: remaining), to: nil)
+            while sent > 0, let first = remaining.first {
+                if sent >= first.iov_len {
+                    sent -= first.iov_len
+                    remaining.removeFirst()
+                } else {
+                    remaining[0] = iovec(iov_base: first.iov_base + sent, iov_len: first.iov_len - sent)
+                    sent = 0
+                }
+            }
+        }
+        // `buffers` is a parameter, alive until the last completion.
+        withExtendedLifetime(buffers) {}
+    }
+
+    /// Sends `buffer` with control messages, such as descriptors for the
+    /// peer of a Unix socket (``ControlMessage/descriptors(_:)``); returns
+    /// how many bytes the kernel took.
+    public func send<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, control: [ControlMessage]) async throws -> Int {
+        let box = MessageBox(
+            vectors: [iovec(iov_base: UnsafeMutableRawPointer(mutating: address(of: buffer)), iov_len: buffer.count)],
+            control: control)
+        return try await io.sendMessage(box, to: nil)
+    }
+
+    /// Sends the bytes of `buffers` in one request without copying them into
+    /// the kernel (`SENDMSG_ZC`, Linux 6.1); see ``sendZeroCopy(_:)-(Buffer)``.
+    ///
+    /// - Throws: ``UringError/Kind/unsupported`` on kernels without it.
+    public func sendZeroCopy<Buffer: IOBuffer>(_ buffers: [Buffer]) async throws -> Int {
+        let box = MessageBox(vectors: Buffer.vectors(reading: buffers))
+        let n = try await io.sendMessageZeroCopy(box, to: nil)
+        withExtendedLifetime(buffers) {}
+        return n
+    }
+
     // MARK: Receiving
 
     /// Receives into `buffer`; returns the bytes received, or 0 once the
@@ -191,6 +243,32 @@ public struct StreamConnection: ~Copyable, Sendable {
         let n = try await receive(into: &bytes)
         bytes.removeLast(bytes.count - n)
         return bytes
+    }
+
+    /// Receives into `buffers`, filling each in turn, in one request
+    /// (`recvmsg` with one vector per buffer); returns the bytes received
+    /// in all, or 0 once the peer has closed its sending side.
+    public func receive<Buffer: IOBuffer>(into buffers: inout [Buffer]) async throws -> Int {
+        let box = MessageBox(receivingInto: Buffer.vectors(writing: &buffers), controlCapacity: 0, withSender: false)
+        // `buffers` is inout: the caller's, unmoved until the completion.
+        return try await io.receiveMessage(box)
+    }
+
+    /// Receives into `buffer` together with the control messages that came
+    /// with the bytes: descriptors passed by the peer of a Unix socket (any
+    /// number, owned by the result until taken), credentials, and so on.
+    ///
+    /// - Parameter controlCapacity: Bytes of room for control messages
+    ///   (each descriptor takes 4, and each message a 16-byte header).
+    public func receiveMessage<Buffer: IOBuffer & ~Copyable>(
+        into buffer: inout Buffer, controlCapacity: Int = 256
+    ) async throws -> ReceivedMessage {
+        try SocketIO.validate(controlCapacity: controlCapacity, address: remoteAddress)
+        let box = MessageBox(
+            receivingInto: [iovec(iov_base: address(of: &buffer), iov_len: buffer.count)],
+            controlCapacity: controlCapacity, withSender: false)
+        let n = try await io.receiveMessage(box)
+        return box.receivedMessage(count: n)
     }
 
     /// Everything the peer sends from now until it closes its side, as
@@ -315,11 +393,8 @@ extension StreamConnection {
     public func receiveDescriptor<Buffer: IOBuffer & ~Copyable>(
         into buffer: inout Buffer
     ) async throws -> (count: Int, descriptor: FileDescriptor?) {
-        let box = MessageBox.forReceiving(into: address(of: &buffer), count: buffer.count)
-        box.header.pointee.msg_name = nil
-        box.header.pointee.msg_namelen = 0
+        let box = MessageBox(receivingInto: address(of: &buffer), count: buffer.count, withSender: false)
         let n = try await io.receiveMessage(box)
-        let fd = cu_rights_unpack(box.header)
-        return (n, fd >= 0 ? FileDescriptor(rawValue: fd) : nil)
+        return (n, box.receivedDescriptor().map { FileDescriptor(rawValue: $0) })
     }
 }

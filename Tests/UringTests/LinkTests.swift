@@ -108,5 +108,31 @@ extension AllTests {
                 try await pipe.close()
             }
         }
+
+        @Test("memory advice through the ring: dontNeed frees whole pages, which then read as zero; the edges are left alone")
+        func memoryAdvice() async throws {
+            try await RingActor.run { ring in
+                let page = AlignedBuffer.pageSize
+                var buffer = AlignedBuffer(copying: [UInt8](repeating: 0xAB, count: 4 * page))
+                try await buffer.advise(.sequential, on: ring)
+                try await buffer.advise(.willNeed, on: ring)
+                try await buffer.advise(.dontNeed, on: ring)
+                #expect(buffer.copyBytes().allSatisfy { $0 == 0 }, "the kernel did not drop the pages")
+                // Not page-aligned: only the pages wholly inside are advised.
+                var offset = AlignedBuffer(copying: [UInt8](repeating: 0xCD, count: 3 * page + 16), alignment: 16)
+                try await offset.advise(.dontNeed, on: ring)
+                let base = offset.withUnsafeIOBytes { Int(bitPattern: $0.baseAddress!) }
+                let first = (base + page - 1) / page * page - base
+                let end = (base + 3 * page + 16) / page * page - base
+                let bytes = offset.copyBytes()
+                #expect(bytes[..<first].allSatisfy { $0 == 0xCD })
+                #expect(bytes[first..<end].allSatisfy { $0 == 0 })
+                #expect(bytes[end...].allSatisfy { $0 == 0xCD })
+                #expect(end - first >= 2 * page)
+                var small = AlignedBuffer(copying: [UInt8](repeating: 7, count: 100))
+                try await small.advise(.dontNeed, on: ring)
+                #expect(small.copyBytes() == [UInt8](repeating: 7, count: 100))
+            }
+        }
     }
 }

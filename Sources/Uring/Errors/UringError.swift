@@ -60,6 +60,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case readLink = "readlink"
     case truncate = "ftruncate"
     case advise = "fadvise"
+    case adviseMemory = "madvise"
     case getAttribute = "fgetxattr"
     case getAttributeAtPath = "getxattr"
     case setAttribute = "fsetxattr"
@@ -101,6 +102,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .createLink: 39
         case .truncate: 55
         case .advise: 24
+        case .adviseMemory: 25
         case .setAttribute: 41
         case .setAttributeAtPath: 42
         case .getAttribute: 43

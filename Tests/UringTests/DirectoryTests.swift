@@ -114,6 +114,80 @@ extension AllTests {
             }
         }
 
+        @Test("walk: the same entries in the same order whether 1, 2 or 16 directories are loaded at once")
+        func walkConcurrency() async throws {
+            let scratch = Scratch()
+            // 3 levels of 4 directories, 3 files in each: 84 directories.
+            func fill(_ path: String, level: Int) {
+                for f in 0..<3 { scratch.write(String(path.dropFirst(scratch.path.count + 1)) + "/f\(f)", [UInt8(f)]) }
+                guard level < 3 else { return }
+                for d in 0..<4 {
+                    mkdir(path + "/d\(d)", 0o755)
+                    fill(path + "/d\(d)", level: level + 1)
+                }
+            }
+            mkdir(scratch.path + "/t", 0o755)
+            fill(scratch.path + "/t", level: 0)
+            try await RingActor.run { ring in
+                var orders: [[String]] = []
+                for concurrency in [1, 2, 16] {
+                    var order: [String] = []
+                    for try await entry in Directory.walk(scratch.file("t"), on: ring, withMetadata: concurrency == 2, concurrency: concurrency) {
+                        order.append("\(entry.path) \(entry.depth) \(entry.type)")
+                    }
+                    orders.append(order)
+                }
+                #expect(orders[0].count == 84 + 85 * 3)
+                #expect(orders[1] == orders[0])
+                #expect(orders[2] == orders[0])
+                // Stopping early leaves nothing behind once the walk is gone
+                // (the suite counts descriptors after the test).
+                var taken = 0
+                for try await _ in Directory.walk(scratch.file("t"), on: ring, concurrency: 16) {
+                    taken += 1
+                    if taken == 10 { break }
+                }
+                #expect(taken == 10)
+            }
+        }
+
+        @Test("walk(followingLinks:): links to directories are entered, a link to nothing stays a link, a loop is ELOOP")
+        func walkFollowingLinks() async throws {
+            let scratch = Scratch()
+            makeTree(scratch)
+            symlink("missing", scratch.path + "/a/dangling")
+            symlink("..", scratch.path + "/a/b/c/up")
+            let root = scratch.file("a")
+            try await RingActor.run { ring in
+                let errors = Guarded<[UringError]>([])
+                var seen: [String: Uring.FileType] = [:]
+                for try await entry in Directory.walk(
+                    root, on: ring, followingLinks: true, onError: { error in errors.withLock { $0.append(error) } }
+                ) {
+                    let relative = String(entry.path.string.dropFirst(root.string.count + 1))
+                    #expect(seen.updateValue(entry.type, forKey: relative) == nil, "\(entry) twice")
+                }
+                // `link` is `b` again, `b/out` leads to `outside`.
+                #expect(seen["link"] == .directory)
+                #expect(seen["link/two.txt"] == .regular)
+                #expect(seen["b/out/keep.txt"] == .regular)
+                #expect(seen["dangling"] == .symbolicLink)
+                // `b/c/up` is `b`, which the walk is inside: listed, not entered.
+                #expect(seen["b/c/up"] == .directory)
+                #expect(seen["b/c/up/two.txt"] == nil)
+                let reported = errors.withLock { $0 }
+                #expect(reported.contains { $0.errno == .tooManySymbolicLinkLevels && $0.description.contains("b/c/up") }, "\(reported)")
+                // Without onError the loop ends the walk, naming the link.
+                do {
+                    for try await _ in Directory.walk(root, on: ring, withMetadata: true, followingLinks: true, concurrency: 8) {}
+                    Issue.record("a loop did not end the walk")
+                } catch let error as UringError {
+                    #expect(error.errno == .tooManySymbolicLinkLevels)
+                    #expect(error.description.contains("up"), "\(error)")
+                }
+            }
+        }
+
         @Test("walk: a missing root throws ENOENT naming it")
         func walkMissingRoot() async throws {
             let scratch = Scratch()

@@ -160,13 +160,15 @@ final class DirectoryReader: Sendable {
     /// One `getdents64` call, off any ring's thread: a batch of entries
     /// (empty at the end of the directory).
     static nonisolated(nonsending) func readBatch(
-        _ descriptor: OwnedDescriptor, path: FilePath?, withMetadata: Bool
+        _ descriptor: OwnedDescriptor, path: FilePath?, withMetadata: Bool, followingLinks: Bool = false
     ) async throws -> [DirectoryEntry] {
-        try await offRingThread { try readBatchHere(descriptor, path: path, withMetadata: withMetadata) }
+        try await offRingThread {
+            try readBatchHere(descriptor, path: path, withMetadata: withMetadata, followingLinks: followingLinks)
+        }
     }
 
-    private static func readBatchHere(
-        _ descriptor: OwnedDescriptor, path: FilePath?, withMetadata: Bool
+    static func readBatchHere(
+        _ descriptor: OwnedDescriptor, path: FilePath?, withMetadata: Bool, followingLinks: Bool = false
     ) throws(UringError) -> [DirectoryEntry] {
         let capacity = 32 * 1024
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
@@ -190,7 +192,11 @@ final class DirectoryReader: Sendable {
             if withMetadata {
                 var info = statx()
                 let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
-                let status = cu_statx(descriptor.fd, name, AT_SYMLINK_NOFOLLOW, mask, &info)
+                var status = cu_statx(descriptor.fd, name, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW, mask, &info)
+                if status == -ENOENT && followingLinks {
+                    // A link to nothing is listed as the link it is.
+                    status = cu_statx(descriptor.fd, name, AT_SYMLINK_NOFOLLOW, mask, &info)
+                }
                 if status == -ENOENT { continue }  // removed since it was listed
                 // Any other failure (EACCES, say) leaves this entry without
                 // metadata rather than losing the rest of the batch.

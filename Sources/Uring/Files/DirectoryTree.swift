@@ -3,19 +3,21 @@ import Glibc
 import SystemPackage
 
 /// Every entry under a directory, depth first; see
-/// ``Directory/walk(_:on:withMetadata:onError:)``.
+/// ``Directory/walk(_:on:withMetadata:followingLinks:concurrency:onError:)``.
 public struct DirectoryWalk: AsyncSequence, Sendable {
     /// One entry of the tree.
     public struct Entry: Sendable, Hashable, CustomStringConvertible {
         /// The entry's path: the walk's root joined with the names below it.
         public let path: FilePath
-        /// The entry's type; a symbolic link is ``FileType/symbolicLink``
-        /// and is never followed.
+        /// The entry's type. A symbolic link is ``FileType/symbolicLink``
+        /// unless the walk follows links; then it is its target's type (and
+        /// a link to nothing stays a link).
         public let type: FileType
         /// How far below the root: 1 for the root's own entries.
         public let depth: Int
-        /// The entry's metadata (of a link itself), when the walk was asked
-        /// for it; otherwise nil.
+        /// The entry's metadata, when the walk was asked for it (of a link
+        /// itself, or of its target when the walk follows links); otherwise
+        /// nil.
         public let metadata: FileMetadata?
 
         /// The path and the type, such as `Sources/a.swift (regular)`.
@@ -30,6 +32,8 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
     let root: FilePath
     let ring: RingActor?
     let withMetadata: Bool
+    let followingLinks: Bool
+    let concurrency: Int
     let onError: (@Sendable (UringError) -> Void)?
 
     /// Starts the walk (at the first call to `next()`).
@@ -37,12 +41,11 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         AsyncIterator(walk: self)
     }
 
-    /// Produces the entries, opening each directory as it is reached.
+    /// Produces the entries, listing directories ahead of the walk.
     public struct AsyncIterator: AsyncIteratorProtocol {
         private let walk: DirectoryWalk
+        private let state = WalkState()
         private var started = false
-        /// The directories being read, innermost last, with their depth.
-        private var stack: [(reader: DirectoryReader, depth: Int)] = []
 
         init(walk: DirectoryWalk) {
             self.walk = walk
@@ -53,36 +56,53 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
             let ring = try walk.ring ?? RingActor.shared
             if !started {
                 started = true
-                let fd = try await File.openAt(
-                    AT_FDCWD, walk.root, .readOnly, OpenOptions(rawValue: O_DIRECTORY), nil, ring)
-                stack.append((DirectoryReader(owning: fd, path: walk.root, withMetadata: walk.withMetadata), 1))
+                let loaded = try await DirectoryLoad.start(
+                    parent: nil, name: nil, path: walk.root, walk: walk, ring: ring
+                ).value
+                state.push(loaded, depth: 1)
             }
-            while let (reader, depth) = stack.last {
-                let entry: DirectoryEntry?
+            while let frame = state.top {
+                let entry: DirectoryEntry
                 do {
-                    entry = try await reader.next()
+                    guard let next = try await frame.next(walk: walk) else {
+                        state.pop()
+                        continue
+                    }
+                    entry = next
                 } catch let error as UringError {
-                    stack.removeLast()
-                    guard let onError = walk.onError else { throw error }
+                    state.pop()
+                    guard let onError = walk.onError else {
+                        await state.endLoads()
+                        throw error
+                    }
                     onError(error)
                     continue
                 }
-                guard let entry else {
-                    stack.removeLast()
-                    continue
-                }
-                let path = (reader.path ?? FilePath()).appending(entry.name)
+                let path = frame.path.appending(entry.name)
+                var type = entry.type
                 do {
-                    let type = try await reader.type(of: entry, ring: ring)
-                    if type == .directory {
-                        stack.append((try await reader.openChild(entry.name, ring: ring), depth + 1))
+                    if type == .unknown || (type == .symbolicLink && walk.followingLinks) {
+                        type = try await frame.reader.type(of: entry, followingLinks: walk.followingLinks, ring: ring)
                     }
-                    return Entry(path: path, type: type, depth: depth, metadata: entry.metadata)
+                    if type == .directory {
+                        let load = frame.takeLoad(of: entry, index: frame.position - 1)
+                            ?? DirectoryLoad.start(parent: frame, name: entry.name, path: path, walk: walk, ring: ring)
+                        let loaded = try await load.value
+                        if let identity = loaded.identity, state.isAncestor(identity) {
+                            throw UringError.system(.listDirectory, ELOOP, path: path)
+                        }
+                        state.push(loaded, depth: frame.depth + 1)
+                    }
+                    state.startLoads(walk: walk, ring: ring)
+                    return Entry(path: path, type: type, depth: frame.depth, metadata: entry.metadata)
                 } catch let error as UringError {
-                    guard let onError = walk.onError else { throw error }
+                    guard let onError = walk.onError else {
+                        await state.endLoads()
+                        throw error
+                    }
                     onError(error)
                     // The entry itself exists; only going into it failed.
-                    return Entry(path: path, type: entry.type, depth: depth, metadata: entry.metadata)
+                    return Entry(path: path, type: type, depth: frame.depth, metadata: entry.metadata)
                 }
             }
             return nil
@@ -91,6 +111,195 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// The next entry, without leaving the caller's actor.
         public mutating func next(isolation actor: isolated (any Actor)?) async throws -> Entry? {
             try await next()
+        }
+    }
+}
+
+/// The device and inode of a directory, to notice a link that leads back
+/// into the path being walked.
+struct DirectoryIdentity: Sendable, Hashable {
+    let device: UInt64
+    let inode: UInt64
+}
+
+/// A directory opened and its first entries read, in one step off the
+/// ring's thread.
+struct LoadedDirectory: Sendable {
+    let reader: DirectoryReader
+    let path: FilePath
+    let first: [DirectoryEntry]
+    let finished: Bool
+    /// Set when the walk follows links (only then can it loop).
+    let identity: DirectoryIdentity?
+}
+
+/// Loading one directory, started ahead of the walk or when it gets there.
+final class DirectoryLoad: Sendable {
+    private let task: Task<LoadedDirectory, any Error>
+
+    private init(task: Task<LoadedDirectory, any Error>) {
+        self.task = task
+    }
+
+    deinit { task.cancel() }
+
+    /// Stops the load and waits until it has let go of its descriptor.
+    func end() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+
+    /// The loaded directory, or the error naming it.
+    var value: LoadedDirectory {
+        get async throws { try await task.value }
+    }
+
+    /// Starts opening `name` in `parent` (or `path` itself, for the root)
+    /// and reading its first entries, together, on Swift's global executor.
+    static func start(
+        parent: WalkFrame?, name: FilePath.Component?, path: FilePath, walk: DirectoryWalk, ring: RingActor
+    ) -> DirectoryLoad {
+        let directory = parent?.reader.descriptor
+        let withMetadata = walk.withMetadata
+        let following = walk.followingLinks
+        return DirectoryLoad(task: Task(executorPreference: globalConcurrentExecutor) {
+            try Task.checkCancellation()
+            // Entered below the root only by name in an open parent, never
+            // through a link unless the walk follows them.
+            let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (directory != nil && !following ? O_NOFOLLOW : 0)
+            let fd: Int32
+            if let directory, let name {
+                fd = name.withPlatformString { openat(directory.fd, $0, flags) }
+            } else {
+                fd = path.withPlatformString { openat(AT_FDCWD, $0, flags) }
+            }
+            guard fd >= 0 else { throw UringError.system(.open, Glibc.errno, path: path) }
+            let reader = DirectoryReader(owning: fd, path: path, withMetadata: withMetadata)
+            var identity: DirectoryIdentity? = nil
+            if following {
+                var info = stat()
+                if fstat(fd, &info) == 0 { identity = DirectoryIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) }
+            }
+            // Small directories are read to their end here, saving a step.
+            var entries: [DirectoryEntry] = []
+            var finished = false
+            while entries.count < 4096 {
+                let batch = try DirectoryReader.readBatchHere(
+                    reader.descriptor, path: path, withMetadata: withMetadata, followingLinks: following)
+                if batch.isEmpty {
+                    finished = true
+                    break
+                }
+                entries += batch
+            }
+            return LoadedDirectory(reader: reader, path: path, first: entries, finished: finished, identity: identity)
+        })
+    }
+}
+
+/// One directory on the walk's path: its entries and the loads started
+/// for the subdirectories among them.
+final class WalkFrame: @unchecked Sendable {
+    // `@unchecked Sendable`: a frame is used only by the iterator that owns
+    // it, one call at a time; the loads it starts see only its immutable
+    // `reader`.
+    let reader: DirectoryReader
+    let path: FilePath
+    let depth: Int
+    let identity: DirectoryIdentity?
+    private var entries: [DirectoryEntry]
+    private var finished: Bool
+    /// The index in `entries` of the next entry to return.
+    private(set) var position = 0
+    /// The next index to consider for a load ahead.
+    var scanned = 0
+    /// Loads started ahead, by index in `entries`.
+    var loads: [Int: DirectoryLoad] = [:]
+
+    init(_ loaded: LoadedDirectory, depth: Int) {
+        reader = loaded.reader
+        path = loaded.path
+        self.depth = depth
+        identity = loaded.identity
+        entries = loaded.first
+        finished = loaded.finished
+    }
+
+    /// The next entry, reading another batch when these are done.
+    nonisolated(nonsending) func next(walk: DirectoryWalk) async throws -> DirectoryEntry? {
+        while position == entries.count {
+            if finished { return nil }
+            let batch = try await DirectoryReader.readBatch(
+                reader.descriptor, path: path, withMetadata: walk.withMetadata, followingLinks: walk.followingLinks)
+            if batch.isEmpty { finished = true }
+            // Loads ahead are keyed by index; a new batch starts afresh.
+            entries = batch
+            position = 0
+            scanned = 0
+            loads = [:]
+        }
+        position += 1
+        return entries[position - 1]
+    }
+
+    /// The load started ahead for the entry at `index`, if any.
+    func takeLoad(of entry: DirectoryEntry, index: Int) -> DirectoryLoad? {
+        loads.removeValue(forKey: index)
+    }
+
+    /// The subdirectories not yet loaded after the current entry, in order,
+    /// up to `limit`; marks them scanned.
+    func nextToLoad(limit: Int) -> [(index: Int, name: FilePath.Component)] {
+        var found: [(Int, FilePath.Component)] = []
+        scanned = max(scanned, position)
+        while scanned < entries.count && found.count < limit {
+            if entries[scanned].type == .directory { found.append((scanned, entries[scanned].name)) }
+            scanned += 1
+        }
+        return found
+    }
+}
+
+/// The walk's path from the root down, and its loads ahead.
+final class WalkState: @unchecked Sendable {
+    // `@unchecked Sendable`: used only by the iterator that owns it, one
+    // call at a time.
+    private var frames: [WalkFrame] = []
+
+    var top: WalkFrame? { frames.last }
+
+    func push(_ loaded: LoadedDirectory, depth: Int) {
+        frames.append(WalkFrame(loaded, depth: depth))
+    }
+
+    func pop() {
+        frames.removeLast()
+    }
+
+    /// Ends every load started ahead, once each has closed what it opened:
+    /// the walk is ending with an error, and the caller's descriptor checks
+    /// must not see a load still running.
+    nonisolated(nonsending) func endLoads() async {
+        let loads = frames.flatMap { $0.loads.values }
+        for frame in frames { frame.loads = [:] }
+        for load in loads { await load.end() }
+    }
+
+    /// Whether `identity` is a directory on the current path.
+    func isAncestor(_ identity: DirectoryIdentity) -> Bool {
+        frames.contains { $0.identity == identity }
+    }
+
+    /// Starts loading subdirectories ahead of the walk, innermost first,
+    /// until `concurrency` loads are started and not yet entered.
+    func startLoads(walk: DirectoryWalk, ring: RingActor) {
+        var room = walk.concurrency - 1 - frames.reduce(0) { $0 + $1.loads.count }
+        for frame in frames.reversed() where room > 0 {
+            for (index, name) in frame.nextToLoad(limit: room) {
+                frame.loads[index] = DirectoryLoad.start(
+                    parent: frame, name: name, path: frame.path.appending(name), walk: walk, ring: ring)
+                room -= 1
+            }
         }
     }
 }
@@ -105,34 +314,48 @@ extension Directory {
     /// }
     /// ```
     ///
-    /// Symbolic links are listed and never followed, so no link can lead the
-    /// walk out of the tree or round in a loop. Mount points are entered
-    /// like any directory: a bind mount of an ancestor makes a loop that
-    /// ends only at the descriptor limit. Subdirectories are opened through the ring
-    /// relative to their parent, with `O_NOFOLLOW`, so a directory swapped
-    /// for a link during the walk is not entered. Listing each directory
-    /// uses `getdents64` off the ring's thread (see ``entries(withMetadata:)``); entries
-    /// whose type the file system does not record are described with
-    /// `statx` through the ring. One directory is read at a time, and at
-    /// most one descriptor is open per level of depth.
+    /// Symbolic links are listed and, unless `followingLinks`, never
+    /// followed, so no link can lead the walk out of the tree or round in a
+    /// loop. Subdirectories are opened relative to their parent with
+    /// `O_NOFOLLOW`, so a directory swapped for a link during the walk is
+    /// not entered. Mount points are entered like any directory: a bind
+    /// mount of an ancestor makes a loop that ends only at the descriptor
+    /// limit.
+    ///
+    /// io_uring cannot list a directory, so opening each directory and
+    /// reading its entries (`openat`, `getdents64`, and with `withMetadata`
+    /// a `statx` per entry) is one step on Swift's global executor, never on
+    /// a ring's thread (see ``entries(withMetadata:)``). Up to
+    /// `concurrency` directories are loaded at once, ahead of where the walk
+    /// is, while the entries already read are handed out. Entries whose type
+    /// the file system does not record, and link targets when following
+    /// links, are described with `statx` through the ring.
     ///
     /// - Parameters:
     ///   - root: The directory to walk (a link to a directory is followed
-    ///     here, at the root only).
-    ///   - ring: The ring for the opens and `statx` calls; `nil` means
+    ///     here, at the root, always).
+    ///   - ring: The ring for the `statx` calls; `nil` means
     ///     ``RingActor/shared``.
     ///   - withMetadata: Also describes every entry
-    ///     (``DirectoryWalk/Entry/metadata``), in the same step as listing
-    ///     its directory (see ``entries(withMetadata:)``).
+    ///     (``DirectoryWalk/Entry/metadata``), in the step that lists its
+    ///     directory.
+    ///   - followingLinks: Enter links to directories and describe links
+    ///     by their targets, like `find -L`. A link back into a directory
+    ///     the walk is inside is reported as `ELOOP` instead of entered.
+    ///   - concurrency: The most directories loaded at once (from 1, one at
+    ///     a time when reached). Each holds a descriptor until the walk is
+    ///     done with it.
     ///   - onError: Without it (the default), the first error ends the walk
     ///     by being thrown. With it, an error in a subdirectory (`EACCES`,
     ///     say) is given to `onError` and the walk goes on without that
     ///     subdirectory's contents. An error opening `root` is always thrown.
     public static func walk(
-        _ root: FilePath, on ring: RingActor? = nil, withMetadata: Bool = false,
-        onError: (@Sendable (UringError) -> Void)? = nil
+        _ root: FilePath, on ring: RingActor? = nil, withMetadata: Bool = false, followingLinks: Bool = false,
+        concurrency: Int = 4, onError: (@Sendable (UringError) -> Void)? = nil
     ) -> DirectoryWalk {
-        DirectoryWalk(root: root, ring: ring, withMetadata: withMetadata, onError: onError)
+        DirectoryWalk(
+            root: root, ring: ring, withMetadata: withMetadata, followingLinks: followingLinks,
+            concurrency: max(1, concurrency), onError: onError)
     }
 }
 
@@ -176,8 +399,20 @@ private final class NameInDirectory: Sendable {
 extension DirectoryReader {
     /// `entry`'s type, asking `statx` (without following a link) when the
     /// directory did not record it.
-    nonisolated(nonsending) func type(of entry: DirectoryEntry, ring: RingActor) async throws -> FileType {
-        guard entry.type == .unknown else { return entry.type }
+    nonisolated(nonsending) func type(
+        of entry: DirectoryEntry, followingLinks: Bool = false, ring: RingActor
+    ) async throws -> FileType {
+        guard entry.type == .unknown || (followingLinks && entry.type == .symbolicLink) else { return entry.type }
+        if followingLinks {
+            do {
+                return try await DescriptorIO.statx(
+                    core: ring.core, directory: descriptor.fd, path: FilePath(root: nil, [entry.name]),
+                    reportedPath: (path ?? FilePath()).appending(entry.name), flags: 0
+                ).type
+            } catch let error as UringError where error.errno == .noSuchFileOrDirectory {
+                // A link to nothing: described as the link it is, below.
+            }
+        }
         // statx holds only its path buffer until the completion; this
         // reader's descriptor stays open meanwhile because the caller holds
         // the reader across the call.

@@ -157,9 +157,10 @@ public struct DatagramSocket: ~Copyable, Sendable {
     /// messages (enable them first with a socket option, such as
     /// `IP_PKTINFO` or `SO_TIMESTAMP`; see ``ControlMessage``).
     ///
-    /// - Parameter controlCapacity: Bytes of room for control messages;
-    ///   what does not fit is lost and ``ReceivedMessage/controlTruncated``
-    ///   says so.
+    /// - Parameters:
+    ///   - buffer: Where the datagram's bytes go.
+    ///   - controlCapacity: Bytes of room for control messages; what does
+    ///     not fit is lost and ``ReceivedMessage/controlTruncated`` says so.
     public func receiveMessage<Buffer: IOBuffer & ~Copyable>(
         into buffer: inout Buffer, controlCapacity: Int = 256
     ) async throws -> ReceivedMessage {

@@ -145,7 +145,7 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// Sends bytes from `buffer` without copying them into the kernel
     /// (`SEND_ZC`); returns how many were sent. It returns once the kernel no
     /// longer reads the buffer, which for TCP is when the peer acknowledged
-    /// the data. Worth it for large buffers; for small ones ``send(_:)`` is
+    /// the data. Worth it for large buffers; for small ones ``send(_:)-(Buffer)`` is
     /// faster.
     public func sendZeroCopy<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
         try await io.sendZeroCopy(address(of: buffer), count: buffer.count)
@@ -223,7 +223,7 @@ public struct StreamConnection: ~Copyable, Sendable {
         try await io.receive(address(of: &buffer), count: buffer.count)
     }
 
-    /// Ownership form of ``receive(into:)``: the buffer moves in and comes
+    /// Ownership form of ``receive(into:)-(Buffer)``: the buffer moves in and comes
     /// back inside the result, with the count (0 once the peer has closed
     /// its sending side) or the error.
     public func receive<Buffer: IOBuffer & ~Copyable>(consuming buffer: consuming Buffer) async -> IOResult<Buffer> {
@@ -258,8 +258,10 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// with the bytes: descriptors passed by the peer of a Unix socket (any
     /// number, owned by the result until taken), credentials, and so on.
     ///
-    /// - Parameter controlCapacity: Bytes of room for control messages
-    ///   (each descriptor takes 4, and each message a 16-byte header).
+    /// - Parameters:
+    ///   - buffer: Where the bytes go.
+    ///   - controlCapacity: Bytes of room for control messages (each
+    ///     descriptor takes 4, and each message a 16-byte header).
     public func receiveMessage<Buffer: IOBuffer & ~Copyable>(
         into buffer: inout Buffer, controlCapacity: Int = 256
     ) async throws -> ReceivedMessage {

@@ -41,8 +41,8 @@ extension AlignedBuffer {
     /// Only the memory pages that lie wholly inside the buffer are advised:
     /// a page it shares with other allocations is left alone, so that
     /// ``MemoryAdvice/dontNeed`` cannot zero anyone else's bytes. A buffer
-    /// smaller than a page, or not page-aligned and shorter than two, has
-    /// no such page, and the call does nothing.
+    /// smaller than a page has no such page (nor may one that is not
+    /// page-aligned and shorter than two), and then the call does nothing.
     ///
     /// - Throws: ``UringError`` naming `madvise` (`EINVAL` where the kernel
     ///   does not offer the advice, such as huge pages on a kernel built

@@ -69,14 +69,13 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                         continue
                     }
                     entry = next
-                } catch let error as UringError {
+                } catch let error as UringError where walk.onError != nil {
                     state.pop()
-                    guard let onError = walk.onError else {
-                        await state.endLoads()
-                        throw error
-                    }
-                    onError(error)
+                    walk.onError?(error)
                     continue
+                } catch {
+                    await state.endLoads()
+                    throw error
                 }
                 let path = frame.path.appending(entry.name)
                 var type = entry.type
@@ -95,14 +94,13 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                     }
                     state.startLoads(walk: walk, ring: ring)
                     return Entry(path: path, type: type, depth: frame.depth, metadata: entry.metadata)
-                } catch let error as UringError {
-                    guard let onError = walk.onError else {
-                        await state.endLoads()
-                        throw error
-                    }
-                    onError(error)
+                } catch let error as UringError where walk.onError != nil {
+                    walk.onError?(error)
                     // The entry itself exists; only going into it failed.
                     return Entry(path: path, type: type, depth: frame.depth, metadata: entry.metadata)
+                } catch {
+                    await state.endLoads()
+                    throw error
                 }
             }
             return nil

@@ -73,9 +73,10 @@ public struct ReceivedMessage: Sendable {
     /// Whether control data did not fit in `controlCapacity` and was lost
     /// (`MSG_CTRUNC`); descriptors that did not fit were closed by the kernel.
     public let controlTruncated: Bool
-    /// The control messages received, other than passed descriptors.
+    /// The control messages received, other than those carrying descriptors.
     public let controlMessages: [ControlMessage]
-    /// The descriptors passed with the message (`SCM_RIGHTS`), close-on-exec.
+    /// The descriptors passed with the message (`SCM_RIGHTS`, and a pidfd
+    /// with `SCM_PIDFD`), close-on-exec.
     public let descriptors: ReceivedDescriptors
 }
 

@@ -134,7 +134,10 @@ public struct DatagramSocket: ~Copyable, Sendable {
     public func receive<Buffer: IOBuffer & ~Copyable>(
         into buffer: inout Buffer
     ) async throws -> (count: Int, sender: SocketAddress?, truncated: Bool) {
-        let box = MessageBox(receivingInto: Uring.address(of: &buffer), count: buffer.count)
+        // No room for control data: descriptors a peer passes are closed
+        // by the kernel rather than installed here unseen.
+        let box = MessageBox(
+            receivingInto: [iovec(iov_base: Uring.address(of: &buffer), iov_len: buffer.count)], controlCapacity: 0)
         let n = try await io.receiveMessage(box)
         return (n, box.senderAddress, box.truncated)
     }

@@ -145,7 +145,10 @@ final class MessageBox: @unchecked Sendable {
             let length = Int(current.pointee.cmsg_len) - cu_cmsg_len(0)
             if length < 0 { break }
             let data = UnsafeRawBufferPointer(start: cu_cmsg_data(current), count: length)
-            if current.pointee.cmsg_level == SOL_SOCKET && current.pointee.cmsg_type == Int32(SCM_RIGHTS) {
+            // SCM_RIGHTS, and SCM_PIDFD (4, Linux 6.5), carry descriptors
+            // now installed in this process: owned, so never leaked.
+            let type = current.pointee.cmsg_type
+            if current.pointee.cmsg_level == SOL_SOCKET && (type == Int32(SCM_RIGHTS) || type == 4) {
                 for i in 0..<(length / MemoryLayout<Int32>.size) {
                     descriptors.append(OwnedDescriptor(data.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
                 }
@@ -173,8 +176,22 @@ extension SocketIO {
         }
     }
 
+    /// The most buffers one message may have (`UIO_MAXIOV`).
+    static let maximumVectors = 1024
+
+    /// Checks a message's buffers: at least one byte, at most
+    /// ``maximumVectors`` buffers.
+    func validate(_ operation: UringOperation, _ box: MessageBox) throws {
+        try validate(operation, count: box.byteCount)
+        if box.vectorCount > Self.maximumVectors {
+            throw UringError.invalid(
+                operation, "\(box.vectorCount) buffers in one message; the kernel takes at most \(Self.maximumVectors)"
+            ).about(address)
+        }
+    }
+
     nonisolated(nonsending) func sendMessage(_ box: MessageBox, to destination: SocketAddress?) async throws -> Int {
-        try validate(.sendMessage, count: box.byteCount)
+        try validate(.sendMessage, box)
         let errorAddress = destination ?? address
         let n = try await core.perform(.sendMessage, about: .address(errorAddress), keepAlive: box) {
             io_uring_prep_sendmsg(&$0, fd, box.header, UInt32(MSG_NOSIGNAL))
@@ -183,7 +200,7 @@ extension SocketIO {
     }
 
     nonisolated(nonsending) func receiveMessage(_ box: MessageBox) async throws -> Int {
-        try validate(.receiveMessage, count: box.byteCount)
+        try validate(.receiveMessage, box)
         let n = try await core.perform(.receiveMessage, about: .address(address), keepAlive: box) {
             io_uring_prep_recvmsg(&$0, fd, box.header, UInt32(MSG_CMSG_CLOEXEC))
         }
@@ -193,7 +210,7 @@ extension SocketIO {
     /// Sends `box` without copying its bytes into the kernel (`SENDMSG_ZC`);
     /// returns after the kernel's notification that it no longer reads them.
     nonisolated(nonsending) func sendMessageZeroCopy(_ box: MessageBox, to destination: SocketAddress?) async throws -> Int {
-        try validate(.sendMessageZeroCopy, count: box.byteCount)
+        try validate(.sendMessageZeroCopy, box)
         return try await zeroCopy(.sendMessageZeroCopy, about: destination ?? address, keepAlive: box) {
             io_uring_prep_sendmsg_zc(&$0, fd, box.header, UInt32(MSG_NOSIGNAL))
         }

@@ -62,17 +62,33 @@ extension StreamConnection {
         var sent: Int64 = 0
         while sent < count {
             let want = UInt32(min(count - sent, Int64(pipe.capacity)))
+            let position = offset + sent
+            // Both steps in one submission, linked: the kernel starts the
+            // send as soon as the pipe is filled, with no trip back here. A
+            // short fill breaks the link and the send is cancelled unstarted.
+            try core.admit(.splice, about: .path(file.path))
+            let slots = core.submitChain(2) { step, request in
+                if step == 0 {
+                    io_uring_prep_splice(&request, input, position, pipe.writing.fd, -1, want, 0)
+                } else {
+                    io_uring_prep_splice(&request, pipe.reading.fd, -1, socket, -1, want, 0)
+                }
+                return pipe
+            }
+            let fill = await core.completion(of: slots[0])
+            let send = await core.completion(of: slots[1])
             let filled: Int
             do {
-                filled = Int(try await core.perform(.splice, about: .path(file.path), keepAlive: pipe) {
-                    io_uring_prep_splice(&$0, input, offset + sent, pipe.writing.fd, -1, want, 0)
-                })
+                filled = Int(try core.check(fill, .splice, about: .path(file.path)))
             } catch let error as UringError where sent == 0 && error.errno == .invalidArgument {
                 // A file its file system cannot splice (some /proc and FUSE files).
                 return try await sendByReading(file, from: offset, count: count)
             }
             if filled == 0 { break }  // the file ended early
             var drained = 0
+            if !(send.result == -ECANCELED && filled < Int(want)) {
+                drained = Int(try core.check(send, .splice, about: .address(remoteAddress)))
+            }
             while drained < filled {
                 let left = UInt32(filled - drained)
                 let moved = Int(try await core.perform(.splice, about: .address(remoteAddress), keepAlive: pipe) {

@@ -175,11 +175,19 @@ public struct StreamConnection: ~Copyable, Sendable {
     }
 
     /// Sends all the bytes of `buffers`, in order, continuing after short
-    /// sends; each request covers everything not yet sent.
+    /// sends; each request covers everything not yet sent (up to 1,024
+    /// buffers at a time, the kernel's limit).
+    ///
+    /// - Throws: ``UringError/Kind/invalidArgument`` when the buffers are
+    ///   all empty, as for one empty buffer.
     public func sendAll<Buffer: IOBuffer>(_ buffers: [Buffer]) async throws {
         var remaining = Buffer.vectors(reading: buffers).filter { $0.iov_len > 0 }
+        if remaining.isEmpty { try io.validate(.sendMessage, count: 0) }
         while !remaining.isEmpty {
-            var sent = try await io.sendMessage(MessageBox(vectors: remaining), to: nil)
+            let box = MessageBox(vectors: Array(remaining.prefix(SocketIO.maximumVectors)))
+            var sent = try await io.sendMessage(box, to: nil)
+            // A socket that takes nothing would loop here for ever.
+            if sent == 0 { throw UringError.system(.sendMessage, EPIPE).about(remoteAddress) }
             while sent > 0, let first = remaining.first {
                 if sent >= first.iov_len {
                     sent -= first.iov_len
@@ -260,8 +268,9 @@ public struct StreamConnection: ~Copyable, Sendable {
     ///
     /// - Parameters:
     ///   - buffer: Where the bytes go.
-    ///   - controlCapacity: Bytes of room for control messages (each
-    ///     descriptor takes 4, and each message a 16-byte header).
+    ///   - controlCapacity: Bytes of room for control messages: each takes
+    ///     a 16-byte header and its data rounded up to 8 bytes
+    ///     (`CMSG_SPACE`); a descriptor's data is 4 bytes.
     public func receiveMessage<Buffer: IOBuffer & ~Copyable>(
         into buffer: inout Buffer, controlCapacity: Int = 256
     ) async throws -> ReceivedMessage {

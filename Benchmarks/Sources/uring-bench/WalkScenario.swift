@@ -72,6 +72,16 @@ extension UringBench {
         }
         report.add(scenario, "swift-uring walk(withMetadata: true)", "entries_per_second", batched, "entries/s")
 
+        // The same with no directory loaded ahead of the walk.
+        let oneAtATime = try await RingActor.run { ring in
+            try await best(rounds, units: count) {
+                var seen = 0
+                for try await _ in Directory.walk(FilePath(root), on: ring, withMetadata: true, concurrency: 1) { seen += 1 }
+                precondition(seen == count, "swift-uring walked \(seen) entries")
+            }
+        }
+        report.add(scenario, "swift-uring walk(withMetadata: true, concurrency: 1)", "entries_per_second", oneAtATime, "entries/s")
+
         var nioSeen = 0
         let nio = try await best(rounds, units: count) {
             let seen = try await FileSystem.shared.withDirectoryHandle(atPath: FilePath(root)) { directory in

@@ -22,6 +22,13 @@ extension AllTests {
                 #expect(sender == client.localAddress)
                 #expect(buffers[0] == Array("head".utf8))
                 #expect(Array(buffers[1][..<10]) == Array("|body|tail".utf8))
+                // Connected, the vectored send needs no address.
+                #expect(client.remoteAddress == nil)
+                try await client.connect(to: server.localAddress!)
+                #expect(client.remoteAddress == server.localAddress)
+                #expect(try await client.send([[UInt8(1)], [2, 3]]) == 3)
+                let (again, _, _) = try await server.receive(into: &buffers)
+                #expect(again == 3 && buffers[0][..<3] == [1, 2, 3])
                 try await client.close()
                 try await server.close()
             }

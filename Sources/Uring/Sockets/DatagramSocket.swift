@@ -50,6 +50,9 @@ public struct DatagramSocket: ~Copyable, Sendable {
     /// The socket's own address; for port 0, the port the kernel chose.
     public var localAddress: SocketAddress? { io.localAddress() }
 
+    /// The peer set by ``connect(to:)`` (`getpeername`); nil before.
+    public var remoteAddress: SocketAddress? { io.remoteAddress() }
+
     /// Creates a datagram socket bound to `address`.
     ///
     /// - Throws: ``UringError`` naming the address, such as `EADDRINUSE`.

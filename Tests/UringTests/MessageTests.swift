@@ -266,6 +266,34 @@ extension AllTests {
             }
         }
 
+        @Test("datagrams(idleTimeout:) ends with timedOut when nothing arrives; vectored sendAll(timeout:) to a peer that never reads times out")
+        func timeouts() async throws {
+            try await RingActor.run { ring in
+                let server = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
+                do {
+                    for try await _ in server.datagrams(idleTimeout: .milliseconds(20)) {
+                        Issue.record("a datagram arrived from nowhere")
+                    }
+                    Issue.record("the sequence ended without an error")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                }
+                try await server.close()
+                let pair = try StreamConnection.pair(on: ring)
+                let sender = pair.first, silent = pair.second
+                let big = [[UInt8](repeating: 1, count: 4 << 20), [UInt8](repeating: 2, count: 4 << 20)]
+                do {
+                    try await sender.sendAll(big, timeout: .milliseconds(50))
+                    Issue.record("8 MiB went into a socket nobody reads")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                    #expect(error.operation == .sendMessage)
+                }
+                try await sender.close()
+                try await silent.close()
+            }
+        }
+
         @Test("datagrams() over a pool too small for the header fails by name, leaking nothing")
         func datagramPoolTooSmall() async throws {
             try await RingActor.run { ring in

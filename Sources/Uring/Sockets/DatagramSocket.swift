@@ -194,13 +194,17 @@ public struct DatagramSocket: ~Copyable, Sendable {
     /// ``ReceivedDatagram/truncated``). See ``ReceivedDatagrams`` for
     /// back-pressure and ending. Needs Linux 6.0.
     ///
-    /// - Parameter pool: The buffers to receive into; the ring's shared
-    ///   pool when nil.
-    public func datagrams(using pool: ReceiveBufferPool? = nil) -> ReceivedDatagrams {
+    /// - Parameters:
+    ///   - pool: The buffers to receive into; the ring's shared pool when nil.
+    ///   - idleTimeout: If given, a `next()` that waits this long without a
+    ///     datagram arriving ends the sequence with
+    ///     ``UringError/Kind/timedOut`` (datagrams already queued are
+    ///     returned first).
+    public func datagrams(using pool: ReceiveBufferPool? = nil, idleTimeout: Duration? = nil) -> ReceivedDatagrams {
         let socket = Result { () throws(UringError) in
             OwnedDescriptor(try OwnedDescriptor.duplicate(fd, path: nil, address: boundAddress))
         }
-        return ReceivedDatagrams(ring: ring, socket: socket, address: boundAddress, pool: pool)
+        return ReceivedDatagrams(ring: ring, socket: socket, address: boundAddress, pool: pool, idleTimeout: idleTimeout)
     }
 
     /// Sets a socket option, typed (see ``SocketOption``):

@@ -2,7 +2,7 @@ import CUring
 import Glibc
 import SystemPackage
 
-/// One datagram from ``DatagramSocket/datagrams(using:)``: its bytes, still
+/// One datagram from ``DatagramSocket/datagrams(using:idleTimeout:)``: its bytes, still
 /// in the pool buffer the kernel chose, and who sent it.
 public struct ReceivedDatagram: Sendable {
     /// The datagram's bytes (all of them unless ``truncated``). The pool
@@ -16,7 +16,7 @@ public struct ReceivedDatagram: Sendable {
 
 /// Every datagram a socket receives, in order, from one multishot
 /// `recvmsg` request over a ``ReceiveBufferPool``; see
-/// ``DatagramSocket/datagrams(using:)``.
+/// ``DatagramSocket/datagrams(using:idleTimeout:)``.
 ///
 /// The kernel writes each datagram into a free pool buffer together with a
 /// small header and the sender's address, so one request serves any number
@@ -27,8 +27,10 @@ public struct ReceivedDatagram: Sendable {
 /// buffer (and are dropped by the kernel once it is full, as UDP does).
 ///
 /// The sequence never ends by itself: it throws on an error, throws
-/// `CancellationError` when the iterating task is cancelled, and ends with
-/// ``UringError/Kind/ringShutDown`` when the ring shuts down.
+/// `CancellationError` when the iterating task is cancelled,
+/// ``UringError/Kind/timedOut`` when its idle timeout or the task's
+/// deadline passes while it waits, and ``UringError/Kind/ringShutDown``
+/// when the ring shuts down.
 ///
 /// Needs Linux 6.0 (multishot `recvmsg`); earlier kernels fail the first
 /// `next()` with `EINVAL`.
@@ -42,6 +44,8 @@ public struct ReceivedDatagrams: AsyncSequence, Sendable {
     let socket: Result<OwnedDescriptor, UringError>
     let address: SocketAddress?
     let pool: ReceiveBufferPool?
+    /// How long one `next()` may wait for a datagram.
+    let idleTimeout: Duration?
 
     /// Starts receiving (on the first call to `next()`).
     public func makeAsyncIterator() -> AsyncIterator {
@@ -92,7 +96,7 @@ extension ReceivedDatagrams {
         let header = MessageLayout()
         let share = ConsumerShare()
         return core.multishotStream(
-            .receiveMessage, about: .address(address), highWater: 16, idleTimeout: nil,
+            .receiveMessage, about: .address(address), highWater: 16, idleTimeout: idleTimeout,
             keepAlive: DatagramKeepAlive(socket: socket, pool: pool, header: header),
             prepare: {
                 io_uring_prep_recvmsg_multishot(&$0, socket.fd, header.message, 0)

@@ -202,6 +202,14 @@ public struct StreamConnection: ~Copyable, Sendable {
         withExtendedLifetime(buffers) {}
     }
 
+    /// Sends all the bytes of `buffers` within `timeout`, or throws
+    /// ``UringError/Kind/timedOut`` (how much was sent is then unknown, so
+    /// close the connection); see ``sendAll(_:)-([Buffer])``. Each send is
+    /// linked to a kernel timer for what is left of the time.
+    public func sendAll<Buffer: IOBuffer>(_ buffers: [Buffer], timeout: Duration) async throws {
+        try await withTimeout(timeout) { try await sendAll(buffers) }
+    }
+
     /// Sends `buffer` with control messages, such as descriptors for the
     /// peer of a Unix socket (``ControlMessage/descriptors(_:)``); returns
     /// how many bytes the kernel took.

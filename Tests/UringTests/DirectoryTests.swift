@@ -151,6 +151,31 @@ extension AllTests {
             }
         }
 
+        @Test("walk: a directory of more entries than one load reads (1,100 files, 20 subdirectories) is walked whole and in order")
+        func walkLargeDirectory() async throws {
+            let scratch = Scratch()
+            mkdir(scratch.path + "/big", 0o755)
+            let files = DirectoryLoad.entriesPerStep + 76
+            for f in 0..<files { close(open(scratch.path + "/big/file-\(f)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)) }
+            for d in 0..<20 {
+                mkdir(scratch.path + "/big/dir-\(d)", 0o755)
+                scratch.write("big/dir-\(d)/inner", [UInt8(d)])
+            }
+            try await RingActor.run { ring in
+                var order: [String] = []
+                for try await entry in Directory.walk(scratch.file("big"), on: ring, concurrency: 8) {
+                    order.append(String(entry.path.string.dropFirst(scratch.path.count + 5)))
+                }
+                #expect(order.count == files + 40)
+                #expect(Set(order).count == files + 40)
+                // Depth first: each subdirectory's one file comes right after it.
+                for d in 0..<20 {
+                    let at = try #require(order.firstIndex(of: "dir-\(d)"))
+                    #expect(order[at + 1] == "dir-\(d)/inner")
+                }
+            }
+        }
+
         @Test("walk(followingLinks:): links to directories are entered, a link to nothing stays a link, a loop is ELOOP")
         func walkFollowingLinks() async throws {
             let scratch = Scratch()

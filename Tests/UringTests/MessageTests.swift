@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import SystemPackage
 import Testing
 import UringTesting
@@ -292,6 +293,36 @@ extension AllTests {
                 try await sender.close()
                 try await silent.close()
             }
+        }
+
+        @Test("a waiting datagrams() sequence ends with ringShutDown when its ring shuts down")
+        func datagramsEndAtShutdown() async throws {
+            let ring = try RingActor()
+            let server = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
+            let address = server.localAddress!
+            let datagrams = server.datagrams()
+            let received = Shared(Atomic<Int>(0))
+            let consumer = Task {
+                do {
+                    for try await _ in datagrams { received.value.add(1, ordering: .relaxed) }
+                    return UringError.Kind?.none
+                } catch let error as UringError {
+                    return error.kind
+                } catch {
+                    return nil  // not a UringError: the expectation below fails
+                }
+            }
+            // Datagrams until one is through, so the request is surely armed.
+            let client = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
+            while received.value.load(ordering: .relaxed) == 0 && !Task.isCancelled {
+                _ = try await client.send([7], to: address)
+                try await ring.sleep(for: .milliseconds(5))
+            }
+            try await client.close()
+            try await server.close()
+            await ring.shutdown()
+            let kind = await consumer.value
+            #expect(kind == .ringShutDown, "ended with \(String(describing: kind))")
         }
 
         @Test("datagrams() over a pool too small for the header fails by name, leaking nothing")

@@ -141,6 +141,9 @@ final class DirectoryLoad: Sendable {
 
     deinit { task.cancel() }
 
+    /// About how many entries one load reads before handing them over.
+    static let entriesPerStep = 1024
+
     /// Stops the load and waits until it has let go of its descriptor.
     func end() async {
         task.cancel()
@@ -178,10 +181,11 @@ final class DirectoryLoad: Sendable {
                 var info = stat()
                 if fstat(fd, &info) == 0 { identity = DirectoryIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) }
             }
-            // Small directories are read to their end here, saving a step.
+            // Small directories are read to their end here, saving a step;
+            // a large one in steps of about a thousand entries.
             var entries: [DirectoryEntry] = []
             var finished = false
-            while entries.count < 4096 {
+            while entries.count < DirectoryLoad.entriesPerStep {
                 let batch = try DirectoryReader.readBatchHere(
                     reader.descriptor, path: path, withMetadata: withMetadata, followingLinks: following)
                 if batch.isEmpty {

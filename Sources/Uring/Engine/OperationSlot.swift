@@ -81,6 +81,8 @@ final class OperationSlot: @unchecked Sendable {
     var cancelBeforeSubmit = false
     /// Cancelled to find out whether its completion was dropped.
     var probedForLoss = false
+    /// Stored in the ring's table of slots by index (once, for good).
+    var inKernelTable = false
 
     init(index: UInt32) {
         self.index = index

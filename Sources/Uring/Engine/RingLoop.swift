@@ -117,11 +117,17 @@ extension RingCore {
     /// Records a slot the ring now owns, so completions and cancellations can
     /// find it by `user_data`; returns that `user_data`.
     private func track(_ slot: OperationSlot, as side: OperationSlot.RingSide) -> UInt64 {
-        let index = Int(slot.index)
-        if index >= kernelTable.count {
-            kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
+        // A slot keeps its index for life and the table never lets go of
+        // it, so it is stored once: storing it again on every use cost a
+        // retain and a release per request.
+        if !slot.inKernelTable {
+            let index = Int(slot.index)
+            if index >= kernelTable.count {
+                kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
+            }
+            kernelTable[index] = slot
+            slot.inKernelTable = true
         }
-        kernelTable[index] = slot
         let userData = slot.userData
         slot.ringUserData = userData
         slot.ringSide = side

@@ -7,8 +7,15 @@ import SystemPackage
 public struct DirectoryWalk: AsyncSequence, Sendable {
     /// One entry of the tree.
     public struct Entry: Sendable, Hashable, CustomStringConvertible {
-        /// The entry's path: the walk's root joined with the names below it.
-        public let path: FilePath
+        /// The directory the entry is in: the walk's root joined with the
+        /// names below it.
+        public let directory: FilePath
+        /// The entry's name in ``directory``.
+        public let name: FilePath.Component
+        /// The entry's path, ``directory`` joined with ``name`` (built when
+        /// asked for, so a walk that looks only at names and types builds
+        /// no paths).
+        public var path: FilePath { directory.appending(name) }
         /// The entry's type. A symbolic link is ``FileType/symbolicLink``
         /// unless the walk follows links; then it is its target's type (and
         /// a link to nothing stays a link).
@@ -77,7 +84,6 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                     await state.endLoads()
                     throw error
                 }
-                let path = frame.path.appending(entry.name)
                 var type = entry.type
                 do {
                     if type == .unknown || (type == .symbolicLink && walk.followingLinks) {
@@ -85,19 +91,21 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                     }
                     if type == .directory {
                         let load = frame.takeLoad(of: entry, index: frame.position - 1)
-                            ?? DirectoryLoad.start(parent: frame, name: entry.name, path: path, walk: walk, ring: ring)
+                            ?? DirectoryLoad.start(
+                                parent: frame, name: entry.name, path: frame.path.appending(entry.name), walk: walk,
+                                ring: ring)
                         let loaded = try await load.value
                         if let identity = loaded.identity, state.isAncestor(identity) {
-                            throw UringError.system(.listDirectory, ELOOP, path: path)
+                            throw UringError.system(.listDirectory, ELOOP, path: loaded.path)
                         }
                         state.push(loaded, depth: frame.depth + 1)
                     }
                     state.startLoads(walk: walk, ring: ring)
-                    return Entry(path: path, type: type, depth: frame.depth, metadata: entry.metadata)
+                    return Entry(directory: frame.path, name: entry.name, type: type, depth: frame.depth, metadata: entry.metadata)
                 } catch let error as UringError where walk.onError != nil {
                     walk.onError?(error)
                     // The entry itself exists; only going into it failed.
-                    return Entry(path: path, type: type, depth: frame.depth, metadata: entry.metadata)
+                    return Entry(directory: frame.path, name: entry.name, type: type, depth: frame.depth, metadata: entry.metadata)
                 } catch {
                     await state.endLoads()
                     throw error

@@ -151,11 +151,11 @@ extension AllTests {
             }
         }
 
-        @Test("walk: a directory of more entries than one load reads (1,100 files, 20 subdirectories) is walked whole and in order")
+        @Test("walk: a directory of more entries than one load reads (2,250 files, 20 subdirectories) is walked whole and in order")
         func walkLargeDirectory() async throws {
             let scratch = Scratch()
             mkdir(scratch.path + "/big", 0o755)
-            let files = DirectoryLoad.entriesPerStep + 76
+            let files = 2 * DirectoryLoad.entriesPerStep + 200
             for f in 0..<files { close(open(scratch.path + "/big/file-\(f)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)) }
             for d in 0..<20 {
                 mkdir(scratch.path + "/big/dir-\(d)", 0o755)

@@ -298,30 +298,40 @@ extension AllTests {
         @Test("a waiting datagrams() sequence ends with ringShutDown when its ring shuts down")
         func datagramsEndAtShutdown() async throws {
             let ring = try RingActor()
-            let server = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
-            let address = server.localAddress!
-            let datagrams = server.datagrams()
-            let received = Shared(Atomic<Int>(0))
-            let consumer = Task {
-                do {
-                    for try await _ in datagrams { received.value.add(1, ordering: .relaxed) }
-                    return UringError.Kind?.none
-                } catch let error as UringError {
-                    return error.kind
-                } catch {
-                    return nil  // not a UringError: the expectation below fails
+            var consumer: Task<UringError.Kind?, Never>? = nil
+            do {
+                let server = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
+                let address = server.localAddress!
+                let datagrams = server.datagrams()
+                let received = Shared(Atomic<Int>(0))
+                consumer = Task {
+                    do {
+                        for try await _ in datagrams { received.value.add(1, ordering: .relaxed) }
+                        return nil
+                    } catch let error as UringError {
+                        return error.kind
+                    } catch {
+                        return nil  // not a UringError: the expectation below fails
+                    }
                 }
+                // Datagrams until one is through, so the request is surely
+                // armed (at most 400, in case the sequence failed instead).
+                let client = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
+                var tries = 0
+                while received.value.load(ordering: .relaxed) == 0 && tries < 400 && !Task.isCancelled {
+                    _ = try await client.send([7], to: address)
+                    try await ring.sleep(for: .milliseconds(5))
+                    tries += 1
+                }
+                #expect(received.value.load(ordering: .relaxed) > 0, "no datagram arrived in 400 tries")
+                try await client.close()
+                try await server.close()
+            } catch {
+                Issue.record("\(error)")
             }
-            // Datagrams until one is through, so the request is surely armed.
-            let client = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
-            while received.value.load(ordering: .relaxed) == 0 && !Task.isCancelled {
-                _ = try await client.send([7], to: address)
-                try await ring.sleep(for: .milliseconds(5))
-            }
-            try await client.close()
-            try await server.close()
+            // Shut down whatever happened above, so no ring thread outlives the test.
             await ring.shutdown()
-            let kind = await consumer.value
+            let kind = await consumer?.value
             #expect(kind == .ringShutDown, "ended with \(String(describing: kind))")
         }
 

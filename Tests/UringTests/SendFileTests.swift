@@ -51,5 +51,40 @@ extension AllTests {
             }
             await ring.shutdown()
         }
+
+        @Test("send(file) to a peer that never reads ends at the deadline; on a one-entry ring the steps go unlinked")
+        func deadlineAndTinyRing() async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 2 * 1024 * 1024, seed: 9)
+            let path = scratch.write("body", content)
+            try await RingActor.run { ring in
+                let file = Shared(try await File.open(path, on: ring))
+                let pair = try StreamConnection.pair(on: ring)
+                let sender = Shared(pair.first)
+                let silent = Shared(pair.second)
+                do {
+                    _ = try await withTimeout(.milliseconds(100)) {
+                        try await sender.value.send(file.value, from: 0, count: Int64(content.count))
+                    }
+                    Issue.record("2 MiB went into a socket nobody reads")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                }
+                _ = silent
+            }
+            var options = RingOptions()
+            options.entries = 1
+            try await RingActor.run(options: options) { ring in
+                try #require(ring.queueSizes.submission == 1, "the kernel rounded 1 entry up")
+                let file = Shared(try await File.open(path, on: ring))
+                let pair = try StreamConnection.pair(on: ring)
+                let sender = Shared(pair.first)
+                let receiver = Shared(pair.second)
+                async let received = receiveAll(receiver.value)
+                #expect(try await sender.value.send(file.value, from: 0, count: Int64(content.count)) == Int64(content.count))
+                try await sender.value.shutdown(.sending)
+                #expect(Checksum.of(try await received) == Checksum.of(content))
+            }
+        }
     }
 }

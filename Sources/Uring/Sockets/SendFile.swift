@@ -32,8 +32,15 @@ extension StreamConnection {
     /// Sends `count` bytes of `file` from `offset` without copying them
     /// through the process, the way `sendfile(2)` does: each piece is
     /// spliced from the file into a pipe and from the pipe into the socket,
-    /// both through the ring (`IORING_OP_SPLICE`). Files that cannot be
-    /// spliced are read and sent instead.
+    /// both through the ring (`IORING_OP_SPLICE`), linked so that each piece
+    /// is one submission. Files that cannot be spliced are read and sent
+    /// instead.
+    ///
+    /// Under ``withTimeout(_:_:)`` or ``withDeadline(_:_:)`` a peer that
+    /// stops reading cannot hold the call past the deadline: then the
+    /// socket's sending side is shut down, which ends the waiting splice,
+    /// and the call throws ``UringError/Kind/timedOut``. (A kernel timer
+    /// linked to the splice does not end it.)
     ///
     /// ```swift
     /// let size = try await file.metadata().size
@@ -55,43 +62,83 @@ extension StreamConnection {
         }
         if count == 0 { return 0 }
         guard ring.isSupported(.splice) else { return try await sendByReading(file, from: offset, count: count) }
+        guard let deadline = TaskDeadline.inForce else {
+            return try await splice(file, from: offset, count: count, timed: false)
+        }
+        // A timer cannot interrupt a splice that waits in a kernel worker for
+        // room in the socket (the kernel lets it wait), so a deadline is kept
+        // by a watchdog instead: when it passes first, it shuts the socket's
+        // sending side, which ends the waiting splice, and the send throws
+        // `timedOut`. The connection cannot send after that; close it.
+        guard deadline > .now else { throw UringError.timedOut(.splice).about(remoteAddress) }
+        let watchdog = SendWatchdog(socket: io.fd)
+        let ring = self.ring
+        let timer = Task { await watchdog.run(until: deadline, on: ring) }
+        defer { timer.cancel() }
+        do {
+            let sent = try await splice(file, from: offset, count: count, timed: true)
+            if watchdog.finish() { throw UringError.timedOut(.splice).about(remoteAddress) }
+            return sent
+        } catch {
+            if watchdog.finish() { throw UringError.timedOut(.splice).about(remoteAddress) }
+            throw error
+        }
+    }
+
+    /// The splicing itself. `timed`: a watchdog keeps the deadline, so no
+    /// step links a timer of its own.
+    private func splice(_ file: borrowing File, from offset: Int64, count: Int64, timed: Bool) async throws -> Int64 {
         let pipe = try SplicePipe(address: remoteAddress)
         let input = file.descriptor.rawValue
         let socket = io.fd
         let core = ring.core
         var sent: Int64 = 0
+        // A one-entry ring cannot hold a chain: there each step goes alone.
+        let chained = core.submissionEntries >= 2
         while sent < count {
             let want = UInt32(min(count - sent, Int64(pipe.capacity)))
             let position = offset + sent
-            // Both steps in one submission, linked: the kernel starts the
-            // send as soon as the pipe is filled, with no trip back here. A
-            // short fill breaks the link and the send is cancelled unstarted.
-            try core.admit(.splice, about: .path(file.path))
-            let slots = core.submitChain(2) { step, request in
-                if step == 0 {
-                    io_uring_prep_splice(&request, input, position, pipe.writing.fd, -1, want, 0)
-                } else {
-                    io_uring_prep_splice(&request, pipe.reading.fd, -1, socket, -1, want, 0)
+            var fill: Completion? = nil
+            var send: Completion? = nil
+            if chained {
+                // Both steps in one submission, linked: the kernel starts the
+                // send as soon as the pipe is filled, with no trip back here.
+                // A short fill breaks the link, and the send completes
+                // cancelled, unstarted.
+                try core.admit(.splice, about: .path(file.path))
+                let slots = core.submitChain(2) { step, request in
+                    if step == 0 {
+                        io_uring_prep_splice(&request, input, position, pipe.writing.fd, -1, want, 0)
+                    } else {
+                        io_uring_prep_splice(&request, pipe.reading.fd, -1, socket, -1, want, 0)
+                    }
+                    return pipe
                 }
-                return pipe
+                fill = await core.completion(of: slots[0])
+                send = await core.completion(of: slots[1])
             }
-            let fill = await core.completion(of: slots[0])
-            let send = await core.completion(of: slots[1])
             let filled: Int
             do {
-                filled = Int(try core.check(fill, .splice, about: .path(file.path)))
+                if let fill {
+                    filled = Int(try core.check(fill, .splice, about: .path(file.path)))
+                } else {
+                    filled = Int(try await core.perform(.splice, about: .path(file.path), keepAlive: pipe, honorsDeadline: !timed) {
+                        io_uring_prep_splice(&$0, input, position, pipe.writing.fd, -1, want, 0)
+                    })
+                }
             } catch let error as UringError where sent == 0 && error.errno == .invalidArgument {
-                // A file its file system cannot splice (some /proc and FUSE files).
+                // A file its file system cannot splice (some /proc and FUSE
+                // files); the send half, if any, was cancelled unstarted.
                 return try await sendByReading(file, from: offset, count: count)
             }
             if filled == 0 { break }  // the file ended early
             var drained = 0
-            if !(send.result == -ECANCELED && filled < Int(want)) {
+            if let send, !(send.result == -ECANCELED && filled < Int(want)) {
                 drained = Int(try core.check(send, .splice, about: .address(remoteAddress)))
             }
             while drained < filled {
                 let left = UInt32(filled - drained)
-                let moved = Int(try await core.perform(.splice, about: .address(remoteAddress), keepAlive: pipe) {
+                let moved = Int(try await core.perform(.splice, about: .address(remoteAddress), keepAlive: pipe, honorsDeadline: !timed) {
                     io_uring_prep_splice(&$0, pipe.reading.fd, -1, socket, -1, left, 0)
                 })
                 // A socket that takes nothing would loop here for ever.
@@ -116,5 +163,43 @@ extension StreamConnection {
             sent += Int64(piece)
         }
         return sent
+    }
+}
+
+/// Keeps a deadline for a splice into a socket: at the deadline, unless the
+/// send finished first, it shuts the socket's sending side.
+private final class SendWatchdog: Sendable {
+    private let socket: Int32
+    /// (finished, fired); each happens once, and only one of them acts.
+    private let state = Locked((finished: false, fired: false))
+
+    init(socket: Int32) {
+        self.socket = socket
+    }
+
+    /// Waits for the deadline on the ring's clock; ends early when cancelled.
+    func run(until deadline: RingClock.Instant, on ring: RingActor) async {
+        do {
+            try await ring.sleep(until: deadline)
+        } catch let error as UringError where error.kind == .timedOut {
+            // The task's own deadline (the same one) ended the sleep.
+        } catch {
+            return  // cancelled: the send finished
+        }
+        state.withLock { state in
+            // Under the lock: the sender's `finish` cannot have returned, so
+            // the descriptor is still open and still this socket.
+            guard !state.finished else { return }
+            state.fired = true
+            _ = Glibc.shutdown(socket, Int32(SHUT_WR))
+        }
+    }
+
+    /// Marks the send over; returns whether the watchdog fired first.
+    func finish() -> Bool {
+        state.withLock { state in
+            state.finished = true
+            return state.fired
+        }
     }
 }

@@ -181,7 +181,8 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// - Throws: ``UringError/Kind/invalidArgument`` when the buffers are
     ///   all empty, as for one empty buffer.
     public func sendAll<Buffer: IOBuffer>(_ buffers: [Buffer]) async throws {
-        var remaining = Buffer.vectors(reading: buffers).filter { $0.iov_len > 0 }
+        // A slice: dropping sent vectors from its front costs nothing.
+        var remaining = Buffer.vectors(reading: buffers).filter { $0.iov_len > 0 }[...]
         if remaining.isEmpty { try io.validate(.sendMessage, count: 0) }
         while !remaining.isEmpty {
             let box = MessageBox(vectors: Array(remaining.prefix(SocketIO.maximumVectors)))
@@ -193,7 +194,7 @@ public struct StreamConnection: ~Copyable, Sendable {
                     sent -= first.iov_len
                     remaining.removeFirst()
                 } else {
-                    remaining[0] = iovec(iov_base: first.iov_base + sent, iov_len: first.iov_len - sent)
+                    remaining[remaining.startIndex] = iovec(iov_base: first.iov_base + sent, iov_len: first.iov_len - sent)
                     sent = 0
                 }
             }

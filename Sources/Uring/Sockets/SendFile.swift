@@ -67,14 +67,22 @@ extension StreamConnection {
         }
         // A timer cannot interrupt a splice that waits in a kernel worker for
         // room in the socket (the kernel lets it wait), so a deadline is kept
-        // by a watchdog instead: when it passes first, it shuts the socket's
+        // by a watchdog timer instead: when it passes first, it shuts the socket's
         // sending side, which ends the waiting splice, and the send throws
         // `timedOut`. The connection cannot send after that; close it.
         guard deadline > .now else { throw UringError.timedOut(.splice).about(remoteAddress) }
         let watchdog = SendWatchdog(socket: io.fd)
-        let ring = self.ring
-        let timer = Task { await watchdog.run(until: deadline, on: ring) }
-        defer { timer.cancel() }
+        let core = ring.core
+        try core.admit(.splice, about: .address(remoteAddress))
+        // A kernel timer nobody awaits: its handler runs on the ring thread
+        // when it fires (-ETIME), or when it is cancelled below.
+        let time = KernelTimespec(absolute: deadline)
+        let timer = core.submitStream(keepAlive: time, handler: { result, _ in
+            if result == -ETIME { watchdog.fire() }
+        }) {
+            io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
+        }
+        defer { core.requestCancellation(timer) }
         do {
             let sent = try await splice(file, from: offset, count: count, timed: true)
             if watchdog.finish() { throw UringError.timedOut(.splice).about(remoteAddress) }
@@ -177,15 +185,8 @@ private final class SendWatchdog: Sendable {
         self.socket = socket
     }
 
-    /// Waits for the deadline on the ring's clock; ends early when cancelled.
-    func run(until deadline: RingClock.Instant, on ring: RingActor) async {
-        do {
-            try await ring.sleep(until: deadline)
-        } catch let error as UringError where error.kind == .timedOut {
-            // The task's own deadline (the same one) ended the sleep.
-        } catch {
-            return  // cancelled: the send finished
-        }
+    /// The deadline passed: shuts the sending side, unless the send is over.
+    func fire() {
         state.withLock { state in
             // Under the lock: the sender's `finish` cannot have returned, so
             // the descriptor is still open and still this socket.

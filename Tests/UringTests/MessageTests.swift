@@ -91,15 +91,7 @@ extension AllTests {
                 } catch let error as UringError {
                     #expect(error.kind == .invalidArgument)
                 }
-                async let received: [UInt8] = {
-                    var all: [UInt8] = []
-                    while all.count < 3000 {
-                        let piece = try await receiver.value.receive(maximumCount: 4096)
-                        if piece.isEmpty { break }
-                        all += piece
-                    }
-                    return all
-                }()
+                async let received = receive(atLeast: 3000, from: receiver.value)
                 try await sender.value.sendAll(pieces)
                 #expect(try await received == pieces.flatMap { $0 })
             }
@@ -208,15 +200,7 @@ extension AllTests {
                 let sender = Shared(try await StreamConnection.connect(to: listener.localAddress, on: ring))
                 let receiver = Shared(try await listener.accept())
                 let pieces = [pattern(count: 40_000, seed: 6), pattern(count: 10, seed: 7), pattern(count: 25_000, seed: 8)]
-                async let received: [UInt8] = {
-                    var all: [UInt8] = []
-                    while all.count < 65_010 {
-                        let piece = try await receiver.value.receive(maximumCount: 65_536)
-                        if piece.isEmpty { break }
-                        all += piece
-                    }
-                    return all
-                }()
+                async let received = receive(atLeast: 65_010, from: receiver.value)
                 var sent = 0
                 let whole = pieces.flatMap { $0 }
                 while sent < whole.count {
@@ -351,6 +335,18 @@ extension AllTests {
             }
         }
     }
+}
+
+/// Bytes from `connection` until at least `count` have come or the peer
+/// closes its side.
+private func receive(atLeast count: Int, from connection: borrowing StreamConnection) async throws -> [UInt8] {
+    var all: [UInt8] = []
+    while all.count < count {
+        let piece = try await connection.receive(maximumCount: 65_536)
+        if piece.isEmpty { break }
+        all += piece
+    }
+    return all
 }
 
 /// The device and inode a descriptor refers to.

@@ -90,7 +90,7 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                         type = try await frame.reader.type(of: entry, followingLinks: walk.followingLinks, ring: ring)
                     }
                     if type == .directory {
-                        let load = frame.takeLoad(of: entry, index: frame.position - 1)
+                        let load = frame.takeLoad(at: frame.position - 1)
                             ?? DirectoryLoad.start(
                                 parent: frame, name: entry.name, path: frame.path.appending(entry.name), walk: walk,
                                 ring: ring)
@@ -253,7 +253,7 @@ final class WalkFrame: @unchecked Sendable {
     }
 
     /// The load started ahead for the entry at `index`, if any.
-    func takeLoad(of entry: DirectoryEntry, index: Int) -> DirectoryLoad? {
+    func takeLoad(at index: Int) -> DirectoryLoad? {
         loads.removeValue(forKey: index)
     }
 

@@ -57,6 +57,18 @@ public actor RingActor {
         }
     }
 
+    /// The pool a multishot receive uses: `given`, which must belong to this
+    /// ring, or the shared one.
+    nonisolated(nonsending) func receivePool(
+        _ given: ReceiveBufferPool?, for operation: UringOperation, path: FilePath?, address: SocketAddress?
+    ) async throws -> ReceiveBufferPool {
+        guard let given else { return try await sharedReceivePool() }
+        guard given.core === core else {
+            throw UringError.invalid(operation, path: path, "the buffer pool belongs to another ring").about(address)
+        }
+        return given
+    }
+
     /// Creates a ring and starts its thread.
     ///
     /// - Throws: ``UringError`` of kind ``UringError/Kind/ringUnavailable``

@@ -101,16 +101,7 @@ extension ReceivedChunks {
         // pool buffer and re-armed by the stream as the last completes.
         let operation = operation == .readMultishot && !core.isSupported(.readMultishot) ? .read : operation
         try core.admit(operation, about: .descriptor(path: path, address: address))
-        let given = self.pool
-        let pool: ReceiveBufferPool
-        if let given {
-            pool = given
-        } else {
-            pool = try await ring.sharedReceivePool()
-        }
-        guard pool.core === core else {
-            throw UringError.invalid(operation, path: path, "the buffer pool belongs to another ring").about(address)
-        }
+        let pool = try await ring.receivePool(self.pool, for: operation, path: path, address: address)
         let share = ConsumerShare()
         return core.multishotStream(
             operation, about: .descriptor(path: path, address: address), highWater: 16, idleTimeout: idleTimeout,

@@ -78,15 +78,7 @@ extension ReceivedDatagrams {
         let core = ring.core
         let address = address
         try core.admit(.receiveMessage, about: .address(address))
-        let pool: ReceiveBufferPool
-        if let given = self.pool {
-            pool = given
-        } else {
-            pool = try await ring.sharedReceivePool()
-        }
-        guard pool.core === core else {
-            throw UringError.invalid(.receiveMessage, "the buffer pool belongs to another ring").about(address)
-        }
+        let pool = try await ring.receivePool(self.pool, for: .receiveMessage, path: nil, address: address)
         guard pool.bufferSize > Self.headerSize else {
             throw UringError.invalid(
                 .receiveMessage,

@@ -94,5 +94,108 @@ extension AllTests {
                 try await file.close()
             }
         }
+
+        @Test("a batch larger than the submission queue and the in-flight limit goes in pieces, results in order")
+        func largerThanTheQueue() async throws {
+            let scratch = Scratch()
+            let path = scratch.file("pieces")
+            var options = RingOptions()
+            options.entries = 8
+            options.maximumInFlight = 4
+            try await RingActor.run(options: options) { ring in
+                let file = try await File.open(path, .readWrite, options: [.create, .truncate], on: ring)
+                let records = (0..<50).map { pattern(count: 1 + $0, seed: UInt64($0)) }
+                let results = try await ring.batch { batch in
+                    for (index, record) in records.enumerated() {
+                        batch.nop()
+                        batch.write(record, to: file, at: Int64(index * 64))
+                    }
+                }
+                #expect(results.count == 100)
+                #expect(stride(from: 0, to: 100, by: 2).allSatisfy { results[$0] == 0 })
+                #expect(stride(from: 1, to: 100, by: 2).map { results[$0] } == records.map(\.count))
+                var back = [UInt8](repeating: 0, count: 64)
+                for (index, record) in records.enumerated() {
+                    #expect(try await file.read(into: &back, at: Int64(index * 64)) >= record.count)
+                    #expect(Array(back[..<record.count]) == record, "record \(index)")
+                }
+                #expect(ring.statistics.inFlight == 0)
+                #expect(ring.core.pool.inUseCount == 0, "every slot went back to the pool")
+                try await file.close()
+            }
+        }
+
+        /// Runs a batch of four 1 MiB sends to a peer that never reads, so all
+        /// but the first wait in the kernel; `interrupt` is called once three
+        /// are waiting there, and the batch's error is returned.
+        private func blockedSends(
+            on ring: RingActor, interrupt: @Sendable (RingActor, Task<Void, any Error>) async -> Void
+        ) async throws -> (any Error)? {
+            let payload = [UInt8](repeating: 7, count: 1 << 20)
+            let task = Task {
+                let pair = try StreamConnection.pair(on: ring)
+                var small: Int32 = 4096
+                _ = setsockopt(
+                    pair.first.descriptor.rawValue, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+                var failure: (any Error)? = nil
+                do {
+                    _ = try await ring.batch { batch in
+                        for _ in 0..<4 { batch.send(payload, on: pair.first) }
+                    }
+                } catch {
+                    failure = error
+                }
+                try? await pair.first.close()
+                try? await pair.second.close()
+                if let failure { throw failure }
+            }
+            while ring.statistics.inFlight < 3 {
+                try Task.checkCancellation()
+                await Task.yield()
+            }
+            await interrupt(ring, task)
+            switch await task.result {
+            case .success: return nil
+            case .failure(let error): return error
+            }
+        }
+
+        @Test("cancelling a batch cancels the requests still in the kernel, waits for them, and throws CancellationError")
+        func cancelled() async throws {
+            let ring = try RingActor()
+            let error = try await blockedSends(on: ring) { _, task in task.cancel() }
+            #expect(error is CancellationError, "\(String(describing: error))")
+            #expect(ring.statistics.inFlight == 0)
+            #expect(ring.core.pool.inUseCount == 0, "every slot went back to the pool")
+            try await ring.nop()
+            await ring.shutdown()
+        }
+
+        @Test("shutting the ring down during a batch fails it as shut down")
+        func shutDownDuring() async throws {
+            let ring = try RingActor()
+            let error = try await blockedSends(on: ring) { ring, _ in await ring.shutdown() }
+            #expect((error as? UringError)?.kind == .ringShutDown, "\(String(describing: error))")
+            #expect((error as? UringError)?.operation == .send)
+        }
+
+        @Test("a lost completion inside a batch fails that request as lost after the others complete")
+        func lostCompletion() async throws {
+            let ring = try RingActor()
+            ring.core.dropCompletionsForTesting(1)
+            do {
+                _ = try await ring.batch { batch in
+                    for _ in 0..<8 { batch.nop() }
+                }
+                Issue.record("a batch with a lost completion succeeded")
+            } catch let error as UringError {
+                #expect(error.kind == .completionLost, "\(error)")
+                #expect(error.operation == .nop)
+            }
+            #expect(ring.statistics.lostOperations == 1)
+            #expect(ring.statistics.inFlight == 0)
+            #expect(try await ring.batch { batch in batch.nop() } == [0])
+            await ring.shutdown()
+        }
     }
 }

@@ -116,6 +116,20 @@ static inline int cu_sq_push(struct io_uring *ring, const struct io_uring_sqe *i
     return 1;
 }
 
+/// Fills `count` free SQ entries from `images`, the i-th with `user_data` =
+/// `base | i << shift`; the caller checked that there is room. Returns how
+/// many were pushed.
+static inline unsigned cu_sq_push_batch(struct io_uring *ring, const struct io_uring_sqe *images, unsigned count,
+                                        uint64_t base, unsigned shift) {
+    for (unsigned i = 0; i < count; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+        if (!sqe) return i;
+        *sqe = images[i];
+        sqe->user_data = base | ((uint64_t)i << shift);
+    }
+    return count;
+}
+
 /// Enables a ring created with IORING_SETUP_R_DISABLED; the calling thread
 /// becomes its single issuer. (liburing 2.3 declares io_uring_enable_rings
 /// but does not export it.) Returns 0 or -errno.

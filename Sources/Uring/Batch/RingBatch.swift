@@ -23,6 +23,7 @@ public struct RingBatch: ~Copyable {
 
     fileprivate init(core: RingCore) {
         self.core = core
+        requests.reserveCapacity(32)
     }
 
     /// How many requests the batch holds.
@@ -104,7 +105,12 @@ extension RingActor {
         // completion has been awaited below, so the storage of each array in
         // it stays where the kernel was told it is.
         let slots = requests.withUnsafeBufferPointer { requests in
-            core.submitBatch(requests.count) { index, sqe -> AnyObject? in
+            core.submitBatch(requests.count) { index, sqe in
+                // Matched without binding first: a NOP copies no payload.
+                if case .nop = requests[index] {
+                    io_uring_prep_nop(&sqe)
+                    return
+                }
                 switch requests[index] {
                 case .nop:
                     io_uring_prep_nop(&sqe)
@@ -117,19 +123,27 @@ extension RingActor {
                         io_uring_prep_send(&sqe, fd, $0.baseAddress, min($0.count, DescriptorIO.maximumTransfer), Int32(MSG_NOSIGNAL))
                     }
                 }
-                return nil
             }
         }
         var results: [Int] = []
-        results.reserveCapacity(slots.count)
+        results.reserveCapacity(requests.count)
         var failure: (any Error)? = nil
-        for (index, slot) in slots.enumerated() {
-            let completion = await core.completion(of: slot)
-            do {
-                results.append(Int(try core.check(completion, requests[index].operation, about: requests[index].context)))
-            } catch {
-                if failure == nil { failure = error }
-                results.append(0)
+        for slot in slots {
+            await core.completion(ofBatch: slot) { batch, aborted in
+                for result in batch {
+                    if result >= 0 && !aborted {
+                        results.append(Int(result))
+                        continue
+                    }
+                    let request = requests[results.count]
+                    let completion = Completion(result: result, flags: 0, aborted: aborted)
+                    do {
+                        results.append(Int(try core.check(completion, request.operation, about: request.context)))
+                    } catch {
+                        if failure == nil { failure = error }
+                        results.append(0)
+                    }
+                }
             }
         }
         if let failure { throw failure }

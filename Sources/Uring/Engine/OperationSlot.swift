@@ -5,8 +5,11 @@ import Synchronization
 /// request until the caller has read the result.
 ///
 /// A slot's `user_data` is its index in the pool (high 32 bits) plus a
-/// generation (low 32 bits), so a late cancellation for an earlier use of the
-/// same slot is recognised and ignored.
+/// generation (low 20 bits), so a late cancellation for an earlier use of the
+/// same slot is recognised and ignored. A slot may stand for a batch of
+/// requests (see `RingCore.submitBatch`): then each request's `user_data`
+/// also carries its place in the batch (bits 20 to 31), and the batch has one
+/// hand-off, one wait and one result array however many requests it holds.
 ///
 /// Why `@unchecked Sendable` is sound: every field has exactly one owner at a
 /// time, and ownership moves only through synchronising steps.
@@ -50,6 +53,16 @@ final class OperationSlot: @unchecked Sendable {
         case inKernel
     }
 
+    /// Where a batch member's place goes in its `user_data`.
+    static let memberShift: UInt64 = 20
+    static let memberMask: UInt64 = 0xFFF << memberShift
+    static let generationMask: UInt64 = (1 << memberShift) - 1
+    /// The most requests one batch slot stands for.
+    static let maximumBatch = 4096
+    /// A batch member's result before its completion arrived (no kernel
+    /// result is this low).
+    static let resultPending = Int32.min
+
     let index: UInt32
     private(set) var generation: UInt32 = 1
     let phase = Atomic<UInt8>(Phase.idle.rawValue)
@@ -63,6 +76,14 @@ final class OperationSlot: @unchecked Sendable {
 
     var result: Int32 = 0
     var flags: UInt32 = 0
+
+    /// For a batch: how many requests the slot stands for (0 for a slot that
+    /// is one request). Their images are `batchRequests`, and their results
+    /// go to `batchResults` (both are kept across uses and grow as needed).
+    private(set) var batchCount = 0
+    private(set) var batchRequests: UnsafeMutablePointer<io_uring_sqe>?
+    private(set) var batchResults: UnsafeMutablePointer<Int32>?
+    private var batchCapacity = 0
     /// Set when the ring shut down before the request reached the kernel.
     var abortedByShutdown = false
     var continuation: UnsafeContinuation<Void, Never>?
@@ -83,12 +104,48 @@ final class OperationSlot: @unchecked Sendable {
     var probedForLoss = false
     /// Stored in the ring's table of slots by index (once, for good).
     var inKernelTable = false
+    /// Batch members still in the kernel.
+    var batchOutstanding = 0
 
     init(index: UInt32) {
         self.index = index
     }
 
+    deinit {
+        batchRequests?.deallocate()
+        batchResults?.deallocate()
+    }
+
     var userData: UInt64 { UInt64(index) << 32 | UInt64(generation) }
+
+    /// How many submission entries the slot itself needs.
+    var kernelRequests: Int { max(1, batchCount) }
+
+    /// How many submission entries the slot needs with the rest of its
+    /// chain, when it heads one (a batch is never part of a chain).
+    var kernelEntries: Int { batchCount > 0 ? batchCount : max(1, chainLength) }
+
+    /// Makes the slot stand for `count` requests (1 to `maximumBatch`), each
+    /// zeroed and then filled by `prepare` with its place in the batch; the
+    /// results start out pending. Caller side, before the slot is posted.
+    func prepareBatch(_ count: Int, _ prepare: (_ member: Int, inout io_uring_sqe) -> Void) {
+        precondition(count > 0 && count <= Self.maximumBatch)
+        if count > batchCapacity {
+            batchRequests?.deallocate()
+            batchResults?.deallocate()
+            batchRequests = .allocate(capacity: count)
+            batchResults = .allocate(capacity: count)
+            batchCapacity = count
+        }
+        let requests = batchRequests!
+        let results = batchResults!
+        for member in 0..<count {
+            requests[member] = io_uring_sqe()
+            prepare(member, &requests[member])
+            results[member] = Self.resultPending
+        }
+        batchCount = count
+    }
 
     /// Called by the suspending caller: stores its continuation and moves
     /// `.posted` to `.waiting`; if the ring completed the request meanwhile,
@@ -103,10 +160,11 @@ final class OperationSlot: @unchecked Sendable {
     /// Called by the pool when the slot comes back: forgets the last use.
     func recycle() {
         generation &+= 1
-        if generation == 0 { generation = 1 }
+        if UInt64(generation) > Self.generationMask { generation = 1 }
         request = io_uring_sqe()
         chainLength = 1
         chainNext = nil
+        batchCount = 0
         result = 0
         flags = 0
         abortedByShutdown = false

@@ -128,7 +128,9 @@ final class RingCore: @unchecked Sendable {
         _read { yield local.pointee.pending }
         _modify { yield &local.pointee.pending }
     }
-    var kernelTable: [OperationSlot?] {
+    /// Every slot the ring has tracked, by index, unretained (see
+    /// `RingThreadState.trackedSlots`).
+    var kernelTable: [Unmanaged<OperationSlot>?] {
         _read { yield local.pointee.kernelTable }
         _modify { yield &local.pointee.kernelTable }
     }
@@ -563,7 +565,11 @@ struct RingThreadState {
     var localJobs = FIFO<RingCore.QueuedJob>()
     var pending = FIFO<PendingEntry>()
     var reaping = false
-    var kernelTable: [OperationSlot?] = []
+    /// Slots by index, unretained, so looking one up for a completion costs
+    /// no reference counting. Sound because `trackedSlots` holds each of
+    /// them for the ring's life (a slot, once tracked, stays in the table).
+    var kernelTable: [Unmanaged<OperationSlot>?] = []
+    var trackedSlots: [OperationSlot] = []
     var kernelInFlight = 0
     var unsubmitted = 0
     var wakeArmed = false

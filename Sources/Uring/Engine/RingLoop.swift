@@ -61,8 +61,8 @@ extension RingCore {
     var canFlush: Bool {
         guard let head = pending.first else { return false }
         // A stale head (cancelled while queued) is skipped by the flush.
-        let length = head.slot.ringUserData == head.userData ? max(1, head.slot.chainLength) : 1
-        return kernelInFlight == 0 || kernelInFlight + length <= maximumInFlight
+        let entries = head.slot.ringUserData == head.userData ? head.slot.kernelEntries : 1
+        return kernelInFlight == 0 || kernelInFlight + entries <= maximumInFlight
     }
 
     // MARK: Jobs
@@ -125,7 +125,8 @@ extension RingCore {
             if index >= kernelTable.count {
                 kernelTable.append(contentsOf: repeatElement(nil, count: index + 1 - kernelTable.count))
             }
-            kernelTable[index] = slot
+            kernelTable[index] = Unmanaged.passUnretained(slot)
+            local.pointee.trackedSlots.append(slot)
             slot.inKernelTable = true
         }
         let userData = slot.userData
@@ -155,12 +156,15 @@ extension RingCore {
                 _ = pending.popFirst()  // finished while queued (cancelled)
                 continue
             }
+            // Slots in the queue, and the submission entries they need (a
+            // chain's slots are one request each; a batch is one slot).
             let length = head.slot.chainLength
+            let entries = head.slot.kernelEntries
             if ringOpen && !shuttingDown {
-                if kernelInFlight + length > maximumInFlight && kernelInFlight > 0 { return }
-                if Int(cu_sq_space(ring)) < length {
+                if kernelInFlight + entries > maximumInFlight && kernelInFlight > 0 { return }
+                if Int(cu_sq_space(ring)) < entries {
                     enterKernel(wait: false)
-                    if Int(cu_sq_space(ring)) < length { return }
+                    if Int(cu_sq_space(ring)) < entries { return }
                 }
             }
             // The chain's slots are linked, and queued back to back.
@@ -181,25 +185,40 @@ extension RingCore {
                 } else if cancelled {
                     finish(slot, result: -ECANCELED, flags: 0)
                 } else {
-                    let pushed = withUnsafePointer(to: &slot.request) { cu_sq_push(ring, $0, slot.ringUserData) }
-                    precondition(pushed == 1, "SQ space was checked above")
+                    push(slot, userData: slot.ringUserData)
                     slot.ringSide = .inKernel
                 }
             }
             if !open || cancelled { continue }
-            kernelInFlight += length
-            unsubmitted += length
-            submittedCount.add(UInt64(length), ordering: .relaxed)
+            kernelInFlight += entries
+            unsubmitted += entries
+            submittedCount.add(UInt64(entries), ordering: .relaxed)
         }
     }
 
     /// Puts one slot straight into the SQ (the caller checked for room).
     func registerInKernel(_ slot: OperationSlot) {
         let userData = track(slot, as: .inKernel)
-        _ = cu_sq_push(ring, &slot.request, userData)
-        kernelInFlight += 1
-        unsubmitted += 1
-        submittedCount.add(1, ordering: .relaxed)
+        push(slot, userData: userData)
+        let entries = slot.kernelRequests
+        kernelInFlight += entries
+        unsubmitted += entries
+        submittedCount.add(UInt64(entries), ordering: .relaxed)
+    }
+
+    /// Copies the slot's request, or each request of its batch, into the SQ
+    /// (the caller checked for room).
+    private func push(_ slot: OperationSlot, userData: UInt64) {
+        let count = slot.batchCount
+        if count == 0 {
+            let pushed = cu_sq_push(ring, &slot.request, userData)
+            precondition(pushed == 1, "SQ space was checked")
+        } else {
+            let pushed = cu_sq_push_batch(
+                ring, slot.batchRequests, UInt32(count), userData, UInt32(OperationSlot.memberShift))
+            precondition(pushed == count, "SQ space was checked")
+            slot.batchOutstanding = count
+        }
     }
 
     /// Submits the SQ and reaps completions; with `wait`, first blocks until
@@ -302,8 +321,20 @@ extension RingCore {
             probeCompleted(target: userData & ~Self.probeBit, result: result)
             return
         }
-        guard let slot = slotInKernel(userData) else {
+        guard let found = slotInKernel(userData) else {
             return  // Not ours any more; cannot happen unless the kernel misbehaves.
+        }
+        // Without a retain and a release per completion: `trackedSlots`
+        // keeps every slot in the table alive for the ring's life.
+        found._withUnsafeGuaranteedRef { complete($0, userData: userData, result: result, flags: flags) }
+    }
+
+    /// Hands a completion to the slot it belongs to.
+    @inline(__always)
+    private func complete(_ slot: OperationSlot, userData: UInt64, result: Int32, flags: UInt32) {
+        if slot.batchCount > 0 {
+            completeMember(of: slot, userData: userData, result: result)
+            return
         }
         if flags & IORING_CQE_F_MORE != 0 {
             slot.onIntermediateCompletion?(result, flags)
@@ -317,13 +348,47 @@ extension RingCore {
         finish(slot, result: reported, flags: flags)
     }
 
-    /// The slot whose request in the kernel carries this `user_data`.
-    private func slotInKernel(_ userData: UInt64) -> OperationSlot? {
+    /// The slot whose request in the kernel carries this `user_data` (for a
+    /// batch member, the batch's slot).
+    private func slotInKernel(_ userData: UInt64) -> Unmanaged<OperationSlot>? {
         let index = Int(userData >> 32)
-        guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData,
-            slot.ringSide == .inKernel
-        else { return nil }
-        return slot
+        guard index < kernelTable.count, let entry = kernelTable[index] else { return nil }
+        let matches = entry._withUnsafeGuaranteedRef { slot in
+            slot.ringUserData == userData & ~OperationSlot.memberMask && slot.ringSide == .inKernel
+                && Self.member(of: userData) < slot.kernelRequests
+        }
+        return matches ? entry : nil
+    }
+
+    /// A batch member's place in its batch (0 for any other request).
+    static func member(of userData: UInt64) -> Int {
+        Int((userData & OperationSlot.memberMask) >> OperationSlot.memberShift)
+    }
+
+    /// Records one batch member's final result; the batch finishes with its
+    /// last member.
+    private func completeMember(of slot: OperationSlot, userData: UInt64, result: Int32, lost: Bool = false) {
+        let results = slot.batchResults!
+        let member = Self.member(of: userData)
+        guard results[member] == OperationSlot.resultPending else { return }
+        kernelInFlight -= 1
+        completedCount.add(1, ordering: .relaxed)
+        if lost { lostCount.add(1, ordering: .relaxed) }
+        // As for single requests: cancelled to look for a lost completion
+        // is reported as lost, not as cancelled.
+        results[member] = lost || (slot.probedForLoss && result == -ECANCELED) ? -EBADR : result
+        slot.batchOutstanding -= 1
+        if slot.batchOutstanding == 0 { finish(slot, result: 0, flags: 0) }
+    }
+
+    /// The `user_data` of each request of the slot still in the kernel.
+    private func requestsInKernel(of slot: OperationSlot) -> [UInt64] {
+        let base = slot.ringUserData
+        guard slot.batchCount > 0 else { return [base] }
+        let results = slot.batchResults!
+        return (0..<slot.batchCount).filter { results[$0] == OperationSlot.resultPending }.map {
+            base | UInt64($0) << OperationSlot.memberShift
+        }
     }
 
     // MARK: Lost completions
@@ -342,13 +407,17 @@ extension RingCore {
     /// caller gets ``UringError/Kind/completionLost`` (`EBADR`).
     private func probeForLostCompletions() {
         guard ringOpen else { return }
-        for case let slot? in kernelTable where slot.ringSide == .inKernel && !slot.probedForLoss {
+        for case let entry? in kernelTable {
+            let slot = entry.takeUnretainedValue()
+            guard slot.ringSide == .inKernel && !slot.probedForLoss else { continue }
             slot.probedForLoss = true
-            var request = io_uring_sqe()
-            io_uring_prep_cancel64(&request, slot.ringUserData, 0)
-            pushInternal(&request, tag: slot.ringUserData | Self.probeBit)
-            kernelInFlight += 1
-            probesInFlight += 1
+            for userData in requestsInKernel(of: slot) {
+                var request = io_uring_sqe()
+                io_uring_prep_cancel64(&request, userData, 0)
+                pushInternal(&request, tag: userData | Self.probeBit)
+                kernelInFlight += 1
+                probesInFlight += 1
+            }
         }
         if wakeArmed {
             var request = io_uring_sqe()
@@ -362,7 +431,11 @@ extension RingCore {
     private func probeCompleted(target: UInt64, result: Int32) {
         kernelInFlight -= 1
         probesInFlight -= 1
-        guard result == -ENOENT, let slot = slotInKernel(target) else { return }
+        guard result == -ENOENT, let slot = slotInKernel(target)?.takeUnretainedValue() else { return }
+        if slot.batchCount > 0 {
+            completeMember(of: slot, userData: target, result: -EBADR, lost: true)
+            return
+        }
         kernelInFlight -= 1
         completedCount.add(1, ordering: .relaxed)
         lostCount.add(1, ordering: .relaxed)
@@ -382,7 +455,13 @@ extension RingCore {
     }
 
     /// Publishes a final result and wakes or recycles according to the caller.
+    /// For a batch, `result` goes to every member that has none yet.
     func finish(_ slot: OperationSlot, result: Int32, flags: UInt32) {
+        if slot.batchCount > 0, let results = slot.batchResults {
+            for member in 0..<slot.batchCount where results[member] == OperationSlot.resultPending {
+                results[member] = result
+            }
+        }
         slot.ringSide = .none
         slot.ringUserData = 0
         slot.probedForLoss = false
@@ -409,7 +488,9 @@ extension RingCore {
     /// Cancels the request with this `user_data`, if it is still ours.
     func cancel(_ userData: UInt64) {
         let index = Int(userData >> 32)
-        guard index < kernelTable.count, let slot = kernelTable[index], slot.ringUserData == userData else { return }
+        guard index < kernelTable.count, let slot = kernelTable[index]?.takeUnretainedValue(),
+            slot.ringUserData == userData
+        else { return }
         switch slot.ringSide {
         case .pending:
             if slot.chainLength == 1 && slot.chainNext == nil {
@@ -421,10 +502,12 @@ extension RingCore {
                 slot.cancelBeforeSubmit = true  // a chain goes or fails as one
             }
         case .inKernel:
-            var request = io_uring_sqe()
-            io_uring_prep_cancel64(&request, userData, 0)
-            pushInternal(&request, tag: Self.cancelTag)
-            kernelInFlight += 1
+            for target in requestsInKernel(of: slot) {
+                var request = io_uring_sqe()
+                io_uring_prep_cancel64(&request, target, 0)
+                pushInternal(&request, tag: Self.cancelTag)
+                kernelInFlight += 1
+            }
         case .none:
             break
         }
@@ -542,7 +625,7 @@ extension RingCore {
     private var isDrained: Bool {
         if kernelInFlight <= 0 { return true }
         guard droppedCount.load(ordering: .relaxed) > 0, probesInFlight == 0 else { return false }
-        return !kernelTable.contains { $0?.ringSide == .inKernel }
+        return !kernelTable.contains { $0?.takeUnretainedValue().ringSide == .inKernel }
     }
 
     private func resumeShutdownWaiters() {

@@ -102,34 +102,29 @@ extension RingCore {
     /// Prepares `count` independent requests and hands them over together:
     /// on the ring thread they reach the kernel in one system call, from
     /// another thread in one wake-up of the ring. `prepare` fills request
-    /// `n` and returns what it keeps alive.
-    func submitBatch(_ count: Int, _ prepare: (Int, inout io_uring_sqe) -> AnyObject?) -> [OperationSlot] {
+    /// `n`; `keepAlive` is released once every request has completed.
+    ///
+    /// The requests share one slot (or one per `OperationSlot.maximumBatch`
+    /// and per submission queue's worth), so a batch costs one hand-off and
+    /// one wait rather than one of each per request. Give each returned slot
+    /// to ``completion(ofBatch:_:)``.
+    func submitBatch(
+        _ count: Int, keepAlive: AnyObject? = nil, _ prepare: (Int, inout io_uring_sqe) -> Void
+    ) -> [OperationSlot] {
         let onRingThread = isRingThread
+        let piece = min(OperationSlot.maximumBatch, Int(submissionEntries))
         var slots: [OperationSlot] = []
-        slots.reserveCapacity(count)
-        for index in 0..<count {
+        slots.reserveCapacity((count + piece - 1) / piece)
+        var start = 0
+        while start < count {
+            let length = min(piece, count - start)
             let slot = pool.acquire(onRingThread: onRingThread)
-            slot.keepAlive = prepare(index, &slot.request)
+            slot.prepareBatch(length) { member, request in prepare(start + member, &request) }
+            slot.keepAlive = keepAlive
             slots.append(slot)
+            start += length
         }
-        guard onRingThread else {
-            for slot in slots { hand(slot, onRingThread: false) }
-            return slots
-        }
-        for slot in slots {
-            slot.phase.store(OperationSlot.Phase.posted.rawValue, ordering: .relaxed)
-            if pending.isEmpty && ringOpen && !shuttingDown && kernelInFlight < maximumInFlight
-                && cu_sq_space(ring) > 0
-            {
-                registerInKernel(slot)  // straight into the SQ, as in `hand`
-            } else {
-                acceptPosted(slot)
-            }
-        }
-        if localJobs.isEmpty && ringOpen && !shuttingDown && !reaping {
-            flushPending()
-            enterKernel(wait: false)
-        }
+        for slot in slots { hand(slot, onRingThread: onRingThread) }
         return slots
     }
 
@@ -140,8 +135,10 @@ extension RingCore {
             next = slot.chainNext
         }
         if onRingThread {
+            let entries = head.kernelRequests
             if head.chainLength == 1 && pending.isEmpty && ringOpen && !shuttingDown
-                && kernelInFlight < maximumInFlight && cu_sq_space(ring) > 0
+                && (kernelInFlight + entries <= maximumInFlight || kernelInFlight == 0)
+                && cu_sq_space(ring) >= entries
             {
                 // Straight into the SQ: nothing is queued ahead of it.
                 registerInKernel(head)
@@ -166,6 +163,29 @@ extension RingCore {
     /// still waits for its completion, so memory the request uses stays valid.
     @inline(__always)
     nonisolated(nonsending) func completion(of slot: OperationSlot) async -> Completion {
+        await awaitFinal(slot)
+        let completion = Completion(result: slot.result, flags: slot.flags, aborted: slot.abortedByShutdown)
+        pool.release(slot, onRingThread: isRingThread)
+        return completion
+    }
+
+    /// Waits for every request of a batch slot (see
+    /// ``submitBatch(_:keepAlive:_:)``), lets `read` look at their results
+    /// in order (and whether the ring shut down before they reached the
+    /// kernel), then returns the slot to the pool. Cancellation cancels the
+    /// requests still in the kernel, and this still waits for them.
+    @inline(__always)
+    nonisolated(nonsending) func completion<Result>(
+        ofBatch slot: OperationSlot, _ read: (_ results: UnsafeBufferPointer<Int32>, _ aborted: Bool) throws -> Result
+    ) async rethrows -> Result {
+        await awaitFinal(slot)
+        defer { pool.release(slot, onRingThread: isRingThread) }
+        return try read(UnsafeBufferPointer(start: slot.batchResults, count: slot.kernelRequests), slot.abortedByShutdown)
+    }
+
+    /// Waits until the ring has published the slot's final completion.
+    @inline(__always)
+    private nonisolated(nonsending) func awaitFinal(_ slot: OperationSlot) async {
         // Fast path: the request completed while it was submitted (a NOP, a
         // read from the page cache): no cancellation handler, no suspension.
         if slot.phase.load(ordering: .acquiring) != OperationSlot.Phase.completed.rawValue && !spinForCompletion(slot) {
@@ -198,9 +218,6 @@ extension RingCore {
         // cannot see inside Dispatch).
         let phase = slot.phase.load(ordering: .acquiring)
         assert(phase == OperationSlot.Phase.completed.rawValue || phase == OperationSlot.Phase.resumed.rawValue)
-        let completion = Completion(result: slot.result, flags: slot.flags, aborted: slot.abortedByShutdown)
-        pool.release(slot, onRingThread: isRingThread)
-        return completion
     }
 
     /// Suspends until the slot completes, on `isolation` throughout.

@@ -232,18 +232,22 @@ public struct File: ~Copyable, Sendable {
         let slots = core.submitBatch(buffers.count) { index, request in
             io_uring_prep_rw(
                 Int32(IORING_OP_READ.rawValue), &request, fd, addresses[index], counts[index], UInt64(offsets[index]))
-            return nil
         }
         var results: [Int] = []
-        results.reserveCapacity(slots.count)
+        results.reserveCapacity(buffers.count)
         var failure: (any Error)? = nil
+        let path = self.path
         for slot in slots {
-            let completion = await core.completion(of: slot)
-            do {
-                results.append(Int(try core.check(completion, .read, about: .path(path))))
-            } catch {
-                if failure == nil { failure = error }
-                results.append(0)
+            await core.completion(ofBatch: slot) { batch, aborted in
+                for result in batch {
+                    let completion = Completion(result: result, flags: 0, aborted: aborted)
+                    do {
+                        results.append(Int(try core.check(completion, .read, about: .path(path))))
+                    } catch {
+                        if failure == nil { failure = error }
+                        results.append(0)
+                    }
+                }
             }
         }
         if let failure { throw failure }

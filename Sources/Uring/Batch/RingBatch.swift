@@ -9,14 +9,41 @@ import SystemPackage
 /// (a file's `write(_:at:)`, a connection's `send(_:)`, ``RingActor/nop()``),
 /// and its result comes back at the index it was added at.
 public struct RingBatch: ~Copyable {
-    fileprivate enum Request {
-        case nop
-        case write(fd: Int32, bytes: [UInt8], offset: Int64, path: FilePath?)
-        case send(fd: Int32, bytes: [UInt8], address: SocketAddress?)
+    /// What a write or a send needs besides its request: the bytes the
+    /// request points into, kept alive until it completes, and what its
+    /// errors name.
+    fileprivate struct Payload {
+        let index: Int
+        let bytes: [UInt8]
+        let context: DescriptorContext
+    }
+
+    /// One request, in a few plain words (no reference to count): the
+    /// kernel's request is made from it at submission.
+    fileprivate struct Request {
+        let operation: UringOperation
+        var fd: Int32 = -1
+        var length: UInt32 = 0
+        /// Into an array that `payloads` keeps alive and unchanged.
+        var address: UnsafeRawPointer? = nil
+        var offset: UInt64 = 0
+
+        func prepare(_ request: inout io_uring_sqe) {
+            switch operation {
+            case .write: io_uring_prep_write(&request, fd, address, length, offset)
+            case .send: io_uring_prep_send(&request, fd, address, Int(length), Int32(MSG_NOSIGNAL))
+            default: io_uring_prep_nop(&request)
+            }
+        }
     }
 
     fileprivate let core: RingCore
+    /// The requests, in order.
     fileprivate var requests: [Request] = []
+    /// The kinds of operation in `requests`, each once.
+    fileprivate var kinds: [UringOperation] = []
+    /// One per write and send (NOPs carry nothing).
+    fileprivate var payloads: [Payload] = []
     /// The first argument found wrong while adding, thrown before anything
     /// is submitted.
     fileprivate var invalid: UringError?
@@ -31,7 +58,7 @@ public struct RingBatch: ~Copyable {
 
     /// Adds a request that does nothing; its result is 0.
     public mutating func nop() {
-        requests.append(.nop)
+        add(Request(operation: .nop))
     }
 
     /// Adds a write of `bytes` to `file` at `offset`; its result is the
@@ -44,7 +71,14 @@ public struct RingBatch: ~Copyable {
             invalid = invalid ?? .invalid(.write, path: io.path, "offset \(offset) is negative")
             return
         }
-        requests.append(.write(fd: io.fd, bytes: bytes, offset: offset, path: io.path))
+        // The address stays valid: `payloads` keeps this very array, never
+        // mutated, alive until the write completes.
+        let address = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
+        payloads.append(Payload(index: requests.count, bytes: bytes, context: .path(io.path)))
+        add(
+            Request(
+                operation: .write, fd: io.fd, length: UInt32(min(bytes.count, DescriptorIO.maximumTransfer)),
+                address: address, offset: UInt64(offset)))
     }
 
     /// Adds a send of `bytes` on `connection`; its result is the number of
@@ -52,7 +86,20 @@ public struct RingBatch: ~Copyable {
     public mutating func send(_ bytes: [UInt8], on connection: borrowing StreamConnection) {
         let io = connection.io
         guard check(.send, count: bytes.count, core: io.core) else { return }
-        requests.append(.send(fd: io.fd, bytes: bytes, address: io.address))
+        // As for `write`: `payloads` keeps the array alive and unchanged.
+        let address = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
+        payloads.append(Payload(index: requests.count, bytes: bytes, context: .address(io.address)))
+        add(
+            Request(
+                operation: .send, fd: io.fd, length: UInt32(min(bytes.count, DescriptorIO.maximumTransfer)),
+                address: address))
+    }
+
+    private mutating func add(_ request: Request) {
+        if requests.last?.operation != request.operation && !kinds.contains(request.operation) {
+            kinds.append(request.operation)
+        }
+        requests.append(request)
     }
 
     private mutating func check(_ operation: UringOperation, count: Int, core: RingCore) -> Bool {
@@ -65,6 +112,11 @@ public struct RingBatch: ~Copyable {
             return false
         }
         return true
+    }
+
+    /// What the errors of request `index` name.
+    fileprivate static func context(of index: Int, in payloads: [Payload]) -> DescriptorContext {
+        payloads.first { $0.index == index }?.context ?? DescriptorContext()
     }
 }
 
@@ -94,35 +146,20 @@ extension RingActor {
         var batch = RingBatch(core: core)
         try build(&batch)
         if let invalid = batch.invalid { throw invalid }
-        let requests = batch.requests
-        if requests.isEmpty { return [] }
+        if batch.requests.isEmpty { return [] }
         let core = self.core
-        try core.admit(requests[0].operation, about: requests[0].context)
-        for request in requests where !core.isSupported(request.operation) {
-            throw request.context.error(.unsupported, request.operation)
+        let requests = batch.requests
+        try core.admit(requests[0].operation, about: RingBatch.context(of: 0, in: batch.payloads))
+        for operation in batch.kinds where !core.isSupported(operation) {
+            let index = requests.firstIndex { $0.operation == operation }!
+            throw RingBatch.context(of: index, in: batch.payloads).error(.unsupported, operation)
         }
-        // `requests` is immutable and alive in this frame until every
-        // completion has been awaited below, so the storage of each array in
-        // it stays where the kernel was told it is.
+        let payloads = batch.payloads
+        // The requests point into the payloads' arrays, which the slots keep
+        // alive until every request has completed, whatever this task does.
         let slots = requests.withUnsafeBufferPointer { requests in
-            core.submitBatch(requests.count) { index, sqe in
-                // Matched without binding first: a NOP copies no payload.
-                if case .nop = requests[index] {
-                    io_uring_prep_nop(&sqe)
-                    return
-                }
-                switch requests[index] {
-                case .nop:
-                    io_uring_prep_nop(&sqe)
-                case .write(let fd, let bytes, let offset, _):
-                    bytes.withUnsafeBytes {
-                        io_uring_prep_write(&sqe, fd, $0.baseAddress, UInt32(min($0.count, DescriptorIO.maximumTransfer)), UInt64(offset))
-                    }
-                case .send(let fd, let bytes, _):
-                    bytes.withUnsafeBytes {
-                        io_uring_prep_send(&sqe, fd, $0.baseAddress, min($0.count, DescriptorIO.maximumTransfer), Int32(MSG_NOSIGNAL))
-                    }
-                }
+            core.submitBatch(requests.count, keepAlive: payloads.isEmpty ? nil : KernelMemory(payloads)) { index, sqe in
+                requests[index].prepare(&sqe)
             }
         }
         var results: [Int] = []
@@ -135,36 +172,18 @@ extension RingActor {
                         results.append(Int(result))
                         continue
                     }
-                    let request = requests[results.count]
+                    let index = results.count
                     let completion = Completion(result: result, flags: 0, aborted: aborted)
                     do {
-                        results.append(Int(try core.check(completion, request.operation, about: request.context)))
+                        _ = try core.check(completion, requests[index].operation, about: RingBatch.context(of: index, in: payloads))
                     } catch {
                         if failure == nil { failure = error }
-                        results.append(0)
                     }
+                    results.append(0)
                 }
             }
         }
         if let failure { throw failure }
         return results
-    }
-}
-
-extension RingBatch.Request {
-    var operation: UringOperation {
-        switch self {
-        case .nop: .nop
-        case .write: .write
-        case .send: .send
-        }
-    }
-
-    var context: DescriptorContext {
-        switch self {
-        case .nop: DescriptorContext()
-        case .write(_, _, _, let path): .path(path)
-        case .send(_, _, let address): .address(address)
-        }
     }
 }

@@ -594,6 +594,17 @@ final class MessageEndpoint: Sendable {
     deinit { close(fd) }
 }
 
+extension Atomic<UInt64> {
+    /// Adds `amount` to a counter that only the ring thread writes (others
+    /// only read it): a plain load and store, without the locked
+    /// read-modify-write of `add`, which cost a tenth of the ring thread's
+    /// time in batches of NOPs.
+    @inline(__always)
+    func addOnRingThread(_ amount: UInt64) {
+        store(load(ordering: .relaxed) &+ amount, ordering: .relaxed)
+    }
+}
+
 /// A flag the ring thread sets (releasing) when it hands a result back.
 final class HandOff: Sendable {
     let done = Atomic<Bool>(false)

@@ -192,7 +192,7 @@ extension RingCore {
             if !open || cancelled { continue }
             kernelInFlight += entries
             unsubmitted += entries
-            submittedCount.add(UInt64(entries), ordering: .relaxed)
+            submittedCount.addOnRingThread(UInt64(entries))
         }
     }
 
@@ -203,7 +203,7 @@ extension RingCore {
         let entries = slot.kernelRequests
         kernelInFlight += entries
         unsubmitted += entries
-        submittedCount.add(UInt64(entries), ordering: .relaxed)
+        submittedCount.addOnRingThread(UInt64(entries))
     }
 
     /// Copies the slot's request, or each request of its batch, into the SQ
@@ -225,7 +225,7 @@ extension RingCore {
     /// at least one completion arrives.
     func enterKernel(wait: Bool) {
         var result: Int32
-        enterCount.add(1, ordering: .relaxed)
+        enterCount.addOnRingThread(1)
         repeat {
             result = wait ? io_uring_submit_and_wait(ring, 1) : io_uring_submit_and_get_events(ring)
         } while result == -EINTR
@@ -244,7 +244,7 @@ extension RingCore {
         var timeout = __kernel_timespec(
             tv_sec: Int64(nanoseconds / 1_000_000_000), tv_nsec: Int64(nanoseconds % 1_000_000_000))
         var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
-        enterCount.add(1, ordering: .relaxed)
+        enterCount.addOnRingThread(1)
         let result = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &timeout, nil)
         if result >= 0 { unsubmitted = max(0, unsubmitted - Int(result)) }
         reap()
@@ -289,7 +289,7 @@ extension RingCore {
         if cu_cq_has_overflow(ring) != 0 {
             // Completions the CQ could not hold wait in the kernel; entering
             // with GETEVENTS moves them into the CQ.
-            overflowCount.add(1, ordering: .relaxed)
+            overflowCount.addOnRingThread(1)
             _ = io_uring_get_events(ring)
             reaping = false
             total += reapAvailable()
@@ -297,7 +297,24 @@ extension RingCore {
         return total
     }
 
+    @inline(__always)
     private func dispatch(userData: UInt64, result: Int32, flags: UInt32) {
+        // The ring's own requests and probes all have the top bit set; a
+        // caller's request (slot indexes stay below 2³¹) never has.
+        if userData & Self.probeBit != 0 {
+            dispatchInternal(userData: userData, result: result)
+            return
+        }
+        guard let found = slotInKernel(userData) else {
+            return  // Not ours any more; cannot happen unless the kernel misbehaves.
+        }
+        // Without a retain and a release per completion: `trackedSlots`
+        // keeps every slot in the table alive for the ring's life.
+        found._withUnsafeGuaranteedRef { complete($0, userData: userData, result: result, flags: flags) }
+    }
+
+    /// A completion of one of the ring's own requests, or of a probe.
+    private func dispatchInternal(userData: UInt64, result: Int32) {
         if userData == Self.wakeTag {
             wakeArmed = false
             return
@@ -317,16 +334,7 @@ extension RingCore {
             messageReceiver?(userData, result)
             return
         }
-        if userData & Self.probeBit != 0 {
-            probeCompleted(target: userData & ~Self.probeBit, result: result)
-            return
-        }
-        guard let found = slotInKernel(userData) else {
-            return  // Not ours any more; cannot happen unless the kernel misbehaves.
-        }
-        // Without a retain and a release per completion: `trackedSlots`
-        // keeps every slot in the table alive for the ring's life.
-        found._withUnsafeGuaranteedRef { complete($0, userData: userData, result: result, flags: flags) }
+        probeCompleted(target: userData & ~Self.probeBit, result: result)
     }
 
     /// Hands a completion to the slot it belongs to.
@@ -341,7 +349,7 @@ extension RingCore {
             return
         }
         kernelInFlight -= 1
-        completedCount.add(1, ordering: .relaxed)
+        completedCount.addOnRingThread(1)
         // A request cancelled to look for lost completions fails as such,
         // not as if someone had cancelled it.
         let reported = slot.probedForLoss && result == -ECANCELED ? -EBADR : result
@@ -350,6 +358,7 @@ extension RingCore {
 
     /// The slot whose request in the kernel carries this `user_data` (for a
     /// batch member, the batch's slot).
+    @inline(__always)
     private func slotInKernel(_ userData: UInt64) -> Unmanaged<OperationSlot>? {
         let index = Int(userData >> 32)
         guard index < kernelTable.count, let entry = kernelTable[index] else { return nil }
@@ -372,8 +381,8 @@ extension RingCore {
         let member = Self.member(of: userData)
         guard results[member] == OperationSlot.resultPending else { return }
         kernelInFlight -= 1
-        completedCount.add(1, ordering: .relaxed)
-        if lost { lostCount.add(1, ordering: .relaxed) }
+        completedCount.addOnRingThread(1)
+        if lost { lostCount.addOnRingThread(1) }
         // As for single requests: cancelled to look for a lost completion
         // is reported as lost, not as cancelled.
         results[member] = lost || (slot.probedForLoss && result == -ECANCELED) ? -EBADR : result
@@ -437,8 +446,8 @@ extension RingCore {
             return
         }
         kernelInFlight -= 1
-        completedCount.add(1, ordering: .relaxed)
-        lostCount.add(1, ordering: .relaxed)
+        completedCount.addOnRingThread(1)
+        lostCount.addOnRingThread(1)
         finish(slot, result: -EBADR, flags: 0)
     }
 
@@ -574,7 +583,7 @@ extension RingCore {
             inbox.sleeping = false
             return !stillSleeping
         }
-        if wasWoken { wakeUpCount.add(1, ordering: .relaxed) }
+        if wasWoken { wakeUpCount.addOnRingThread(1) }
     }
 
     // MARK: Shutdown

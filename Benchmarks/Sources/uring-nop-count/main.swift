@@ -40,6 +40,33 @@ if arguments.count > 1 && arguments[1] == "c" {
                 }
             }
         }
+    } else if arguments.count > 3 && arguments[1] == "reads32" {
+        // `reads32 N FILE`: N random 4 KiB reads of FILE (at least 1 MiB,
+        // ideally in the page cache), 32 per `read(into:atOffsets:)`, as in
+        // `uring-bench randread`'s batch mode; or with "creads32", C's loop.
+        try await RingActor.run(options: options) { ring in
+            let file = try await File.open(FilePath(arguments[3]), on: ring)
+            let blocks = UInt64(try await file.metadata().size / 4096)
+            var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 4096), count: 32)
+            var offsets = [Int64](repeating: 0, count: 32)
+            var state: UInt64 = 1
+            for _ in 0..<(count / 32) {
+                for i in 0..<32 {
+                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    offsets[i] = Int64((state >> 33) % blocks) * 4096
+                }
+                _ = try await file.read(into: &buffers, atOffsets: offsets)
+            }
+            try await file.close()
+        }
+    } else if arguments.count > 3 && arguments[1] == "creads32" {
+        let size = try await RingActor.run { ring in
+            let file = try await File.open(FilePath(arguments[3]), on: ring)
+            let size = try await file.metadata().size
+            try await file.close()
+            return size
+        }
+        precondition(cbaseline_randread(arguments[3], 0, 32, UInt32(count), Int64(size)) > 0)
     } else if arguments.count > 1 && arguments[1] == "swift32" {
         try await RingActor.run { ring in
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -29,6 +29,28 @@ public protocol IOBuffer: ~Copyable, Sendable {
     mutating func withUnsafeMutableIOBytes<Result, Failure: Error>(
         _ body: (UnsafeMutableRawBufferPointer) throws(Failure) -> Result
     ) throws(Failure) -> Result
+
+    /// The address of the first byte, for the kernel to read (nil when
+    /// empty). An implementation detail with a default; a conformance
+    /// provides its own only to be faster.
+    func _stableIOAddress() -> UnsafeRawPointer?
+
+    /// The address of the first byte, for the kernel to write (nil when
+    /// empty). An implementation detail with a default, like
+    /// `_stableIOAddress()`.
+    mutating func _stableMutableIOAddress() -> UnsafeMutableRawPointer?
+}
+
+extension IOBuffer where Self: ~Copyable {
+    /// The default: the address `withUnsafeIOBytes` shows.
+    public func _stableIOAddress() -> UnsafeRawPointer? {
+        withUnsafeIOBytes { $0.baseAddress }
+    }
+
+    /// The default: the address `withUnsafeMutableIOBytes` shows.
+    public mutating func _stableMutableIOAddress() -> UnsafeMutableRawPointer? {
+        withUnsafeMutableIOBytes { $0.baseAddress }
+    }
 }
 
 /// A token only this package can create, which closes ``IOBuffer``.
@@ -43,6 +65,17 @@ public struct IOBufferConformance: Sendable {
 extension Array: IOBuffer where Element == UInt8 {
     /// This library's conformance.
     public static var _ioBufferConformance: IOBufferConformance { IOBufferConformance() }
+
+    /// The array's first byte, without the generic closure of
+    /// `withUnsafeIOBytes` (which cost a metadata lookup per operation).
+    public func _stableIOAddress() -> UnsafeRawPointer? {
+        withUnsafeBytes { $0.baseAddress }
+    }
+
+    /// The array's first byte, for writing (unique storage first).
+    public mutating func _stableMutableIOAddress() -> UnsafeMutableRawPointer? {
+        withUnsafeMutableBytes { $0.baseAddress }
+    }
 
     /// Calls `body` with the array's bytes, for the kernel to read.
     public func withUnsafeIOBytes<Result, Failure: Error>(
@@ -72,11 +105,11 @@ extension IOBuffer where Self: ~Copyable {
     /// value is unmutated and alive) and only while the caller keeps the
     /// buffer lent to the operation, which lasts until the completion.
     mutating func stableMutableAddress() -> UnsafeMutableRawPointer? {
-        withUnsafeMutableIOBytes { $0.baseAddress }
+        _stableMutableIOAddress()
     }
 
     /// Read-only counterpart of ``stableMutableAddress()``.
     func stableAddress() -> UnsafeRawPointer? {
-        withUnsafeIOBytes { $0.baseAddress }
+        _stableIOAddress()
     }
 }

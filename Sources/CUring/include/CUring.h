@@ -44,6 +44,7 @@ static const int CU_AT_EMPTY_PATH = 0x1000;
 
 /// Flag values that Swift cannot import from the enum-typed macros.
 static const unsigned char CU_IOSQE_IO_LINK = IOSQE_IO_LINK;
+static const unsigned char CU_IOSQE_ASYNC = IOSQE_ASYNC;
 static const unsigned char CU_IOSQE_IO_HARDLINK = IOSQE_IO_HARDLINK;
 
 /// The probe entry for `index` (Swift cannot index the flexible array).

@@ -28,6 +28,11 @@ extension File {
     /// the reads still in flight are cancelled; their memory, and the
     /// descriptor, are released once the kernel is done with them.
     ///
+    /// Reads of 16 KiB or more from a regular file are done by the kernel's
+    /// worker threads, so copying from the page cache overlaps with the
+    /// consumer's work on another core and never holds up the ring's
+    /// thread; shorter reads are copied inline, which costs less.
+    ///
     /// The chunks are ordinary arrays, not aligned, so a file opened with
     /// ``OpenOptions/direct`` fails here with `EINVAL`; read such files with
     /// ``AlignedBuffer`` and `read(into: &buffer, at:)`.
@@ -294,6 +299,12 @@ final class ChunkReader {
         return completion
     }
 
+    /// Reads of a regular file this long or longer are done by a kernel
+    /// worker (`IOSQE_ASYNC`) rather than inline in the ring thread's
+    /// submission: a shorter copy costs less than the hand-off (see
+    /// `uring-bench smallfiles` and `seqread`).
+    static let workerReadThreshold = 16 * 1024
+
     private func fill() throws {
         guard let descriptor else { return }
         while inFlight.count < readAhead {
@@ -311,6 +322,10 @@ final class ChunkReader {
             let fd = descriptor.fd
             let slot = core.submit(keepAlive: box) {
                 io_uring_prep_read(&$0, fd, box.address, UInt32(length), position)
+                // A large copy from the page cache goes to a kernel worker,
+                // on another core, so it overlaps with what the consumer
+                // does with the chunk before, and the ring thread stays free.
+                if positional && length >= Self.workerReadThreshold { $0.flags |= CU_IOSQE_ASYNC }
             }
             inFlight.append(Read(slot: slot, box: box, offset: offset, length: length))
             if positional { nextOffset += Int64(length) }

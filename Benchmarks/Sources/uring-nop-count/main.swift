@@ -2,7 +2,10 @@
 // (mode (a): one task in RingActor.run), "swift32" (mode (c): 32 tasks in
 // RingActor.run), "iso" and "iso32" (the same from functions isolated to the
 // ring, with no task executor preference), "batch32" (mode (d): ring.batch
-// of 32 in RingActor.run), or "c" (C on liburing). The nop scenario runs it under
+// of 32 in RingActor.run), or "c" (C on liburing). For profiling other
+// scenarios: "reads32 N FILE"/"creads32 N FILE" (randread's batch mode and
+// C's loop) and "walk N ROOT [CONCURRENCY]"/"cwalk N ROOT" (walk's
+// withMetadata mode and C's loop). The nop scenario runs it under
 // callgrind to count instructions, and it is what to profile with
 // `perf record`; it is a program of its own because valgrind cannot run
 // uring-bench itself (its malloc interposer and Foundation).
@@ -58,6 +61,21 @@ if arguments.count > 1 && arguments[1] == "c" {
                 _ = try await file.read(into: &buffers, atOffsets: offsets)
             }
             try await file.close()
+        }
+    } else if arguments.count > 3 && arguments[1] == "walk" {
+        // `walk N ROOT`: N walks of ROOT with metadata, as in `uring-bench
+        // walk`; with "cwalk", C's loop.
+        // With the default options (spinning on), as uring-bench walk runs.
+        let concurrency = arguments.count > 4 ? Int(arguments[4]) : nil
+        try await RingActor.run { ring in
+            for _ in 0..<count {
+                for try await _ in Directory.walk(FilePath(arguments[3]), on: ring, withMetadata: true, concurrency: concurrency) {}
+            }
+        }
+    } else if arguments.count > 3 && arguments[1] == "cwalk" {
+        for _ in 0..<count {
+            var entries: Int64 = 0
+            precondition(cbaseline_walk(arguments[3], &entries) > 0)
         }
     } else if arguments.count > 3 && arguments[1] == "creads32" {
         let size = try await RingActor.run { ring in

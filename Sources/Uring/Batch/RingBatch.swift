@@ -40,8 +40,10 @@ public struct RingBatch: ~Copyable {
     fileprivate let core: RingCore
     /// The requests, in order.
     fileprivate var requests: [Request] = []
-    /// The kinds of operation in `requests`, each once.
-    fileprivate var kinds: [UringOperation] = []
+    /// Whether `requests` holds writes, and sends (NOPs need no check: every
+    /// io_uring has them).
+    fileprivate var hasWrites = false
+    fileprivate var hasSends = false
     /// One per write and send (NOPs carry nothing).
     fileprivate var payloads: [Payload] = []
     /// The first argument found wrong while adding, thrown before anything
@@ -58,7 +60,7 @@ public struct RingBatch: ~Copyable {
 
     /// Adds a request that does nothing; its result is 0.
     public mutating func nop() {
-        add(Request(operation: .nop))
+        requests.append(Request(operation: .nop))
     }
 
     /// Adds a write of `bytes` to `file` at `offset`; its result is the
@@ -75,7 +77,8 @@ public struct RingBatch: ~Copyable {
         // mutated, alive until the write completes.
         let address = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
         payloads.append(Payload(index: requests.count, bytes: bytes, context: .path(io.path)))
-        add(
+        hasWrites = true
+        requests.append(
             Request(
                 operation: .write, fd: io.fd, length: UInt32(min(bytes.count, DescriptorIO.maximumTransfer)),
                 address: address, offset: UInt64(offset)))
@@ -89,17 +92,11 @@ public struct RingBatch: ~Copyable {
         // As for `write`: `payloads` keeps the array alive and unchanged.
         let address = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
         payloads.append(Payload(index: requests.count, bytes: bytes, context: .address(io.address)))
-        add(
+        hasSends = true
+        requests.append(
             Request(
                 operation: .send, fd: io.fd, length: UInt32(min(bytes.count, DescriptorIO.maximumTransfer)),
                 address: address))
-    }
-
-    private mutating func add(_ request: Request) {
-        if requests.last?.operation != request.operation && !kinds.contains(request.operation) {
-            kinds.append(request.operation)
-        }
-        requests.append(request)
     }
 
     private mutating func check(_ operation: UringOperation, count: Int, core: RingCore) -> Bool {
@@ -150,7 +147,8 @@ extension RingActor {
         let core = self.core
         let requests = batch.requests
         try core.admit(requests[0].operation, about: RingBatch.context(of: 0, in: batch.payloads))
-        for operation in batch.kinds where !core.isSupported(operation) {
+        let kinds: [UringOperation] = (batch.hasWrites ? [.write] : []) + (batch.hasSends ? [.send] : [])
+        for operation in kinds where !core.isSupported(operation) {
             let index = requests.firstIndex { $0.operation == operation }!
             throw RingBatch.context(of: index, in: batch.payloads).error(.unsupported, operation)
         }

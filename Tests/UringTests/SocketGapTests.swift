@@ -40,6 +40,36 @@ extension AllTests {
             }
         }
 
+        @Test(
+            "sendZeroCopy to a peer that never reads ends at the deadline with timedOut",
+            .requires(.sendZeroCopy, "IORING_OP_SEND_ZC (6.0+)"))
+        func zeroCopyDeadline() async throws {
+            try await RingActor.run { ring in
+                let listener = try await StreamListener.bind(to: .loopback(port: 0), on: ring)
+                let sender = Shared(try await StreamConnection.connect(to: listener.localAddress, on: ring))
+                let silent = Shared(try await listener.accept())
+                let piece = [UInt8](repeating: 1, count: 1 << 20)
+                do {
+                    let sends = try await withTimeout(.milliseconds(100)) {
+                        // Fills the socket's buffers (a few MiB on loopback),
+                        // then waits for room that never comes.
+                        var sends = 0
+                        while sends < 1_000 {
+                            _ = try await sender.value.sendZeroCopy(piece)
+                            sends += 1
+                        }
+                        return sends
+                    }
+                    Issue.record("\(sends) MiB went into a socket nobody reads")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                    #expect(error.operation == .sendZeroCopy)
+                }
+                _ = silent
+                try await listener.close()
+            }
+        }
+
         @Test("a Unix-domain stream listener on a path: connect, echo, and a second bind names the path")
         func unixStream() async throws {
             let scratch = Scratch()

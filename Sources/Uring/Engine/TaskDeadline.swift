@@ -49,3 +49,36 @@ extension RingCore {
         return try check(completion, operation, about: context)
     }
 }
+
+/// Set by a deadline timer when it fires.
+final class TimerFired: Sendable {
+    let flag = Atomic<Bool>(false)
+}
+
+extension RingCore {
+    /// Waits for the request in `slot`, which a kernel timer that nobody
+    /// awaits cancels at `deadline` (at once if it has passed): the form
+    /// for a request already submitted, or one a linked timeout would not
+    /// end. The request is still awaited to its completion, so memory it
+    /// uses is never touched after this returns. Returns the completion,
+    /// and whether it failed because the timer cancelled it.
+    nonisolated(nonsending) func completion(
+        of slot: OperationSlot, cancellingAt deadline: RingClock.Instant
+    ) async -> (Completion, cancelledByDeadline: Bool) {
+        let target = slot.userData
+        let time = KernelTimespec(absolute: deadline)
+        let fired = TimerFired()
+        let timer = submitStream(keepAlive: time, handler: { [self] result, _ in
+            guard result == -ETIME else { return }
+            fired.flag.store(true, ordering: .releasing)
+            requestCancellation(target)
+        }) {
+            io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
+        }
+        let completion = await completion(of: slot)
+        requestCancellation(timer)
+        // Cancelled by the timer: ECANCELED, or EINTR for a request a kernel
+        // worker was blocked in.
+        return (completion, completion.result < 0 && fired.flag.load(ordering: .acquiring))
+    }
+}

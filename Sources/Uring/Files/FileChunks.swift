@@ -139,11 +139,6 @@ final class ChunkBox: @unchecked Sendable {
     }
 }
 
-/// Set by a deadline timer when it fires.
-final class TimerFired: Sendable {
-    let flag = Atomic<Bool>(false)
-}
-
 /// The iterator's state: the reads in flight, in file order.
 final class ChunkReader {
     private struct Read {
@@ -280,22 +275,8 @@ final class ChunkReader {
             core.abandon(slot)
             throw timedOut
         }
-        let core = self.core
-        let target = slot.userData
-        let time = KernelTimespec(absolute: deadline)
-        let fired = TimerFired()
-        let timer = core.submitStream(keepAlive: time, handler: { result, _ in
-            guard result == -ETIME else { return }
-            fired.flag.store(true, ordering: .releasing)
-            core.requestCancellation(target)
-        }) {
-            io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
-        }
-        let completion = await core.completion(of: slot)
-        core.requestCancellation(timer)
-        // Cancelled by the timer: ECANCELED, or EINTR for a read a kernel
-        // worker was blocked in.
-        if completion.result < 0 && fired.flag.load(ordering: .acquiring) { throw timedOut }
+        let (completion, cancelledByDeadline) = await core.completion(of: slot, cancellingAt: deadline)
+        if cancelledByDeadline { throw timedOut }
         return completion
     }
 

@@ -71,7 +71,11 @@ extension StreamConnection {
         // sending side, which ends the waiting splice, and the send throws
         // `timedOut`. The connection cannot send after that; close it.
         guard deadline > .now else { throw UringError.timedOut(.splice).about(remoteAddress) }
-        let watchdog = SendWatchdog(socket: io.fd)
+        let socket = io.fd
+        let watchdog = SendWatchdog {
+            _ = Glibc.shutdown(socket, Int32(SHUT_WR))
+            return true
+        }
         let core = ring.core
         try core.admit(.splice, about: .address(remoteAddress))
         // A kernel timer nobody awaits: its handler runs on the ring thread
@@ -85,10 +89,10 @@ extension StreamConnection {
         defer { core.requestCancellation(timer) }
         do {
             let sent = try await splice(file, from: offset, count: count, timed: true)
-            if watchdog.finish() { throw UringError.timedOut(.splice).about(remoteAddress) }
+            if watchdog.finish().fired { throw UringError.timedOut(.splice).about(remoteAddress) }
             return sent
         } catch {
-            if watchdog.finish() { throw UringError.timedOut(.splice).about(remoteAddress) }
+            if watchdog.finish().fired { throw UringError.timedOut(.splice).about(remoteAddress) }
             throw error
         }
     }
@@ -171,36 +175,5 @@ extension StreamConnection {
             sent += Int64(piece)
         }
         return sent
-    }
-}
-
-/// Keeps a deadline for a splice into a socket: at the deadline, unless the
-/// send finished first, it shuts the socket's sending side.
-private final class SendWatchdog: Sendable {
-    private let socket: Int32
-    /// (finished, fired); each happens once, and only one of them acts.
-    private let state = Locked((finished: false, fired: false))
-
-    init(socket: Int32) {
-        self.socket = socket
-    }
-
-    /// The deadline passed: shuts the sending side, unless the send is over.
-    func fire() {
-        state.withLock { state in
-            // Under the lock: the sender's `finish` cannot have returned, so
-            // the descriptor is still open and still this socket.
-            guard !state.finished else { return }
-            state.fired = true
-            _ = Glibc.shutdown(socket, Int32(SHUT_WR))
-        }
-    }
-
-    /// Marks the send over; returns whether the watchdog fired first.
-    func finish() -> Bool {
-        state.withLock { state in
-            state.finished = true
-            return state.fired
-        }
     }
 }

@@ -155,12 +155,48 @@ struct SocketIO {
         _ prepare: (inout io_uring_sqe) -> Void
     ) async throws -> Int {
         try core.admit(operation, about: .address(errorAddress))
+        let deadline = TaskDeadline.inForce
+        if let deadline, deadline <= .now { throw UringError(.timedOut, operation, address: errorAddress) }
         let state = ZeroCopyState(keeping: keepAlive)
         let sent = state.sent
         let slot = core.submit(keepAlive: state, onIntermediateCompletion: { result, _ in
             sent.pointer.pointee = result  // the send's own completion (F_MORE)
         }, prepare)
-        let completion = await core.completion(of: slot)
+        let completion: Completion
+        if let deadline {
+            // A linked timeout cannot follow a request with two completions,
+            // and no cancellation ends the wait for the notification while
+            // the kernel still holds the bytes (a peer that stopped reading
+            // leaves them queued). So a watchdog timer keeps the deadline:
+            // it cancels the send, and, if the kernel took bytes, resets a
+            // stream connection, which frees them; the call throws
+            // `timedOut`, and the connection must be closed.
+            let socket = fd
+            let watchdog = SendWatchdog {
+                // Nothing taken: cancelling the send is enough.
+                guard sent.pointer.pointee >= 0 else { return false }
+                return Self.reset(streamSocket: socket)
+            }
+            let core = self.core
+            let target = slot.userData
+            let time = KernelTimespec(absolute: deadline)
+            let timer = core.submitStream(keepAlive: time, handler: { result, _ in
+                guard result == -ETIME else { return }
+                watchdog.fire()
+                core.requestCancellation(target)
+            }) {
+                io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
+            }
+            completion = await core.completion(of: slot)
+            core.requestCancellation(timer)
+            let (fired, reset) = watchdog.finish()
+            // Cancelled too late to stop the send: the bytes went, and the
+            // count is returned as usual.
+            let sentAnyway = completion.flags & IORING_CQE_F_NOTIF != 0 && sent.pointer.pointee >= 0
+            if reset || (fired && !sentAnyway) { throw UringError(.timedOut, operation, address: errorAddress) }
+        } else {
+            completion = await core.completion(of: slot)
+        }
         if completion.flags & IORING_CQE_F_NOTIF == 0 {
             // No notification follows: this was the send's only completion.
             return Int(try core.check(completion, operation, about: .address(errorAddress)))
@@ -168,6 +204,19 @@ struct SocketIO {
         let result = sent.pointer.pointee
         if result < 0 { throw core.error(for: result, operation, about: .address(errorAddress)) }
         return Int(result)
+    }
+
+    /// Disconnects a stream socket (not a datagram one): `connect` to
+    /// `AF_UNSPEC` drops what the socket still queues and sends a reset.
+    /// Returns whether it did.
+    static func reset(streamSocket socket: Int32) -> Bool {
+        var type: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(socket, SOL_SOCKET, SO_TYPE, &type, &length) == 0, type == Int32(SOCK_STREAM.rawValue)
+        else { return false }
+        var none = sockaddr()
+        none.sa_family = sa_family_t(AF_UNSPEC)
+        return Glibc.connect(socket, &none, socklen_t(MemoryLayout<sockaddr>.size)) == 0
     }
 
     /// Sends all `count` bytes, continuing after short sends.

@@ -147,6 +147,13 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// longer reads the buffer, which for TCP is when the peer acknowledged
     /// the data. Worth it for large buffers; for small ones ``send(_:)-(Buffer)`` is
     /// faster.
+    ///
+    /// A peer that stops reading can keep the kernel holding the bytes, and
+    /// so this call waiting, indefinitely. Inside ``withDeadline(_:_:)`` (or
+    /// ``withTimeout(_:_:)``) the deadline ends it: the send is cancelled,
+    /// and if the kernel already took bytes of it the connection is reset,
+    /// which frees them; the call throws ``UringError/Kind/timedOut``, and
+    /// the connection must be closed.
     public func sendZeroCopy<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
         try await io.sendZeroCopy(address(of: buffer), count: buffer.count)
     }

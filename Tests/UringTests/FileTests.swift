@@ -114,6 +114,18 @@ extension AllTests {
             #expect(targets[0] == Array("ab".utf8))
             #expect(targets[1] == Array("cdefg".utf8))
             #expect(Array(targets[2][..<3]) == Array("hij".utf8))
+            // More buffers than one request may have: refused by name, before
+            // the kernel sees it.
+            var many = [[UInt8]](repeating: [0], count: 1_025)
+            for attempt in [UringOperation.writeVectored, .readVectored] {
+                do {
+                    _ = attempt == .writeVectored ? try await file.write(many, at: 0) : try await file.read(into: &many, at: 0)
+                    Issue.record("\(attempt) with 1,025 buffers succeeded")
+                } catch let error as UringError {
+                    #expect(error.kind == .invalidArgument && error.operation == attempt, "\(error)")
+                    #expect(error.path == scratch.file("v"))
+                }
+            }
             try await file.close()
             await ring.shutdown()
         }

@@ -16,6 +16,8 @@ struct DescriptorIO {
 
     /// The kernel caps one transfer at this many bytes (`MAX_RW_COUNT`).
     static let maximumTransfer = 0x7fff_f000
+    /// The most buffers one vectored request may have (`UIO_MAXIOV`).
+    static let maximumVectors = 1024
     /// `-1` as an io_uring offset: use and advance the file position.
     static let currentPosition = UInt64.max
 

@@ -187,9 +187,19 @@ public struct File: ~Copyable, Sendable {
         }
     }
 
+    /// Refuses more buffers than one vectored request may have.
+    private func checkVectorCount(_ operation: UringOperation, _ count: Int) throws(UringError) {
+        if count > DescriptorIO.maximumVectors {
+            throw UringError.invalid(
+                operation, path: path,
+                "\(count) buffers in one request; the kernel takes at most \(DescriptorIO.maximumVectors)")
+        }
+    }
+
     /// Reads into several buffers in one request (`readv`), filling each in
-    /// turn; returns the total bytes read.
+    /// turn (at most 1,024 buffers); returns the total bytes read.
     public func read<Buffer: IOBuffer>(into buffers: inout [Buffer], at offset: Int64) async throws -> Int {
+        try checkVectorCount(.readVectored, buffers.count)
         let vectors = KernelMemory(repeating: iovec(), count: buffers.count)
         var total = 0
         for i in buffers.indices {
@@ -320,9 +330,10 @@ public struct File: ~Copyable, Sendable {
         }
     }
 
-    /// Writes several buffers in one request (`writev`); returns the bytes
-    /// written.
+    /// Writes several buffers in one request (`writev`, at most 1,024
+    /// buffers); returns the bytes written.
     public func write<Buffer: IOBuffer>(_ buffers: [Buffer], at offset: Int64) async throws -> Int {
+        try checkVectorCount(.writeVectored, buffers.count)
         let vectors = KernelMemory(repeating: iovec(), count: buffers.count)
         var total = 0
         for i in buffers.indices {

@@ -176,16 +176,13 @@ extension SocketIO {
         }
     }
 
-    /// The most buffers one message may have (`UIO_MAXIOV`).
-    static let maximumVectors = 1024
-
     /// Checks a message's buffers: at least one byte, at most
-    /// ``maximumVectors`` buffers.
+    /// `DescriptorIO.maximumVectors` buffers.
     func validate(_ operation: UringOperation, _ box: MessageBox) throws {
         try validate(operation, count: box.byteCount)
-        if box.vectorCount > Self.maximumVectors {
+        if box.vectorCount > DescriptorIO.maximumVectors {
             throw UringError.invalid(
-                operation, "\(box.vectorCount) buffers in one message; the kernel takes at most \(Self.maximumVectors)"
+                operation, "\(box.vectorCount) buffers in one message; the kernel takes at most \(DescriptorIO.maximumVectors)"
             ).about(address)
         }
     }

@@ -192,7 +192,7 @@ public struct StreamConnection: ~Copyable, Sendable {
         var remaining = Buffer.vectors(reading: buffers).filter { $0.iov_len > 0 }[...]
         if remaining.isEmpty { try io.validate(.sendMessage, count: 0) }
         while !remaining.isEmpty {
-            let box = MessageBox(vectors: Array(remaining.prefix(SocketIO.maximumVectors)))
+            let box = MessageBox(vectors: Array(remaining.prefix(DescriptorIO.maximumVectors)))
             var sent = try await io.sendMessage(box, to: nil)
             // A socket that takes nothing would loop here for ever.
             if sent == 0 { throw UringError.system(.sendMessage, EPIPE).about(remoteAddress) }

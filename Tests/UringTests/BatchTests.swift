@@ -95,13 +95,12 @@ extension AllTests {
             }
         }
 
-        @Test("a batch larger than the submission queue and the in-flight limit goes in pieces, results in order")
+        @Test("a batch larger than the submission queue goes in pieces, results in order")
         func largerThanTheQueue() async throws {
             let scratch = Scratch()
             let path = scratch.file("pieces")
             var options = RingOptions()
             options.entries = 8
-            options.maximumInFlight = 4
             try await RingActor.run(options: options) { ring in
                 let file = try await File.open(path, .readWrite, options: [.create, .truncate], on: ring)
                 let records = (0..<50).map { pattern(count: 1 + $0, seed: UInt64($0)) }
@@ -123,6 +122,29 @@ extension AllTests {
                 #expect(ring.core.pool.inUseCount == 0, "every slot went back to the pool")
                 try await file.close()
             }
+        }
+
+        @Test("under an in-flight limit, a batch completes beside a request that stays in the kernel")
+        func underTheInFlightLimit() async throws {
+            var options = RingOptions()
+            options.entries = 8
+            options.maximumInFlight = 4
+            let ring = try RingActor(options: options)
+            let sleeper = Task { try await ring.sleep(for: .seconds(3600)) }
+            while ring.statistics.inFlight == 0 {
+                try Task.checkCancellation()
+                await Task.yield()
+            }
+            // One place of four is taken for good: the batch must go in
+            // pieces that fit the other three.
+            let results = try await ring.batch { batch in
+                for _ in 0..<20 { batch.nop() }
+            }
+            #expect(results == [Int](repeating: 0, count: 20))
+            sleeper.cancel()
+            _ = await sleeper.result
+            #expect(ring.statistics.inFlight == 0)
+            await ring.shutdown()
         }
 
         /// Runs a batch of four 1 MiB sends to a peer that never reads, so all

@@ -125,6 +125,14 @@ final class OperationSlot: @unchecked Sendable {
     /// chain, when it heads one (a batch is never part of a chain).
     var kernelEntries: Int { batchCount > 0 ? batchCount : max(1, chainLength) }
 
+    /// Gives every batch member still without a result `result`.
+    func fillPendingResults(with result: Int32) {
+        guard batchCount > 0, let results = batchResults else { return }
+        for member in 0..<batchCount where results[member] == Self.resultPending {
+            results[member] = result
+        }
+    }
+
     /// Makes the slot stand for `count` requests (1 to `maximumBatch`), each
     /// zeroed and then filled by `prepare` with its place in the batch; the
     /// results start out pending. Caller side, before the slot is posted.

@@ -502,6 +502,7 @@ final class RingCore: @unchecked Sendable {
             }
             slot.abortedByShutdown = true
             slot.result = -ECANCELED
+            slot.fillPendingResults(with: -ECANCELED)
             // Nobody else holds the slot: the ring thread is gone.
             let before = slot.phase.exchange(OperationSlot.Phase.completed.rawValue, ordering: .acquiringAndReleasing)
             if before == OperationSlot.Phase.detached.rawValue { pool.release(slot, onRingThread: false) }

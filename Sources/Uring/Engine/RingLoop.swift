@@ -466,11 +466,7 @@ extension RingCore {
     /// Publishes a final result and wakes or recycles according to the caller.
     /// For a batch, `result` goes to every member that has none yet.
     func finish(_ slot: OperationSlot, result: Int32, flags: UInt32) {
-        if slot.batchCount > 0, let results = slot.batchResults {
-            for member in 0..<slot.batchCount where results[member] == OperationSlot.resultPending {
-                results[member] = result
-            }
-        }
+        slot.fillPendingResults(with: result)
         slot.ringSide = .none
         slot.ringUserData = 0
         slot.probedForLoss = false

@@ -112,7 +112,10 @@ extension RingCore {
         _ count: Int, keepAlive: AnyObject? = nil, _ prepare: (Int, inout io_uring_sqe) -> Void
     ) -> [OperationSlot] {
         let onRingThread = isRingThread
-        let piece = min(OperationSlot.maximumBatch, Int(submissionEntries))
+        // Under an in-flight limit, one request per slot: a larger piece
+        // would wait for that many free places, which requests that stay
+        // in the kernel (a multishot receive, a timer) may never leave.
+        let piece = maximumInFlight < Int.max / 2 ? 1 : min(OperationSlot.maximumBatch, Int(submissionEntries))
         var slots: [OperationSlot] = []
         slots.reserveCapacity((count + piece - 1) / piece)
         var start = 0

@@ -301,12 +301,13 @@ final class ChunkReader {
             let offset = nextOffset
             let position = positional ? UInt64(offset) : DescriptorIO.currentPosition
             let fd = descriptor.fd
+            let regularFile = knownSize != nil
             let slot = core.submit(keepAlive: box) {
                 io_uring_prep_read(&$0, fd, box.address, UInt32(length), position)
                 // A large copy from the page cache goes to a kernel worker,
                 // on another core, so it overlaps with what the consumer
                 // does with the chunk before, and the ring thread stays free.
-                if positional && length >= Self.workerReadThreshold { $0.flags |= CU_IOSQE_ASYNC }
+                if regularFile && length >= Self.workerReadThreshold { $0.flags |= CU_IOSQE_ASYNC }
             }
             inFlight.append(Read(slot: slot, box: box, offset: offset, length: length))
             if positional { nextOffset += Int64(length) }

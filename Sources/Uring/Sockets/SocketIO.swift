@@ -168,15 +168,12 @@ struct SocketIO {
             // and no cancellation ends the wait for the notification while
             // the kernel still holds the bytes (a peer that stopped reading
             // leaves them queued). So a watchdog timer keeps the deadline:
-            // it cancels the send, and, if the kernel took bytes, resets a
-            // stream connection, which frees them; the call throws
-            // `timedOut`, and the connection must be closed.
+            // it resets a stream connection, which frees whatever bytes the
+            // kernel took (even ones taken while the cancel below is on its
+            // way), and cancels the send; the call throws `timedOut`, and
+            // the connection must be closed.
             let socket = fd
-            let watchdog = SendWatchdog {
-                // Nothing taken: cancelling the send is enough.
-                guard sent.pointer.pointee >= 0 else { return false }
-                return Self.reset(streamSocket: socket)
-            }
+            let watchdog = SendWatchdog { Self.reset(streamSocket: socket) }
             let core = self.core
             let target = slot.userData
             let time = KernelTimespec(absolute: deadline)

@@ -150,10 +150,10 @@ public struct StreamConnection: ~Copyable, Sendable {
     ///
     /// A peer that stops reading can keep the kernel holding the bytes, and
     /// so this call waiting, indefinitely. Inside ``withDeadline(_:_:)`` (or
-    /// ``withTimeout(_:_:)``) the deadline ends it: the send is cancelled,
-    /// and if the kernel already took bytes of it the connection is reset,
-    /// which frees them; the call throws ``UringError/Kind/timedOut``, and
-    /// the connection must be closed.
+    /// ``withTimeout(_:_:)``) the deadline ends it: the connection is reset,
+    /// which frees whatever bytes the kernel took, and the send cancelled;
+    /// the call throws ``UringError/Kind/timedOut``, and the connection
+    /// must be closed.
     public func sendZeroCopy<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
         try await io.sendZeroCopy(address(of: buffer), count: buffer.count)
     }

@@ -73,15 +73,8 @@ public struct RingBatch: ~Copyable {
             invalid = invalid ?? .invalid(.write, path: io.path, "offset \(offset) is negative")
             return
         }
-        // The address stays valid: `payloads` keeps this very array, never
-        // mutated, alive until the write completes.
-        let address = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
-        payloads.append(Payload(index: requests.count, bytes: bytes, context: .path(io.path)))
         hasWrites = true
-        requests.append(
-            Request(
-                operation: .write, fd: io.fd, length: UInt32(min(bytes.count, DescriptorIO.maximumTransfer)),
-                address: address, offset: UInt64(offset)))
+        addTransfer(.write, fd: io.fd, bytes: bytes, offset: UInt64(offset), context: .path(io.path))
     }
 
     /// Adds a send of `bytes` on `connection`; its result is the number of
@@ -89,14 +82,22 @@ public struct RingBatch: ~Copyable {
     public mutating func send(_ bytes: [UInt8], on connection: borrowing StreamConnection) {
         let io = connection.io
         guard check(.send, count: bytes.count, core: io.core) else { return }
-        // As for `write`: `payloads` keeps the array alive and unchanged.
-        let address = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
-        payloads.append(Payload(index: requests.count, bytes: bytes, context: .address(io.address)))
         hasSends = true
+        addTransfer(.send, fd: io.fd, bytes: bytes, offset: 0, context: .address(io.address))
+    }
+
+    /// Adds a write or send of `bytes`, keeping the array in `payloads`.
+    private mutating func addTransfer(
+        _ operation: UringOperation, fd: Int32, bytes: [UInt8], offset: UInt64, context: DescriptorContext
+    ) {
+        // The address stays valid: `payloads` keeps this very array, never
+        // mutated, alive until the request completes.
+        let address = bytes.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }
+        payloads.append(Payload(index: requests.count, bytes: bytes, context: context))
         requests.append(
             Request(
-                operation: .send, fd: io.fd, length: UInt32(min(bytes.count, DescriptorIO.maximumTransfer)),
-                address: address))
+                operation: operation, fd: fd, length: UInt32(min(bytes.count, DescriptorIO.maximumTransfer)),
+                address: address, offset: offset))
     }
 
     private mutating func check(_ operation: UringOperation, count: Int, core: RingCore) -> Bool {

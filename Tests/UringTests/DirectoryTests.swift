@@ -90,7 +90,7 @@ extension AllTests {
             try await RingActor.run { ring in
                 var seen: [String: (Uring.FileType, Int)] = [:]
                 var order: [String] = []
-                for try await entry in Directory.walk(root, on: ring) {
+                for try await entry in Directory.walk(root) {
                     let relative = String(entry.path.string.dropFirst(root.string.count + 1))
                     #expect(seen.updateValue((entry.type, entry.depth), forKey: relative) == nil, "\(entry) twice")
                     order.append(relative)
@@ -104,7 +104,7 @@ extension AllTests {
                 let directoryFirst = try #require(order.firstIndex(of: "b"))
                 #expect(try #require(order.firstIndex(of: "b/two.txt")) > directoryFirst)
                 var described = 0
-                for try await entry in Directory.walk(root, on: ring, withMetadata: true) {
+                for try await entry in Directory.walk(root, withMetadata: true) {
                     let metadata = try #require(entry.metadata, "\(entry)")
                     #expect(metadata.type == entry.type)
                     if entry.path.lastComponent == "two.txt" { #expect(metadata.size == 2) }
@@ -132,7 +132,7 @@ extension AllTests {
                 var orders: [[String]] = []
                 for concurrency in [1, 2, 16] {
                     var order: [String] = []
-                    for try await entry in Directory.walk(scratch.file("t"), on: ring, withMetadata: concurrency == 2, concurrency: concurrency) {
+                    for try await entry in Directory.walk(scratch.file("t"), withMetadata: concurrency == 2, concurrency: concurrency) {
                         order.append("\(entry.path) \(entry.depth) \(entry.type)")
                     }
                     orders.append(order)
@@ -143,7 +143,7 @@ extension AllTests {
                 // Stopping early leaves nothing behind once the walk is gone
                 // (the suite counts descriptors after the test).
                 var taken = 0
-                for try await _ in Directory.walk(scratch.file("t"), on: ring, concurrency: 16) {
+                for try await _ in Directory.walk(scratch.file("t"), concurrency: 16) {
                     taken += 1
                     if taken == 10 { break }
                 }
@@ -155,7 +155,7 @@ extension AllTests {
         func walkLargeDirectory() async throws {
             let scratch = Scratch()
             mkdir(scratch.path + "/big", 0o755)
-            let files = 2 * DirectoryLoad.entriesPerStep + 200
+            let files = 2 * WalkChannel.itemsPerBatch + 200
             for f in 0..<files { close(open(scratch.path + "/big/file-\(f)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)) }
             for d in 0..<20 {
                 mkdir(scratch.path + "/big/dir-\(d)", 0o755)
@@ -163,7 +163,7 @@ extension AllTests {
             }
             try await RingActor.run { ring in
                 var order: [String] = []
-                for try await entry in Directory.walk(scratch.file("big"), on: ring, concurrency: 8) {
+                for try await entry in Directory.walk(scratch.file("big"), concurrency: 8) {
                     order.append(String(entry.path.string.dropFirst(scratch.path.count + 5)))
                 }
                 #expect(order.count == files + 40)
@@ -187,7 +187,7 @@ extension AllTests {
                 let errors = Guarded<[UringError]>([])
                 var seen: [String: Uring.FileType] = [:]
                 for try await entry in Directory.walk(
-                    root, on: ring, followingLinks: true, onError: { error in errors.withLock { $0.append(error) } }
+                    root, followingLinks: true, onError: { error in errors.withLock { $0.append(error) } }
                 ) {
                     let relative = String(entry.path.string.dropFirst(root.string.count + 1))
                     #expect(seen.updateValue(entry.type, forKey: relative) == nil, "\(entry) twice")
@@ -204,7 +204,7 @@ extension AllTests {
                 #expect(reported.contains { $0.errno == .tooManySymbolicLinkLevels && $0.description.contains("b/c/up") }, "\(reported)")
                 // Without onError the loop ends the walk, naming the link.
                 do {
-                    for try await _ in Directory.walk(root, on: ring, withMetadata: true, followingLinks: true, concurrency: 8) {}
+                    for try await _ in Directory.walk(root, withMetadata: true, followingLinks: true, concurrency: 8) {}
                     Issue.record("a loop did not end the walk")
                 } catch let error as UringError {
                     #expect(error.errno == .tooManySymbolicLinkLevels)
@@ -220,7 +220,7 @@ extension AllTests {
             try await RingActor.run { ring in
                 let missing = scratch.file("nope")
                 do {
-                    for try await _ in Directory.walk(missing, on: ring) {}
+                    for try await _ in Directory.walk(missing) {}
                     Issue.record("walked a missing directory")
                 } catch let error as UringError {
                     #expect(error.errno == .noSuchFileOrDirectory)
@@ -240,7 +240,7 @@ extension AllTests {
             try await RingActor.run { ring in
                 let errors = Guarded<[UringError]>([])
                 var names: [String] = []
-                for try await entry in Directory.walk(scratch.file("a"), on: ring, onError: { error in errors.withLock { $0.append(error) } }) {
+                for try await entry in Directory.walk(scratch.file("a"), onError: { error in errors.withLock { $0.append(error) } }) {
                     names.append(entry.path.lastComponent?.string ?? "")
                 }
                 #expect(Set(names) == ["one.txt", "b", "link", "fifo"])

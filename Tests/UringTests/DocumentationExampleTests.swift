@@ -33,9 +33,9 @@ func writeAndReadBack(_ path: FilePath, on ring: RingActor) async throws -> Int 
     return n
 }
 
-func countFiles(withExtension suffix: String, under root: FilePath, on ring: RingActor) async throws -> Int {
+func countFiles(withExtension suffix: String, under root: FilePath) async throws -> Int {
     var count = 0
-    for try await entry in Directory.walk(root, on: ring) where entry.type == .regular {
+    for try await entry in Directory.walk(root) where entry.type == .regular {
         if entry.path.extension == suffix { count += 1 }
     }
     return count
@@ -70,7 +70,7 @@ extension AllTests {
                     let file = try await File.open(root.appending(name), .writeOnly, options: [.create], on: ring)
                     try await file.close()
                 }
-                #expect(try await countFiles(withExtension: "swift", under: root, on: ring) == 2)
+                #expect(try await countFiles(withExtension: "swift", under: root) == 2)
                 try await ring.removeTree(at: root)
                 await #expect(throws: UringError.self) { try await ring.metadata(at: root) }
             }

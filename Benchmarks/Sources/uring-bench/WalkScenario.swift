@@ -41,7 +41,7 @@ extension UringBench {
                 var seen = 0
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     var running = 0
-                    for try await entry in Directory.walk(FilePath(root), on: ring) {
+                    for try await entry in Directory.walk(FilePath(root)) {
                         if running == inFlight {
                             try await group.next()
                             running -= 1
@@ -63,7 +63,7 @@ extension UringBench {
         let batched = try await RingActor.run { ring in
             try await best(rounds, units: count) {
                 var seen = 0
-                for try await entry in Directory.walk(FilePath(root), on: ring, withMetadata: true) {
+                for try await entry in Directory.walk(FilePath(root), withMetadata: true) {
                     precondition(entry.metadata != nil)
                     seen += 1
                 }
@@ -76,7 +76,7 @@ extension UringBench {
         let oneAtATime = try await RingActor.run { ring in
             try await best(rounds, units: count) {
                 var seen = 0
-                for try await _ in Directory.walk(FilePath(root), on: ring, withMetadata: true, concurrency: 1) { seen += 1 }
+                for try await _ in Directory.walk(FilePath(root), withMetadata: true, concurrency: 1) { seen += 1 }
                 precondition(seen == count, "swift-uring walked \(seen) entries")
             }
         }

@@ -67,9 +67,11 @@ if arguments.count > 1 && arguments[1] == "c" {
         // walk`; with "cwalk", C's loop.
         // With the default options (spinning on), as uring-bench walk runs.
         let concurrency = arguments.count > 4 ? Int(arguments[4]) : nil
-        try await RingActor.run { ring in
+        var walkOptions = RingOptions()
+        if let spin = arguments.count > 5 ? Int(arguments[5]) : nil { walkOptions.idleSpin = .microseconds(spin) }
+        try await RingActor.run(options: walkOptions) { ring in
             for _ in 0..<count {
-                for try await _ in Directory.walk(FilePath(arguments[3]), on: ring, withMetadata: true, concurrency: concurrency) {}
+                for try await _ in Directory.walk(FilePath(arguments[3]), withMetadata: true, concurrency: concurrency) {}
             }
         }
     } else if arguments.count > 3 && arguments[1] == "cwalk" {

@@ -170,42 +170,78 @@ final class DirectoryReader: Sendable {
     static func readBatchHere(
         _ descriptor: OwnedDescriptor, path: FilePath?, withMetadata: Bool, followingLinks: Bool = false
     ) throws(UringError) -> [DirectoryEntry] {
-        let capacity = 32 * 1024
+        let capacity = DirectoryRecord.bufferSize
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
         defer { buffer.deallocate() }
-        let filled = cu_getdents64(descriptor.fd, buffer, UInt(capacity))
-        guard filled >= 0 else { throw .system(.listDirectory, Int32(-filled), path: path) }
+        let filled = try DirectoryRecord.list(descriptor.fd, into: buffer, path: path)
         var entries: [DirectoryEntry] = []
         var offset = 0
         while offset < filled {
-            // struct linux_dirent64: u64 d_ino, s64 d_off, u16 d_reclen, u8 d_type, char d_name[].
-            let record = buffer + offset
-            let inode = record.loadUnaligned(as: UInt64.self)
-            let length = Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
-            let kind = record.load(fromByteOffset: 18, as: UInt8.self)
-            let name = (record + 19).assumingMemoryBound(to: CChar.self)
-            offset += max(length, 1)
-            // Skip "." and "..".
-            if name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0)) { continue }
-            guard let component = FilePath.Component(platformString: name) else { continue }
+            let record = DirectoryRecord(buffer + offset)
+            offset += record.length
+            if record.isSelfOrParent { continue }
+            guard let component = FilePath.Component(platformString: record.name) else { continue }
             var metadata: FileMetadata? = nil
             if withMetadata {
-                var info = statx()
-                let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
-                var status = cu_statx(descriptor.fd, name, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW, mask, &info)
-                if status == -ENOENT && followingLinks {
-                    // A link to nothing is listed as the link it is.
-                    status = cu_statx(descriptor.fd, name, AT_SYMLINK_NOFOLLOW, mask, &info)
-                }
-                if status == -ENOENT { continue }  // removed since it was listed
-                // Any other failure (EACCES, say) leaves this entry without
-                // metadata rather than losing the rest of the batch.
-                if status == 0 { metadata = FileMetadata(info) }
+                guard let described = record.describe(in: descriptor.fd, followingLinks: followingLinks) else { continue }
+                metadata = described
             }
-            let type = metadata?.type ?? FileType(directoryType: kind)
-            entries.append(DirectoryEntry(name: component, type: type, inode: inode, metadata: metadata))
+            let type = metadata?.type ?? FileType(directoryType: record.kind)
+            entries.append(DirectoryEntry(name: component, type: type, inode: record.inode, metadata: metadata))
         }
         return entries
+    }
+}
+
+/// One record of a `getdents64` buffer (`struct linux_dirent64`: u64
+/// d_ino, s64 d_off, u16 d_reclen, u8 d_type, char d_name[]).
+struct DirectoryRecord {
+    /// The buffer size each listing step uses.
+    static let bufferSize = 32 * 1024
+
+    let inode: UInt64
+    /// The record's length: the next one starts this far on.
+    let length: Int
+    /// `d_type`.
+    let kind: UInt8
+    /// The name, NUL-terminated, inside the buffer.
+    let name: UnsafePointer<CChar>
+
+    init(_ record: UnsafeRawPointer) {
+        inode = record.loadUnaligned(as: UInt64.self)
+        length = max(Int(record.loadUnaligned(fromByteOffset: 16, as: UInt16.self)), 1)
+        kind = record.load(fromByteOffset: 18, as: UInt8.self)
+        name = (record + 19).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// Whether the name is "." or "..".
+    var isSelfOrParent: Bool {
+        name[0] == 0x2E && (name[1] == 0 || (name[1] == 0x2E && name[2] == 0))
+    }
+
+    /// One `getdents64` call on `fd` into `buffer` (of ``bufferSize``
+    /// bytes): the bytes filled, 0 at the end of the directory.
+    static func list(_ fd: Int32, into buffer: UnsafeMutableRawPointer, path: FilePath?) throws(UringError) -> Int {
+        let filled = cu_getdents64(fd, buffer, UInt(bufferSize))
+        guard filled >= 0 else { throw .system(.listDirectory, Int32(-filled), path: path) }
+        return Int(filled)
+    }
+
+    /// The entry's metadata (`statx` in the directory `fd`; of a link's
+    /// target when following links, unless it points to nothing). Nil if
+    /// the entry is gone since it was listed; an entry `statx` cannot
+    /// describe otherwise (`EACCES`, say) gets `.some(nil)` rather than
+    /// losing the rest of the listing.
+    func describe(in fd: Int32, followingLinks: Bool) -> FileMetadata?? {
+        var info = statx()
+        let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
+        var status = cu_statx(fd, name, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW, mask, &info)
+        if status == -ENOENT && followingLinks {
+            // A link to nothing is listed as the link it is.
+            status = cu_statx(fd, name, AT_SYMLINK_NOFOLLOW, mask, &info)
+        }
+        if status == -ENOENT { return nil }
+        return .some(status == 0 ? FileMetadata(info) : nil)
     }
 }
 

@@ -116,7 +116,7 @@ extension RingActor {
         try watches.add(path, isRoot: true)
         if recursively {
             // `add` above failed for a missing path, so the walk has a root.
-            for try await entry in Directory.walk(path, on: self) where entry.type == .directory {
+            for try await entry in Directory.walk(path) where entry.type == .directory {
                 try watches.add(entry.path, isRoot: false)
             }
         }

@@ -66,7 +66,7 @@ extension RingActor {
         let ring = self
         try await withThrowingTaskGroup(of: Int64.self) { copies in
             var inFlight = 0
-            for try await entry in Directory.walk(source, on: self, withMetadata: true) {
+            for try await entry in Directory.walk(source, withMetadata: true) {
                 var relative = entry.path
                 guard relative.removePrefix(source) else { continue }
                 let target = destination.pushing(relative)

@@ -1,0 +1,468 @@
+import CUring
+import Glibc
+import SystemPackage
+
+// The tasks that list a walk's tree, and the bounded channels through which
+// they hand entries to the walk's iterator.
+//
+// One task lists a subtree depth first, one system call after another,
+// as a C loop would, and hands over its entries a batch at a time: the
+// iterator takes entries without waiting while the task is ahead, and the
+// two meet only once per batch. When the walk may list more subtrees at
+// once, a task that reaches a subdirectory starts another task for it and
+// puts that task's channel in its own stream where the subdirectory's
+// entries belong; the iterator reads that channel whole before going on.
+
+/// What the listing tasks need of the walk's options.
+struct WalkOptions: Sendable {
+    let withMetadata: Bool
+    let followingLinks: Bool
+    /// Without `onError` the first failure ends the walk, so a task stops
+    /// listing once it has handed one over.
+    let stopsAtFailure: Bool
+}
+
+/// The device and inode of a directory, to notice a link that leads back
+/// into the path being walked.
+struct DirectoryIdentity: Sendable, Hashable {
+    let device: UInt64
+    let inode: UInt64
+}
+
+/// What a listing task hands the walk, in the walk's order.
+enum WalkItem: Sendable {
+    case entry(DirectoryWalk.Entry)
+    /// A subdirectory listed by a task of its own: its entries are read from
+    /// this channel, here, before the items after it.
+    case subtree(WalkChannel)
+    /// A subdirectory that could not be opened, listed or described: given
+    /// to `onError`, or thrown.
+    case failure(UringError)
+    /// The root could not be opened: always thrown.
+    case rootFailure(UringError)
+}
+
+/// A bounded queue of batches from one listing task to the walk.
+///
+/// A batch changes hands only inside the lock, moved into and out of the
+/// queue, so the side that takes it holds the only reference and can take
+/// its items apart without copying them.
+final class WalkChannel: Sendable {
+    /// Items a task gathers before it hands them over.
+    static let itemsPerBatch = 256
+    /// Batches that may wait for the walk before the task waits too.
+    static let batchesAhead = 8
+
+    private struct State: Sendable {
+        var batches = FIFO<[WalkItem]>()
+        /// The task has handed over everything.
+        var finished = false
+        /// The walk wants no more (it ended, or the task was cancelled).
+        var stopped = false
+        /// The walk's task was cancelled while it waited here.
+        var consumerCancelled = false
+        /// The walk, waiting for a batch or the end.
+        var consumer: UnsafeContinuation<Void, Never>?
+        /// The task, waiting for room.
+        var producer: UnsafeContinuation<Void, Never>?
+    }
+
+    private let state = Locked(State())
+
+    // MARK: The walk's side
+
+    /// The next batch; nil once the task has finished and all is taken.
+    ///
+    /// - Throws: `CancellationError` if the calling task is cancelled while
+    ///   nothing is ready.
+    nonisolated(nonsending) func next() async throws -> [WalkItem]? {
+        while true {
+            let (batch, finished, producer) = state.withLock { state in
+                let batch = state.batches.popFirst()
+                defer { if batch != nil { state.producer = nil } }
+                return (batch, state.finished, batch != nil ? state.producer : nil)
+            }
+            producer?.resume()
+            if let batch { return batch }
+            if finished { return nil }
+            try await waitForBatch()
+        }
+    }
+
+    /// Waits until a batch or the end is there.
+    private nonisolated(nonsending) func waitForBatch() async throws {
+        try await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let parked = state.withLock { state in
+                    guard state.batches.isEmpty && !state.finished && !state.consumerCancelled else { return false }
+                    state.consumer = continuation
+                    return true
+                }
+                if !parked { continuation.resume() }
+            }
+            // Woken by cancellation with nothing to take: the walk ends.
+            if Task.isCancelled && state.withLock({ $0.batches.isEmpty && !$0.finished }) {
+                throw CancellationError()
+            }
+        } onCancel: {
+            let parked = state.withLock { state in
+                state.consumerCancelled = true
+                defer { state.consumer = nil }
+                return state.consumer
+            }
+            parked?.resume()
+        }
+    }
+
+    // MARK: The listing task's side
+
+    /// Moves `batch` (left empty) to the walk, waiting while
+    /// `batchesAhead` batches wait already. False once the walk wants no
+    /// more.
+    nonisolated(nonsending) func send(_ batch: inout [WalkItem]) async -> Bool {
+        enum Outcome { case queued, stopped, full }
+        while true {
+            let (outcome, consumer): (Outcome, UnsafeContinuation<Void, Never>?) = state.withLock { state in
+                if state.stopped { return (.stopped, nil) }
+                guard state.batches.count < Self.batchesAhead else { return (.full, nil) }
+                var moved: [WalkItem] = []
+                swap(&moved, &batch)
+                state.batches.append(moved)
+                defer { state.consumer = nil }
+                return (.queued, state.consumer)
+            }
+            consumer?.resume()
+            switch outcome {
+            case .queued: return true
+            case .stopped: return false
+            case .full: await waitForRoom()
+            }
+        }
+    }
+
+    /// Waits until the walk takes a batch, or wants no more.
+    private nonisolated(nonsending) func waitForRoom() async {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let parked = state.withLock { state in
+                    guard !state.stopped && state.batches.count >= Self.batchesAhead else { return false }
+                    state.producer = continuation
+                    return true
+                }
+                if !parked { continuation.resume() }
+            }
+        } onCancel: {
+            stop()
+        }
+    }
+
+    /// The walk wants no more from this channel's task.
+    func stop() {
+        let waiting = state.withLock { state in
+            state.stopped = true
+            defer { state.producer = nil }
+            return state.producer
+        }
+        waiting?.resume()
+    }
+
+    /// The task has handed over everything it will.
+    func finish() {
+        let waiting = state.withLock { state in
+            state.finished = true
+            defer { state.consumer = nil }
+            return state.consumer
+        }
+        waiting?.resume()
+    }
+}
+
+/// A walk's listing tasks: how many run, and the means to end them all.
+final class WalkProducers: Sendable {
+    private struct State: Sendable {
+        var running = 0
+        var tasks: [Int: Task<Void, Never>] = [:]
+        /// Tasks that ended before they were recorded.
+        var endedEarly: Set<Int> = []
+        var lastID = 0
+        /// The walk is over: no task starts, and any that does is cancelled.
+        var ended = false
+    }
+
+    private let state = Locked(State())
+    /// The most tasks at once.
+    let limit: Int
+
+    init(limit: Int) {
+        self.limit = max(1, limit)
+    }
+
+    /// Starts the task that lists the walk's root into `channel`.
+    func startRoot(_ root: FilePath, options: WalkOptions, into channel: WalkChannel) {
+        state.withLock { $0.running += 1 }
+        start { producers in
+            await WalkProducer(options: options, channel: channel, producers: producers, ancestors: [])
+                .run(parent: nil, name: nil, path: root, depth: 1)
+        }
+    }
+
+    /// Takes a place for another task, if fewer than `limit` run and the
+    /// walk goes on; the caller then calls `start` at once.
+    func reserve() -> Bool {
+        state.withLock { state in
+            guard !state.ended && state.running < limit else { return false }
+            state.running += 1
+            return true
+        }
+    }
+
+    /// Runs `body` in a task of its own on Swift's global executor, in a
+    /// place already taken.
+    func start(_ body: @escaping @Sendable (WalkProducers) async -> Void) {
+        let id = state.withLock { state in
+            state.lastID += 1
+            return state.lastID
+        }
+        let task = Task(executorPreference: globalConcurrentExecutor) {
+            await body(self)
+            self.state.withLock { state in
+                state.running -= 1
+                if state.tasks.removeValue(forKey: id) == nil { state.endedEarly.insert(id) }
+            }
+        }
+        let cancelNow = state.withLock { state in
+            if state.endedEarly.remove(id) != nil { return false }
+            state.tasks[id] = task
+            return state.ended
+        }
+        if cancelNow { task.cancel() }
+    }
+
+    /// Cancels every task, without waiting (the walk was dropped).
+    func cancelAll() {
+        for task in takeAll() { task.cancel() }
+    }
+
+    /// Cancels every task and waits until all have stopped, so every
+    /// descriptor they opened is closed.
+    nonisolated(nonsending) func endAll() async {
+        // A task awaited here may have started another just before it saw
+        // the end; that one is recorded before its starter finishes, so
+        // the next round finds it.
+        while true {
+            let tasks = takeAll()
+            if tasks.isEmpty { return }
+            for task in tasks { task.cancel() }
+            for task in tasks { await task.value }
+        }
+    }
+
+    private func takeAll() -> [Task<Void, Never>] {
+        state.withLock { state in
+            state.ended = true
+            defer { state.tasks = [:] }
+            return Array(state.tasks.values)
+        }
+    }
+}
+
+/// Lists one subtree into its channel, depth first, in one task.
+final class WalkProducer {
+    /// A directory being listed: the `getdents64` buffer of its depth and
+    /// how far into it the listing is.
+    private struct Frame {
+        let descriptor: OwnedDescriptor
+        let path: FilePath
+        /// The depth of this directory's entries.
+        let depth: Int
+        let identity: DirectoryIdentity?
+        var filled = 0
+        var offset = 0
+        var finished = false
+    }
+
+    private let options: WalkOptions
+    private let channel: WalkChannel
+    private let producers: WalkProducers
+    /// The directories above this task's subtree (when following links).
+    private let ancestors: [DirectoryIdentity]
+    private var frames: [Frame] = []
+    /// One listing buffer per frame depth, kept for the task's life.
+    private var buffers: [UnsafeMutableRawPointer] = []
+    private var batch: [WalkItem] = []
+
+    init(options: WalkOptions, channel: WalkChannel, producers: WalkProducers, ancestors: [DirectoryIdentity]) {
+        self.options = options
+        self.channel = channel
+        self.producers = producers
+        self.ancestors = ancestors
+        batch.reserveCapacity(WalkChannel.itemsPerBatch)
+    }
+
+    deinit {
+        for buffer in buffers { buffer.deallocate() }
+    }
+
+    /// Opens `name` in `parent` (or `path` itself, for the root), lists
+    /// everything under it, and finishes the channel.
+    nonisolated(nonsending) func run(parent: OwnedDescriptor?, name: FilePath.Component?, path: FilePath, depth: Int) async {
+        switch open(parent: parent, name: name, path: path, depth: depth) {
+        case .success(let frame):
+            if let identity = frame.identity, ancestors.contains(identity) {
+                _ = await add(.failure(.system(.listDirectory, ELOOP, path: path)))
+            } else {
+                push(frame)
+                await list()
+            }
+        case .failure(let error):
+            _ = await add(parent == nil ? .rootFailure(error) : .failure(error))
+        }
+        frames = []  // closes what is still open before the walk hears the end
+        if !Task.isCancelled { _ = await flush() }
+        channel.finish()
+    }
+
+    private func push(_ frame: Frame) {
+        if buffers.count == frames.count {
+            buffers.append(.allocate(byteCount: DirectoryRecord.bufferSize, alignment: 8))
+        }
+        frames.append(frame)
+    }
+
+    /// Lists the frames' directories until none is left, the walk wants no
+    /// more, or a failure ends it.
+    private nonisolated(nonsending) func list() async {
+        while !frames.isEmpty && !Task.isCancelled {
+            let top = frames.count - 1
+            let buffer = buffers[top]
+            guard frames[top].offset < frames[top].filled else {
+                if frames[top].finished {
+                    frames.removeLast()
+                    continue
+                }
+                do {
+                    let filled = try DirectoryRecord.list(frames[top].descriptor.fd, into: buffer, path: frames[top].path)
+                    frames[top].filled = filled
+                    frames[top].offset = 0
+                    frames[top].finished = filled == 0
+                } catch {
+                    frames.removeLast()
+                    guard await add(.failure(error)), !options.stopsAtFailure else { return }
+                }
+                continue
+            }
+            let record = DirectoryRecord(buffer + frames[top].offset)
+            frames[top].offset += record.length
+            if record.isSelfOrParent { continue }
+            guard let name = FilePath.Component(platformString: record.name) else { continue }
+            let descriptor = frames[top].descriptor
+            var metadata: FileMetadata? = nil
+            if options.withMetadata {
+                // Gone since it was listed: left out.
+                guard let described = record.describe(in: descriptor.fd, followingLinks: options.followingLinks)
+                else { continue }
+                metadata = described
+            }
+            let directory = frames[top].path
+            let depth = frames[top].depth
+            var type = metadata?.type ?? FileType(directoryType: record.kind)
+            var failure: UringError? = nil
+            if metadata == nil && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
+                do {
+                    type = try Self.type(of: name, in: descriptor, path: directory, options: options)
+                } catch {
+                    failure = error
+                }
+            }
+            let listed = DirectoryWalk.Entry(directory: directory, name: name, type: type, depth: depth, metadata: metadata)
+            guard await add(.entry(listed)) else { return }
+            if let failure {
+                guard await add(.failure(failure)), !options.stopsAtFailure else { return }
+                continue
+            }
+            guard type == .directory else { continue }
+            guard await enter(name, in: descriptor, path: directory.appending(name), depth: depth + 1) else { return }
+        }
+    }
+
+    /// Goes into the subdirectory `name`: in a task of its own if there is
+    /// room for one, else here, next. False if the listing must stop.
+    private nonisolated(nonsending) func enter(_ name: FilePath.Component, in parent: OwnedDescriptor, path: FilePath, depth: Int) async -> Bool {
+        if producers.reserve() {
+            let channel = WalkChannel()
+            let options = options
+            let ancestors = options.followingLinks ? ancestors + frames.compactMap(\.identity) : []
+            producers.start { producers in
+                await WalkProducer(options: options, channel: channel, producers: producers, ancestors: ancestors)
+                    .run(parent: parent, name: name, path: path, depth: depth)
+            }
+            return await add(.subtree(channel))
+        }
+        switch open(parent: parent, name: name, path: path, depth: depth) {
+        case .success(let frame):
+            if let identity = frame.identity,
+                ancestors.contains(identity) || frames.contains(where: { $0.identity == identity })
+            {
+                return await add(.failure(.system(.listDirectory, ELOOP, path: path))) && !options.stopsAtFailure
+            }
+            push(frame)
+            return true
+        case .failure(let error):
+            return await add(.failure(error)) && !options.stopsAtFailure
+        }
+    }
+
+    /// Opens a directory to list: below the root only by name in its open
+    /// parent, and never through a link unless the walk follows them.
+    private func open(
+        parent: OwnedDescriptor?, name: FilePath.Component?, path: FilePath, depth: Int
+    ) -> Result<Frame, UringError> {
+        let following = options.followingLinks
+        let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (parent != nil && !following ? O_NOFOLLOW : 0)
+        let fd: Int32
+        if let parent, let name {
+            fd = name.withPlatformString { openat(parent.fd, $0, flags) }
+        } else {
+            fd = path.withPlatformString { openat(AT_FDCWD, $0, flags) }
+        }
+        guard fd >= 0 else { return .failure(.system(.open, Glibc.errno, path: path)) }
+        var identity: DirectoryIdentity? = nil
+        if following {
+            var info = stat()
+            if fstat(fd, &info) == 0 { identity = DirectoryIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) }
+        }
+        return .success(Frame(descriptor: OwnedDescriptor(fd), path: path, depth: depth, identity: identity))
+    }
+
+    /// The type of `name`, which the directory did not record (or which is
+    /// a link the walk follows): a link to nothing stays a link.
+    private static func type(
+        of name: FilePath.Component, in directory: OwnedDescriptor, path: FilePath, options: WalkOptions
+    ) throws(UringError) -> FileType {
+        var info = statx()
+        let status = name.withPlatformString { name in
+            var status: Int32 = -ENOENT
+            if options.followingLinks { status = cu_statx(directory.fd, name, 0, UInt32(STATX_TYPE), &info) }
+            if status == -ENOENT { status = cu_statx(directory.fd, name, AT_SYMLINK_NOFOLLOW, UInt32(STATX_TYPE), &info) }
+            return status
+        }
+        guard status == 0 else { throw .system(.metadata, -status, path: path.appending(name)) }
+        return FileMetadata(info).type
+    }
+
+    /// Adds `item` to the batch, handing the batch over when it is full.
+    /// False once the walk wants no more.
+    private nonisolated(nonsending) func add(_ item: WalkItem) async -> Bool {
+        batch.append(item)
+        guard batch.count >= WalkChannel.itemsPerBatch else { return true }
+        return await flush()
+    }
+
+    /// Hands over what the batch holds. False once the walk wants no more.
+    private nonisolated(nonsending) func flush() async -> Bool {
+        guard !batch.isEmpty else { return true }
+        let going = await channel.send(&batch)
+        batch.reserveCapacity(WalkChannel.itemsPerBatch)
+        return going
+    }
+}

@@ -8,8 +8,9 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// The directory the entry is in: the walk's root joined with the
         /// names below it.
         public let directory: FilePath
-        /// The entry's name in ``directory``.
-        public let name: FilePath.Component
+        /// The entry's name in ``directory`` (built when asked for: the
+        /// walk keeps a batch's names together in one buffer).
+        public var name: FilePath.Component { names.component(at: nameOffset) }
         /// The entry's path, ``directory`` joined with ``name`` (built when
         /// asked for, so a walk that looks only at names and types builds
         /// no paths).
@@ -25,8 +26,37 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// nil.
         public let metadata: FileMetadata?
 
+        /// The names of the batch this entry came in, and where its own is.
+        let names: WalkNames
+        let nameOffset: Int
+
+        init(directory: FilePath, names: WalkNames, nameOffset: Int, type: FileType, depth: Int, metadata: FileMetadata?) {
+            self.directory = directory
+            self.names = names
+            self.nameOffset = nameOffset
+            self.type = type
+            self.depth = depth
+            self.metadata = metadata
+        }
+
         /// The path and the type, such as `Sources/a.swift (regular)`.
         public var description: String { "\(path) (\(type))" }
+
+        /// Whether both are the same entry: directory, name, type, depth
+        /// and metadata alike.
+        public static func == (lhs: Entry, rhs: Entry) -> Bool {
+            lhs.directory == rhs.directory && lhs.type == rhs.type && lhs.depth == rhs.depth
+                && lhs.metadata == rhs.metadata && lhs.names.sameName(at: lhs.nameOffset, as: rhs.names, at: rhs.nameOffset)
+        }
+
+        /// Hashes what `==` compares.
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(directory)
+            names.hashName(at: nameOffset, into: &hasher)
+            hasher.combine(type)
+            hasher.combine(depth)
+            hasher.combine(metadata)
+        }
     }
 
     /// An entry of the tree.
@@ -58,9 +88,11 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
 
         private struct Level {
             let channel: WalkChannel
-            /// The batch being handed out, last item first, so that taking
-            /// one moves it out of the array instead of copying it.
-            var itemsLastFirst: [WalkItem] = []
+            /// The batch being handed out. Each item is swapped out for
+            /// `.taken` (the iterator holds the only reference to the
+            /// batch, so that moves it instead of copying it).
+            var items: [WalkItem] = []
+            var position = 0
         }
 
         init(walk: DirectoryWalk) {
@@ -84,21 +116,24 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
             }
             while !levels.isEmpty {
                 let top = levels.count - 1
-                guard let item = levels[top].itemsLastFirst.popLast() else {
+                guard levels[top].position < levels[top].items.count else {
                     let items: [WalkItem]?
                     do {
                         items = try await levels[top].channel.next()
                     } catch {
                         try await end(throwing: error)
                     }
-                    if var items {
-                        items.reverse()
-                        levels[top].itemsLastFirst = items
+                    if let items {
+                        levels[top].items = items
+                        levels[top].position = 0
                     } else {
                         levels.removeLast()
                     }
                     continue
                 }
+                var item = WalkItem.taken
+                swap(&item, &levels[top].items[levels[top].position])
+                levels[top].position += 1
                 switch consume item {
                 case .entry(let entry):
                     return entry
@@ -109,6 +144,8 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
                     onError(error)
                 case .rootFailure(let error):
                     try await end(throwing: error)
+                case .taken:
+                    break
                 }
             }
             done = true

@@ -29,6 +29,60 @@ struct DirectoryIdentity: Sendable, Hashable {
     let inode: UInt64
 }
 
+/// The names of one batch of a walk's entries, NUL-terminated one after
+/// another in one buffer: listing a name copies its bytes here instead of
+/// allocating a `FilePath.Component` for each entry, which the entry
+/// builds only when asked for its name.
+final class WalkNames: @unchecked Sendable {
+    // `@unchecked Sendable`: only the listing task appends, and only before
+    // it hands the batch over through its channel's lock, which orders
+    // those writes before any read; afterwards the names never change.
+    private var bytes: UnsafeMutablePointer<CChar>
+    private var capacity: Int
+    private var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 256)
+        bytes = .allocate(capacity: self.capacity)
+    }
+
+    deinit { bytes.deallocate() }
+
+    /// Copies the NUL-terminated `name` in; returns where it starts.
+    func append(_ name: UnsafePointer<CChar>) -> Int {
+        let length = strlen(name) + 1
+        if count + length > capacity {
+            let grown = max(capacity * 2, count + length)
+            let larger = UnsafeMutablePointer<CChar>.allocate(capacity: grown)
+            larger.update(from: bytes, count: count)
+            bytes.deallocate()
+            bytes = larger
+            capacity = grown
+        }
+        (bytes + count).update(from: name, count: length)
+        defer { count += length }
+        return count
+    }
+
+    /// The name that starts at `offset`.
+    func component(at offset: Int) -> FilePath.Component {
+        // The listing took only names that make a component (never empty,
+        // never with a slash, never "." or ".."), so this always succeeds.
+        FilePath.Component(platformString: bytes + offset) ?? "?"
+    }
+
+    /// Whether the name at `offset` equals `other`'s at `otherOffset`.
+    func sameName(at offset: Int, as other: WalkNames, at otherOffset: Int) -> Bool {
+        strcmp(bytes + offset, other.bytes + otherOffset) == 0
+    }
+
+    /// Feeds the bytes of the name at `offset` to `hasher`.
+    func hashName(at offset: Int, into hasher: inout Hasher) {
+        let start = bytes + offset
+        hasher.combine(bytes: UnsafeRawBufferPointer(start: start, count: strlen(start)))
+    }
+}
+
 /// What a listing task hands the walk, in the walk's order.
 enum WalkItem: Sendable {
     case entry(DirectoryWalk.Entry)
@@ -40,6 +94,8 @@ enum WalkItem: Sendable {
     case failure(UringError)
     /// The root could not be opened: always thrown.
     case rootFailure(UringError)
+    /// A place in a batch whose item the walk has already handed out.
+    case taken
 }
 
 /// A bounded queue of batches from one listing task to the walk.
@@ -201,8 +257,8 @@ final class WalkProducers: Sendable {
     func startRoot(_ root: FilePath, options: WalkOptions, into channel: WalkChannel) {
         state.withLock { $0.running += 1 }
         start { producers in
-            await WalkProducer(options: options, channel: channel, producers: producers, ancestors: [])
-                .run(parent: nil, name: nil, path: root, depth: 1)
+            var producer = WalkProducer(options: options, channel: channel, producers: producers, ancestors: [])
+            await producer.run(parent: nil, name: nil, path: root, depth: 1)
         }
     }
 
@@ -267,7 +323,10 @@ final class WalkProducers: Sendable {
 }
 
 /// Lists one subtree into its channel, depth first, in one task.
-final class WalkProducer {
+///
+/// A noncopyable value the task owns, so the listing loop works on its
+/// state in place, without the access checks a class's properties get.
+struct WalkProducer: ~Copyable {
     /// A directory being listed: the `getdents64` buffer of its depth and
     /// how far into it the listing is.
     private struct Frame {
@@ -290,6 +349,8 @@ final class WalkProducer {
     /// One listing buffer per frame depth, kept for the task's life.
     private var buffers: [UnsafeMutableRawPointer] = []
     private var batch: [WalkItem] = []
+    /// The names of the entries in `batch`.
+    private var names = WalkNames(capacity: WalkChannel.itemsPerBatch * 16)
 
     init(options: WalkOptions, channel: WalkChannel, producers: WalkProducers, ancestors: [DirectoryIdentity]) {
         self.options = options
@@ -305,7 +366,7 @@ final class WalkProducer {
 
     /// Opens `name` in `parent` (or `path` itself, for the root), lists
     /// everything under it, and finishes the channel.
-    nonisolated(nonsending) func run(parent: OwnedDescriptor?, name: FilePath.Component?, path: FilePath, depth: Int) async {
+    nonisolated(nonsending) mutating func run(parent: OwnedDescriptor?, name: FilePath.Component?, path: FilePath, depth: Int) async {
         switch open(parent: parent, name: name, path: path, depth: depth) {
         case .success(let frame):
             if let identity = frame.identity, ancestors.contains(identity) {
@@ -322,7 +383,7 @@ final class WalkProducer {
         channel.finish()
     }
 
-    private func push(_ frame: Frame) {
+    private mutating func push(_ frame: consuming Frame) {
         if buffers.count == frames.count {
             buffers.append(.allocate(byteCount: DirectoryRecord.bufferSize, alignment: 8))
         }
@@ -331,8 +392,8 @@ final class WalkProducer {
 
     /// Lists the frames' directories until none is left, the walk wants no
     /// more, or a failure ends it.
-    private nonisolated(nonsending) func list() async {
-        while !frames.isEmpty && !Task.isCancelled {
+    private nonisolated(nonsending) mutating func list() async {
+        while !frames.isEmpty {
             let top = frames.count - 1
             let buffer = buffers[top]
             guard frames[top].offset < frames[top].filled else {
@@ -340,6 +401,7 @@ final class WalkProducer {
                     frames.removeLast()
                     continue
                 }
+                if Task.isCancelled { return }
                 do {
                     let filled = try DirectoryRecord.list(frames[top].descriptor.fd, into: buffer, path: frames[top].path)
                     frames[top].filled = filled
@@ -353,13 +415,13 @@ final class WalkProducer {
             }
             let record = DirectoryRecord(buffer + frames[top].offset)
             frames[top].offset += record.length
-            if record.isSelfOrParent { continue }
-            guard let name = FilePath.Component(platformString: record.name) else { continue }
-            let descriptor = frames[top].descriptor
+            // Names the kernel lists are never empty and never hold a slash.
+            if record.isSelfOrParent || record.name[0] == 0 { continue }
+            let fd = frames[top].descriptor.fd
             var metadata: FileMetadata? = nil
             if options.withMetadata {
                 // Gone since it was listed: left out.
-                guard let described = record.describe(in: descriptor.fd, followingLinks: options.followingLinks)
+                guard let described = record.describe(in: fd, followingLinks: options.followingLinks)
                 else { continue }
                 metadata = described
             }
@@ -369,32 +431,42 @@ final class WalkProducer {
             var failure: UringError? = nil
             if metadata == nil && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
                 do {
-                    type = try Self.type(of: name, in: descriptor, path: directory, options: options)
+                    type = try WalkProducer.type(of: record.name, in: fd, path: directory, options: options)
                 } catch {
                     failure = error
                 }
             }
-            let listed = DirectoryWalk.Entry(directory: directory, name: name, type: type, depth: depth, metadata: metadata)
-            guard await add(.entry(listed)) else { return }
-            if let failure {
-                guard await add(.failure(failure)), !options.stopsAtFailure else { return }
+            let nameOffset = names.append(record.name)
+            let listed = DirectoryWalk.Entry(
+                directory: directory, names: names, nameOffset: nameOffset, type: type, depth: depth, metadata: metadata)
+            guard type == .directory && failure == nil else {
+                // The common case, added without an async call.
+                batch.append(.entry(consume listed))
+                if batch.count >= WalkChannel.itemsPerBatch {
+                    guard await flush() else { return }
+                }
+                if let failure {
+                    guard await add(.failure(failure)), !options.stopsAtFailure else { return }
+                }
                 continue
             }
-            guard type == .directory else { continue }
-            guard await enter(name, in: descriptor, path: directory.appending(name), depth: depth + 1) else { return }
+            let name = listed.name
+            guard await add(.entry(listed)) else { return }
+            guard await enter(name, in: frames[top].descriptor, path: directory.appending(name), depth: depth + 1)
+            else { return }
         }
     }
 
     /// Goes into the subdirectory `name`: in a task of its own if there is
     /// room for one, else here, next. False if the listing must stop.
-    private nonisolated(nonsending) func enter(_ name: FilePath.Component, in parent: OwnedDescriptor, path: FilePath, depth: Int) async -> Bool {
+    private nonisolated(nonsending) mutating func enter(_ name: FilePath.Component, in parent: OwnedDescriptor, path: FilePath, depth: Int) async -> Bool {
         if producers.reserve() {
             let channel = WalkChannel()
             let options = options
             let ancestors = options.followingLinks ? ancestors + frames.compactMap(\.identity) : []
             producers.start { producers in
-                await WalkProducer(options: options, channel: channel, producers: producers, ancestors: ancestors)
-                    .run(parent: parent, name: name, path: path, depth: depth)
+                var producer = WalkProducer(options: options, channel: channel, producers: producers, ancestors: ancestors)
+                await producer.run(parent: parent, name: name, path: path, depth: depth)
             }
             return await add(.subtree(channel))
         }
@@ -437,30 +509,32 @@ final class WalkProducer {
     /// The type of `name`, which the directory did not record (or which is
     /// a link the walk follows): a link to nothing stays a link.
     private static func type(
-        of name: FilePath.Component, in directory: OwnedDescriptor, path: FilePath, options: WalkOptions
+        of name: UnsafePointer<CChar>, in directory: Int32, path: FilePath, options: WalkOptions
     ) throws(UringError) -> FileType {
         var info = statx()
-        let status = name.withPlatformString { name in
-            var status: Int32 = -ENOENT
-            if options.followingLinks { status = cu_statx(directory.fd, name, 0, UInt32(STATX_TYPE), &info) }
-            if status == -ENOENT { status = cu_statx(directory.fd, name, AT_SYMLINK_NOFOLLOW, UInt32(STATX_TYPE), &info) }
-            return status
+        var status: Int32 = -ENOENT
+        if options.followingLinks { status = cu_statx(directory, name, 0, UInt32(STATX_TYPE), &info) }
+        if status == -ENOENT { status = cu_statx(directory, name, AT_SYMLINK_NOFOLLOW, UInt32(STATX_TYPE), &info) }
+        guard status == 0 else {
+            let failed = FilePath.Component(platformString: name).map { path.appending($0) } ?? path
+            throw .system(.metadata, -status, path: failed)
         }
-        guard status == 0 else { throw .system(.metadata, -status, path: path.appending(name)) }
         return FileMetadata(info).type
     }
 
     /// Adds `item` to the batch, handing the batch over when it is full.
     /// False once the walk wants no more.
-    private nonisolated(nonsending) func add(_ item: WalkItem) async -> Bool {
-        batch.append(item)
+    private nonisolated(nonsending) mutating func add(_ item: consuming WalkItem) async -> Bool {
+        batch.append(consume item)
         guard batch.count >= WalkChannel.itemsPerBatch else { return true }
         return await flush()
     }
 
     /// Hands over what the batch holds. False once the walk wants no more.
-    private nonisolated(nonsending) func flush() async -> Bool {
+    private nonisolated(nonsending) mutating func flush() async -> Bool {
         guard !batch.isEmpty else { return true }
+        if Task.isCancelled { return false }
+        names = WalkNames(capacity: WalkChannel.itemsPerBatch * 16)
         let going = await channel.send(&batch)
         batch.reserveCapacity(WalkChannel.itemsPerBatch)
         return going

@@ -140,6 +140,15 @@ extension AllTests {
                 #expect(orders[0].count == 84 + 85 * 3)
                 #expect(orders[1] == orders[0])
                 #expect(orders[2] == orders[0])
+                // Entries compare and hash by what they say, whichever walk
+                // (and batch of names) they came from.
+                var one: [DirectoryWalk.Entry] = []
+                for try await entry in Directory.walk(scratch.file("t"), concurrency: 1) { one.append(entry) }
+                var many: [DirectoryWalk.Entry] = []
+                for try await entry in Directory.walk(scratch.file("t"), concurrency: 16) { many.append(entry) }
+                #expect(one == many)
+                #expect(Set(one) == Set(many) && Set(one).count == one.count)
+                #expect(one.map(\.name.string) == orders[0].map { String($0.split(separator: " ")[0].split(separator: "/").last!) })
                 // Stopping early leaves nothing behind once the walk is gone
                 // (the suite counts descriptors after the test).
                 var taken = 0
@@ -151,11 +160,12 @@ extension AllTests {
             }
         }
 
-        @Test("walk: a directory of more entries than one load reads (2,250 files, 20 subdirectories) is walked whole and in order")
+        @Test("walk: a directory of more entries than one listing call reads and than several batches hold (2,250 files, 20 subdirectories) is walked whole and in order")
         func walkLargeDirectory() async throws {
             let scratch = Scratch()
             mkdir(scratch.path + "/big", 0o755)
-            let files = 2 * WalkChannel.itemsPerBatch + 200
+            let files = 2_250
+            #expect(files > 4 * WalkChannel.itemsPerBatch)
             for f in 0..<files { close(open(scratch.path + "/big/file-\(f)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)) }
             for d in 0..<20 {
                 mkdir(scratch.path + "/big/dir-\(d)", 0o755)
@@ -211,6 +221,33 @@ extension AllTests {
                     #expect(error.description.contains("up"), "\(error)")
                 }
             }
+        }
+
+        @Test("walk: in a cancelled task it ends, by CancellationError or having listed everything, and leaves no descriptor open")
+        func walkCancelled() async throws {
+            let scratch = Scratch()
+            mkdir(scratch.path + "/t", 0o755)
+            for d in 0..<8 {
+                mkdir(scratch.path + "/t/d\(d)", 0o755)
+                for f in 0..<40 { scratch.write("t/d\(d)/f\(f)", [1]) }
+            }
+            let root = scratch.file("t")
+            let task = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                var seen = 0
+                do {
+                    for try await _ in Directory.walk(root, withMetadata: true, concurrency: 4) { seen += 1 }
+                    return "finished \(seen)"
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            let outcome = await task.value
+            // Whether listing got ahead of the cancellation is up to the
+            // scheduler; either way the walk ends, and whole if not cancelled.
+            #expect(outcome == "cancelled" || outcome == "finished \(8 * 41)", "\(outcome)")
         }
 
         @Test("walk: a missing root throws ENOENT naming it")

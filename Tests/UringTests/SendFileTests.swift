@@ -42,6 +42,8 @@ extension AllTests {
             #expect(Checksum.of(bytes[..<content.count]) == Checksum.of(content))
             #expect(Array(bytes[content.count..<content.count + 5000]) == Array(content[1000..<6000]))
             #expect(Array(bytes[(content.count + 5000)...]) == Array(content[(content.count - 10)...]))
+            // The three sends took turns with one pipe, kept for the next.
+            #expect(ring.splicePipes.idleCount == (forcedFallback ? 0 : 1))
             do {
                 _ = try await sender.value.send(file.value, from: -1, count: 1)
                 Issue.record("a negative offset was accepted")
@@ -71,6 +73,17 @@ extension AllTests {
                     #expect(error.kind == .timedOut, "\(error)")
                 }
                 _ = silent
+                // The timed-out send's pipe still held bytes: it was closed,
+                // not kept, so the next send on this ring is exact.
+                #expect(ring.splicePipes.idleCount == 0)
+                let next = try StreamConnection.pair(on: ring)
+                let nextSender = Shared(next.first)
+                let nextReceiver = Shared(next.second)
+                async let received = receiveAll(nextReceiver.value)
+                #expect(try await nextSender.value.send(file.value, from: 0, count: Int64(content.count)) == Int64(content.count))
+                try await nextSender.value.shutdown(.sending)
+                #expect(Checksum.of(try await received) == Checksum.of(content))
+                #expect(ring.splicePipes.idleCount == 1)
             }
             var options = RingOptions()
             options.entries = 1

@@ -43,6 +43,8 @@ public actor RingActor {
     nonisolated let serverCounters = ServerCounters()
     /// Chunk storage `chunks()` sequences read into again.
     nonisolated let chunkSpares = ChunkSpares()
+    /// Empty pipes that sending a file to a socket uses again.
+    nonisolated let splicePipes = SplicePipes()
 
     /// The ring's shared receive pool: 256 buffers of 16 KiB, created on
     /// first use.

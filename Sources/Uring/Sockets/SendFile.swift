@@ -1,14 +1,18 @@
 import CUring
 import Glibc
+import Synchronization
 import SystemPackage
 
 /// The two ends of a pipe that a file's bytes pass through on their way to
 /// a socket, kept open until every request that names them has completed.
-private final class SplicePipe: Sendable {
+final class SplicePipe: Sendable {
     let reading: OwnedDescriptor
     let writing: OwnedDescriptor
-    /// Bytes the pipe holds (256 KiB when the kernel allows it).
+    /// Bytes the pipe holds.
     let capacity: Int
+
+    /// Pipes open in the process, for the size of the next one.
+    private static let open = Atomic<Int>(0)
 
     init(address: SocketAddress?) throws(UringError) {
         var fds: [Int32] = [-1, -1]
@@ -18,13 +22,44 @@ private final class SplicePipe: Sendable {
         }
         reading = OwnedDescriptor(fds[0])
         writing = OwnedDescriptor(fds[1])
-        // Fewer, larger splices, but not so large that many concurrent sends
-        // exhaust the user's pipe allowance (pipe-user-pages-soft, 64 MiB),
-        // after which the kernel gives new pipes a single page. The kernel
-        // may grant less than asked, so ask what was granted.
-        _ = fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, Int32(256 * 1024))
+        // Larger pipes mean fewer splices (each goes through a kernel
+        // worker), but the kernel counts every pipe's size against the
+        // user's allowance (pipe-user-pages-soft, 64 MiB), past which new
+        // pipes get a single page. So the first few pipes open at once get
+        // 1 MiB, the next 256 KiB, and the rest keep the default 64 KiB.
+        // The kernel may grant less than asked, so ask what was granted.
+        let others = Self.open.add(1, ordering: .relaxed).oldValue
+        let wanted = others < 16 ? 1 << 20 : others < 64 ? 256 << 10 : 0
+        if wanted > 0 { _ = fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, Int32(wanted)) }
         let granted = fcntl(fds[1], 1032 /* F_GETPIPE_SZ */)
         capacity = granted > 0 ? Int(granted) : 64 * 1024
+    }
+
+    deinit { Self.open.subtract(1, ordering: .relaxed) }
+}
+
+/// A ring's empty splice pipes, kept for its next sends to a socket (a
+/// pipe costs three system calls to make and one to close).
+final class SplicePipes: Sendable {
+    /// The most pipes kept idle.
+    static let kept = 4
+    private let idle = Locked<[SplicePipe]>([])
+
+    /// An empty pipe: one kept, or a new one.
+    func take(address: SocketAddress?) throws(UringError) -> SplicePipe {
+        if let pipe = idle.withLock({ $0.popLast() }) { return pipe }
+        return try SplicePipe(address: address)
+    }
+
+    /// How many are kept now.
+    var idleCount: Int { idle.withLock { $0.count } }
+
+    /// Keeps `pipe`, which must be empty, unless enough are kept already
+    /// (then it is closed).
+    func giveBack(_ pipe: SplicePipe) {
+        idle.withLock { idle in
+            if idle.count < Self.kept { idle.append(pipe) }
+        }
     }
 }
 
@@ -100,7 +135,7 @@ extension StreamConnection {
     /// The splicing itself. `timed`: a watchdog keeps the deadline, so no
     /// step links a timer of its own.
     private func splice(_ file: borrowing File, from offset: Int64, count: Int64, timed: Bool) async throws -> Int64 {
-        let pipe = try SplicePipe(address: remoteAddress)
+        let pipe = try ring.splicePipes.take(address: remoteAddress)
         let input = file.descriptor.rawValue
         let socket = io.fd
         let core = ring.core
@@ -159,6 +194,9 @@ extension StreamConnection {
             }
             sent += Int64(filled)
         }
+        // Every byte put in the pipe has left it (a failure above throws and
+        // closes the pipe instead).
+        ring.splicePipes.giveBack(pipe)
         return sent
     }
 

@@ -18,6 +18,18 @@ extension AllTests {
             }
         }
 
+        /// Sends all of `file` (which holds `content`) over a new connection
+        /// pair on `ring` and checks what arrives.
+        func sendsWhole(_ file: borrowing File, _ content: [UInt8], on ring: RingActor) async throws {
+            let pair = try StreamConnection.pair(on: ring)
+            let sender = Shared(pair.first)
+            let receiver = Shared(pair.second)
+            async let received = receiveAll(receiver.value)
+            #expect(try await sender.value.send(file, from: 0, count: Int64(content.count)) == Int64(content.count))
+            try await sender.value.shutdown(.sending)
+            #expect(Checksum.of(try await received) == Checksum.of(content))
+        }
+
         @Test("a file's range reaches the socket exact, spliced or (forced) read and sent; a short file sends what it has", arguments: [false, true])
         func sendsRange(forcedFallback: Bool) async throws {
             let scratch = Scratch()
@@ -76,27 +88,15 @@ extension AllTests {
                 // The timed-out send's pipe still held bytes: it was closed,
                 // not kept, so the next send on this ring is exact.
                 #expect(ring.splicePipes.idleCount == 0)
-                let next = try StreamConnection.pair(on: ring)
-                let nextSender = Shared(next.first)
-                let nextReceiver = Shared(next.second)
-                async let received = receiveAll(nextReceiver.value)
-                #expect(try await nextSender.value.send(file.value, from: 0, count: Int64(content.count)) == Int64(content.count))
-                try await nextSender.value.shutdown(.sending)
-                #expect(Checksum.of(try await received) == Checksum.of(content))
+                try await sendsWhole(file.value, content, on: ring)
                 #expect(ring.splicePipes.idleCount == 1)
             }
             var options = RingOptions()
             options.entries = 1
             try await RingActor.run(options: options) { ring in
                 try #require(ring.queueSizes.submission == 1, "the kernel rounded 1 entry up")
-                let file = Shared(try await File.open(path, on: ring))
-                let pair = try StreamConnection.pair(on: ring)
-                let sender = Shared(pair.first)
-                let receiver = Shared(pair.second)
-                async let received = receiveAll(receiver.value)
-                #expect(try await sender.value.send(file.value, from: 0, count: Int64(content.count)) == Int64(content.count))
-                try await sender.value.shutdown(.sending)
-                #expect(Checksum.of(try await received) == Checksum.of(content))
+                let file = try await File.open(path, on: ring)
+                try await sendsWhole(file, content, on: ring)
             }
         }
     }

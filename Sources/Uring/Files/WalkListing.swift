@@ -54,12 +54,12 @@ final class WalkNames: @unchecked Sendable {
         if count + length > capacity {
             let grown = max(capacity * 2, count + length)
             let larger = UnsafeMutablePointer<CChar>.allocate(capacity: grown)
-            larger.update(from: bytes, count: count)
+            larger.initialize(from: bytes, count: count)
             bytes.deallocate()
             bytes = larger
             capacity = grown
         }
-        (bytes + count).update(from: name, count: length)
+        (bytes + count).initialize(from: name, count: length)
         defer { count += length }
         return count
     }

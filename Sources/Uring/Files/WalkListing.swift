@@ -106,6 +106,9 @@ enum WalkItem: Sendable {
 final class WalkChannel: Sendable {
     /// Items a task gathers before it hands them over.
     static let itemsPerBatch = 256
+    /// Items in a task's first batch: fewer, so that the walk's loop can
+    /// start while the task lists on.
+    static let itemsInFirstBatch = 32
     /// Batches that may wait for the walk before the task waits too.
     static let batchesAhead = 8
 
@@ -349,6 +352,8 @@ struct WalkProducer: ~Copyable {
     /// One listing buffer per frame depth, kept for the task's life.
     private var buffers: [UnsafeMutableRawPointer] = []
     private var batch: [WalkItem] = []
+    /// How many items make `batch` full: fewer for the first.
+    private var batchLimit = WalkChannel.itemsInFirstBatch
     /// The names of the entries in `batch`.
     private var names = WalkNames(capacity: WalkChannel.itemsPerBatch * 16)
 
@@ -442,7 +447,7 @@ struct WalkProducer: ~Copyable {
             guard type == .directory && failure == nil else {
                 // The common case, added without an async call.
                 batch.append(.entry(consume listed))
-                if batch.count >= WalkChannel.itemsPerBatch {
+                if batch.count >= batchLimit {
                     guard await flush() else { return }
                 }
                 if let failure {
@@ -526,7 +531,7 @@ struct WalkProducer: ~Copyable {
     /// False once the walk wants no more.
     private nonisolated(nonsending) mutating func add(_ item: consuming WalkItem) async -> Bool {
         batch.append(consume item)
-        guard batch.count >= WalkChannel.itemsPerBatch else { return true }
+        guard batch.count >= batchLimit else { return true }
         return await flush()
     }
 
@@ -535,6 +540,7 @@ struct WalkProducer: ~Copyable {
         guard !batch.isEmpty else { return true }
         if Task.isCancelled { return false }
         names = WalkNames(capacity: WalkChannel.itemsPerBatch * 16)
+        batchLimit = WalkChannel.itemsPerBatch
         let going = await channel.send(&batch)
         batch.reserveCapacity(WalkChannel.itemsPerBatch)
         return going

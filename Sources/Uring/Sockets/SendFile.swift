@@ -68,8 +68,9 @@ extension StreamConnection {
     /// through the process, the way `sendfile(2)` does: each piece is
     /// spliced from the file into a pipe and from the pipe into the socket,
     /// both through the ring (`IORING_OP_SPLICE`), linked so that each piece
-    /// is one submission. Files that cannot be spliced are read and sent
-    /// instead.
+    /// is one submission. The pipe (1 MiB while few are open) comes from a
+    /// few empty ones the ring keeps for its sends. Files that cannot be
+    /// spliced are read and sent instead.
     ///
     /// Under ``withTimeout(_:_:)`` or ``withDeadline(_:_:)`` a peer that
     /// stops reading cannot hold the call past the deadline: then the

@@ -176,6 +176,9 @@ extension AllTests {
                 for try await entry in Directory.walk(scratch.file("big"), concurrency: 8) {
                     order.append(String(entry.path.string.dropFirst(scratch.path.count + 5)))
                 }
+                // Every task closed its directories before the walk heard
+                // its end, so none is open once the loop is over.
+                #expect(scratch.openDescriptors == 0)
                 #expect(order.count == files + 40)
                 #expect(Set(order).count == files + 40)
                 // Depth first: each subdirectory's one file comes right after it.
@@ -223,7 +226,7 @@ extension AllTests {
             }
         }
 
-        @Test("walk: in a cancelled task it ends, by CancellationError or having listed everything, and leaves no descriptor open")
+        @Test("walk: in a cancelled task it throws CancellationError, also when cancelled mid-loop with entries listed ahead, and leaves no descriptor open")
         func walkCancelled() async throws {
             let scratch = Scratch()
             mkdir(scratch.path + "/t", 0o755)
@@ -232,22 +235,30 @@ extension AllTests {
                 for f in 0..<40 { scratch.write("t/d\(d)/f\(f)", [1]) }
             }
             let root = scratch.file("t")
-            let task = Task {
-                withUnsafeCurrentTask { $0?.cancel() }
-                var seen = 0
-                do {
-                    for try await _ in Directory.walk(root, withMetadata: true, concurrency: 4) { seen += 1 }
-                    return "finished \(seen)"
-                } catch is CancellationError {
-                    return "cancelled"
-                } catch {
-                    return "\(error)"
+            // Cancelled before the first entry, or after the tenth: either
+            // way within a batch (at most itemsPerBatch entries) of it, and
+            // the tree holds more than that after the tenth.
+            #expect(10 + WalkChannel.itemsPerBatch < 8 * 41)
+            for cancelAfter in [0, 10] {
+                let task = Task {
+                    if cancelAfter == 0 { withUnsafeCurrentTask { $0?.cancel() } }
+                    var seen = 0
+                    do {
+                        for try await _ in Directory.walk(root, withMetadata: true, concurrency: 4) {
+                            seen += 1
+                            if seen == cancelAfter { withUnsafeCurrentTask { $0?.cancel() } }
+                        }
+                        return "finished \(seen)"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
                 }
+                let outcome = await task.value
+                #expect(outcome == "cancelled", "cancelled after \(cancelAfter): \(outcome)")
+                #expect(scratch.openDescriptors == 0)
             }
-            let outcome = await task.value
-            // Whether listing got ahead of the cancellation is up to the
-            // scheduler; either way the walk ends, and whole if not cancelled.
-            #expect(outcome == "cancelled" || outcome == "finished \(8 * 41)", "\(outcome)")
         }
 
         @Test("walk: a missing root throws ENOENT naming it")

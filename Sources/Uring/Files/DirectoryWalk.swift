@@ -102,8 +102,9 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// The next entry; nil once the whole tree has been listed.
         ///
         /// - Throws: The first ``UringError`` met (unless the walk has an
-        ///   `onError`), or `CancellationError` if the task is cancelled
-        ///   while the entries are not yet listed. Either way the walk has
+        ///   `onError`), or `CancellationError` once the task is cancelled
+        ///   (noticed at the next batch of entries, at most a few hundred
+        ///   entries later). Either way the walk has
         ///   ended its listing tasks and they have closed their descriptors.
         public nonisolated(nonsending) mutating func next() async throws -> Entry? {
             if done { return nil }
@@ -117,6 +118,9 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
             while !levels.isEmpty {
                 let top = levels.count - 1
                 guard levels[top].position < levels[top].items.count else {
+                    // Checked once a batch, so that a loop that never
+                    // waits (its tasks ahead of it) still ends.
+                    if Task.isCancelled { try await end(throwing: CancellationError()) }
                     let items: [WalkItem]?
                     do {
                         items = try await levels[top].channel.next()

@@ -261,7 +261,7 @@ final class WalkProducers: Sendable {
         state.withLock { $0.running += 1 }
         start { producers in
             var producer = WalkProducer(options: options, channel: channel, producers: producers, ancestors: [])
-            await producer.run(parent: nil, name: nil, path: root, depth: 1)
+            await producer.run(root: root)
         }
     }
 
@@ -369,21 +369,32 @@ struct WalkProducer: ~Copyable {
         for buffer in buffers { buffer.deallocate() }
     }
 
-    /// Opens `name` in `parent` (or `path` itself, for the root), lists
-    /// everything under it, and finishes the channel.
-    nonisolated(nonsending) mutating func run(parent: OwnedDescriptor?, name: FilePath.Component?, path: FilePath, depth: Int) async {
-        switch open(parent: parent, name: name, path: path, depth: depth) {
+    /// Opens the walk's root, lists everything under it, and finishes the
+    /// channel.
+    nonisolated(nonsending) mutating func run(root: FilePath) async {
+        switch open(parent: nil, name: nil, path: root, depth: 1) {
         case .success(let frame):
-            if let identity = frame.identity, ancestors.contains(identity) {
-                _ = await add(.failure(.system(.listDirectory, ELOOP, path: path)))
-            } else {
-                push(frame)
-                await list()
-            }
+            push(frame)
+            await list()
         case .failure(let error):
-            _ = await add(parent == nil ? .rootFailure(error) : .failure(error))
+            _ = await add(.rootFailure(error))
         }
-        frames = []  // closes what is still open before the walk hears the end
+        await finish()
+    }
+
+    /// Lists everything under a subdirectory its parent's task opened, and
+    /// finishes the channel.
+    private nonisolated(nonsending) mutating func run(from frame: consuming Frame) async {
+        push(frame)
+        await list()
+        await finish()
+    }
+
+    /// Closes every descriptor still open, hands over the last batch, and
+    /// tells the walk this task is done, in that order: when the walk hears
+    /// the end, nothing of this task's is open.
+    private nonisolated(nonsending) mutating func finish() async {
+        frames = []
         if !Task.isCancelled { _ = await flush() }
         channel.finish()
     }
@@ -436,7 +447,10 @@ struct WalkProducer: ~Copyable {
             var failure: UringError? = nil
             if metadata == nil && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
                 do {
-                    type = try WalkProducer.type(of: record.name, in: fd, path: directory, options: options)
+                    // Gone since it was listed: left out.
+                    guard let resolved = try WalkProducer.type(of: record.name, in: fd, path: directory, options: options)
+                    else { continue }
+                    type = resolved
                 } catch {
                     failure = error
                 }
@@ -462,31 +476,38 @@ struct WalkProducer: ~Copyable {
         }
     }
 
-    /// Goes into the subdirectory `name`: in a task of its own if there is
-    /// room for one, else here, next. False if the listing must stop.
+    /// Goes into the subdirectory `name`: opens it here, then lists it in
+    /// a task of its own if there is room for one, else here, next. False
+    /// if the listing must stop.
     private nonisolated(nonsending) mutating func enter(_ name: FilePath.Component, in parent: OwnedDescriptor, path: FilePath, depth: Int) async -> Bool {
-        if producers.reserve() {
-            let channel = WalkChannel()
-            let options = options
-            let ancestors = options.followingLinks ? ancestors + frames.compactMap(\.identity) : []
-            producers.start { producers in
-                var producer = WalkProducer(options: options, channel: channel, producers: producers, ancestors: ancestors)
-                await producer.run(parent: parent, name: name, path: path, depth: depth)
-            }
-            return await add(.subtree(channel))
-        }
+        let frame: Frame
         switch open(parent: parent, name: name, path: path, depth: depth) {
-        case .success(let frame):
-            if let identity = frame.identity,
-                ancestors.contains(identity) || frames.contains(where: { $0.identity == identity })
-            {
-                return await add(.failure(.system(.listDirectory, ELOOP, path: path))) && !options.stopsAtFailure
-            }
+        case .success(let opened): frame = opened
+        case .failure(let error): return await add(.failure(error)) && !options.stopsAtFailure
+        }
+        if let identity = frame.identity,
+            ancestors.contains(identity) || frames.contains(where: { $0.identity == identity })
+        {
+            return await add(.failure(.system(.listDirectory, ELOOP, path: path))) && !options.stopsAtFailure
+        }
+        guard producers.reserve() else {
             push(frame)
             return true
-        case .failure(let error):
-            return await add(.failure(error)) && !options.stopsAtFailure
         }
+        let channel = WalkChannel()
+        let options = options
+        let ancestors = options.followingLinks ? ancestors + frames.compactMap(\.identity) : []
+        // The new task gets the bare number, not this task's owner of it,
+        // so that nothing here keeps the directory open once that task has
+        // closed it. A task always runs, cancelled or not, so it always
+        // takes the number over.
+        let fd = frame.descriptor.detach()
+        let identity = frame.identity
+        producers.start { producers in
+            var producer = WalkProducer(options: options, channel: channel, producers: producers, ancestors: ancestors)
+            await producer.run(from: Frame(descriptor: OwnedDescriptor(fd), path: path, depth: depth, identity: identity))
+        }
+        return await add(.subtree(channel))
     }
 
     /// Opens a directory to list: below the root only by name in its open
@@ -512,14 +533,16 @@ struct WalkProducer: ~Copyable {
     }
 
     /// The type of `name`, which the directory did not record (or which is
-    /// a link the walk follows): a link to nothing stays a link.
+    /// a link the walk follows): a link to nothing stays a link. Nil if
+    /// `name` is gone since the directory was listed.
     private static func type(
         of name: UnsafePointer<CChar>, in directory: Int32, path: FilePath, options: WalkOptions
-    ) throws(UringError) -> FileType {
+    ) throws(UringError) -> FileType? {
         var info = statx()
         var status: Int32 = -ENOENT
         if options.followingLinks { status = cu_statx(directory, name, 0, UInt32(STATX_TYPE), &info) }
         if status == -ENOENT { status = cu_statx(directory, name, AT_SYMLINK_NOFOLLOW, UInt32(STATX_TYPE), &info) }
+        if status == -ENOENT { return nil }
         guard status == 0 else {
             let failed = FilePath.Component(platformString: name).map { path.appending($0) } ?? path
             throw .system(.metadata, -status, path: failed)

@@ -27,6 +27,10 @@ final class SplicePipe: Sendable {
         // user's allowance (pipe-user-pages-soft, 64 MiB), past which new
         // pipes get a single page. So the first few pipes open at once get
         // 1 MiB, the next 256 KiB, and the rest keep the default 64 KiB.
+        // Pipes a ring keeps idle count as open, so one process holds at
+        // most 28 MiB of enlarged pipes. Other processes of the same user
+        // share the allowance; past it a pipe is small and a send takes
+        // more splices, but nothing fails.
         // The kernel may grant less than asked, so ask what was granted.
         let others = Self.open.add(1, ordering: .relaxed).oldValue
         let wanted = others < 16 ? 1 << 20 : others < 64 ? 256 << 10 : 0

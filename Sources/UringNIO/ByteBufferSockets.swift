@@ -79,7 +79,7 @@ public struct ReceivedByteBuffers: AsyncSequence, Sendable {
         }
 
         /// The next chunk as a `ByteBuffer`; `isolation` is not needed.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> ByteBuffer? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> ByteBuffer? {
             try await next()
         }
     }

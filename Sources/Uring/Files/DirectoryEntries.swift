@@ -108,7 +108,7 @@ public struct DirectoryEntries: AsyncSequence, Sendable {
         }
 
         /// The next entry, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> DirectoryEntry? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> DirectoryEntry? {
             try await next()
         }
     }

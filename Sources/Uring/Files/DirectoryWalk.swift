@@ -158,8 +158,30 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         }
 
         /// The next entry, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> Entry? {
-            try await next()
+        @inlinable
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> Entry? {
+            // Inlined into the caller's loop, an entry already listed is
+            // taken without an async call, so without the executor check
+            // Swift makes on the way back from one (a lock when the task
+            // prefers an executor, as tasks in a ring's `run` do).
+            if let entry = nextListed() { return entry }
+            return try await next()
+        }
+
+        /// The next item, if it is an entry already listed; nil if the next
+        /// step needs `next()`.
+        @usableFromInline
+        mutating func nextListed() -> Entry? {
+            guard let top = levels.indices.last, levels[top].position < levels[top].items.count else { return nil }
+            var item = WalkItem.taken
+            swap(&item, &levels[top].items[levels[top].position])
+            if case .entry(let entry) = item {
+                levels[top].position += 1
+                return entry
+            }
+            // Not an entry: put it back for `next()`.
+            swap(&item, &levels[top].items[levels[top].position])
+            return nil
         }
 
         /// Ends the walk with `error`, once every listing task has stopped.

@@ -173,7 +173,7 @@ public struct FileChanges: AsyncSequence, Sendable {
         }
 
         /// The next change; `isolation` is not needed.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> FileChange? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> FileChange? {
             try await next()
         }
     }

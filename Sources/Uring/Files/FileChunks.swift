@@ -98,7 +98,7 @@ public struct FileChunks: AsyncSequence, Sendable {
 
         /// The next chunk, or nil at the end of the file, without leaving the
         /// caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> [UInt8]? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> [UInt8]? {
             try await reader.next()
         }
     }

@@ -132,7 +132,7 @@ public struct RingMessages: AsyncSequence, Sendable {
         }
 
         /// The next message, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> RingMessage? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> RingMessage? {
             try await ring.executor.mailbox.next(ring: ring)
         }
     }

@@ -109,7 +109,7 @@ public struct IncomingConnections: AsyncSequence, Sendable {
         }
 
         /// The next accepted connection, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> IncomingConnection? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> IncomingConnection? {
             try await consumer.next()
         }
     }

@@ -84,7 +84,7 @@ public struct ReceivedChunks: AsyncSequence, Sendable {
         }
 
         /// The next chunk, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> ReceivedBytes? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> ReceivedBytes? {
             try await consumer.next()
         }
     }

@@ -62,7 +62,7 @@ public struct ReceivedDatagrams: AsyncSequence, Sendable {
         }
 
         /// The next datagram, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> ReceivedDatagram? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> ReceivedDatagram? {
             try await consumer.next()
         }
     }

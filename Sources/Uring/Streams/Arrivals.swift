@@ -124,7 +124,7 @@ public struct ReceivedLines: AsyncSequence, Sendable {
         }
 
         /// The next line, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> String? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> String? {
             try await advance()
         }
 

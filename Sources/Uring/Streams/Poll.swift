@@ -103,7 +103,7 @@ public struct Readiness: AsyncSequence, Sendable {
         }
 
         /// The next event, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> PollEvents? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> PollEvents? {
             try await consumer.next()
         }
     }

@@ -136,7 +136,7 @@ public struct Signals: AsyncSequence, Sendable {
         }
 
         /// The next signal, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> Signal? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> Signal? {
             try await advance()
         }
     }

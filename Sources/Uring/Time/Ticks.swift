@@ -106,7 +106,7 @@ public struct Ticks: AsyncSequence, Sendable {
         }
 
         /// The next tick, without leaving the caller's actor.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> RingClock.Instant? {
+        public nonisolated(nonsending) mutating func next(isolation actor: (any Actor)?) async throws -> RingClock.Instant? {
             try await consumer.next()
         }
     }

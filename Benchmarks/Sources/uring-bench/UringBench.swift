@@ -78,6 +78,13 @@ struct UringBench {
         return best
     }
 
+    /// One timing of `body`, as `units` per second.
+    nonisolated(nonsending) static func timed(units: Int, _ body: () async throws -> Void) async rethrows -> Double {
+        let start = ContinuousClock.now
+        try await body()
+        return Double(units) / seconds(ContinuousClock.now - start)
+    }
+
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }

@@ -234,14 +234,32 @@ struct DirectoryRecord {
     /// losing the rest of the listing.
     func describe(in fd: Int32, followingLinks: Bool) -> FileMetadata?? {
         var info = statx()
+        switch describe(in: fd, followingLinks: followingLinks, into: &info) {
+        case .gone: return nil
+        case .undescribable: return .some(nil)
+        case .described: return FileMetadata(info)
+        }
+    }
+
+    /// What became of describing an entry.
+    enum Description {
+        case described
+        /// Removed since it was listed.
+        case gone
+        /// There, but `statx` failed otherwise (`EACCES`, say).
+        case undescribable
+    }
+
+    /// `describe(in:followingLinks:)`, with `statx` writing into `info`.
+    func describe(in fd: Int32, followingLinks: Bool, into info: UnsafeMutablePointer<statx>) -> Description {
         let mask = UInt32(STATX_BASIC_STATS | STATX_BTIME)
-        var status = cu_statx(fd, name, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW, mask, &info)
+        var status = cu_statx(fd, name, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW, mask, info)
         if status == -ENOENT && followingLinks {
             // A link to nothing is listed as the link it is.
-            status = cu_statx(fd, name, AT_SYMLINK_NOFOLLOW, mask, &info)
+            status = cu_statx(fd, name, AT_SYMLINK_NOFOLLOW, mask, info)
         }
-        if status == -ENOENT { return nil }
-        return .some(status == 0 ? FileMetadata(info) : nil)
+        if status == -ENOENT { return .gone }
+        return status == 0 ? .described : .undescribable
     }
 }
 

@@ -7,10 +7,10 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
     public struct Entry: Sendable, Hashable, CustomStringConvertible {
         /// The directory the entry is in: the walk's root joined with the
         /// names below it.
-        public let directory: FilePath
+        public var directory: FilePath { store.directory(at: directoryNumber) }
         /// The entry's name in ``directory`` (built when asked for: the
         /// walk keeps a batch's names together in one buffer).
-        public var name: FilePath.Component { names.component(at: nameOffset) }
+        public var name: FilePath.Component { store.component(at: nameOffset) }
         /// The entry's path, ``directory`` joined with ``name`` (built when
         /// asked for, so a walk that looks only at names and types builds
         /// no paths).
@@ -20,23 +20,28 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// a link to nothing stays a link).
         public let type: FileType
         /// How far below the root: 1 for the root's own entries.
-        public let depth: Int
+        public var depth: Int { Int(level) }
         /// The entry's metadata, when the walk was asked for it (of a link
         /// itself, or of its target when the walk follows links); otherwise
-        /// nil.
-        public let metadata: FileMetadata?
+        /// nil. Built when asked for, from the `statx` record the walk
+        /// keeps with the entry's batch.
+        public var metadata: FileMetadata? { record < 0 ? nil : store.metadata(at: record) }
 
-        /// The names of the batch this entry came in, and where its own is.
-        let names: WalkNames
-        let nameOffset: Int
+        /// The batch's store, and where in it this entry's parts are.
+        let store: WalkBatchStore
+        let directoryNumber: Int32
+        let nameOffset: Int32
+        /// The number of the entry's `statx` record; -1 if it has none.
+        let record: Int32
+        let level: Int32
 
-        init(directory: FilePath, names: WalkNames, nameOffset: Int, type: FileType, depth: Int, metadata: FileMetadata?) {
-            self.directory = directory
-            self.names = names
-            self.nameOffset = nameOffset
+        init(store: WalkBatchStore, directory: Int32, name: Int32, type: FileType, depth: Int, record: Int32) {
+            self.store = store
+            self.directoryNumber = directory
+            self.nameOffset = name
             self.type = type
-            self.depth = depth
-            self.metadata = metadata
+            self.level = Int32(truncatingIfNeeded: depth)
+            self.record = record
         }
 
         /// The path and the type, such as `Sources/a.swift (regular)`.
@@ -45,14 +50,15 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// Whether both are the same entry: directory, name, type, depth
         /// and metadata alike.
         public static func == (lhs: Entry, rhs: Entry) -> Bool {
-            lhs.directory == rhs.directory && lhs.type == rhs.type && lhs.depth == rhs.depth
-                && lhs.metadata == rhs.metadata && lhs.names.sameName(at: lhs.nameOffset, as: rhs.names, at: rhs.nameOffset)
+            lhs.type == rhs.type && lhs.depth == rhs.depth
+                && lhs.store.sameName(at: lhs.nameOffset, as: rhs.store, at: rhs.nameOffset)
+                && lhs.directory == rhs.directory && lhs.metadata == rhs.metadata
         }
 
         /// Hashes what `==` compares.
         public func hash(into hasher: inout Hasher) {
             hasher.combine(directory)
-            names.hashName(at: nameOffset, into: &hasher)
+            store.hashName(at: nameOffset, into: &hasher)
             hasher.combine(type)
             hasher.combine(depth)
             hasher.combine(metadata)

@@ -66,16 +66,7 @@ public struct FileMetadata: Sendable, Hashable {
     public var created: FileTimestamp?
 
     init(_ s: statx) {
-        switch UInt32(s.stx_mode) & 0o170000 {
-        case 0o100000: type = .regular
-        case 0o040000: type = .directory
-        case 0o120000: type = .symbolicLink
-        case 0o010000: type = .fifo
-        case 0o140000: type = .socket
-        case 0o020000: type = .characterDevice
-        case 0o060000: type = .blockDevice
-        default: type = .unknown
-        }
+        type = FileType(mode: s.stx_mode)
         size = Int64(bitPattern: s.stx_size)
         permissions = FilePermissions(rawValue: CInterop.Mode(s.stx_mode) & 0o7777)
         userID = s.stx_uid
@@ -109,5 +100,21 @@ public struct FileMetadata: Sendable, Hashable {
         hasher.combine(device.minor)
         hasher.combine(size)
         hasher.combine(modified)
+    }
+}
+
+extension FileType {
+    /// The type that a mode's `S_IFMT` bits give.
+    init(mode: UInt16) {
+        switch UInt32(mode) & 0o170000 {
+        case 0o100000: self = .regular
+        case 0o040000: self = .directory
+        case 0o120000: self = .symbolicLink
+        case 0o010000: self = .fifo
+        case 0o140000: self = .socket
+        case 0o020000: self = .characterDevice
+        case 0o060000: self = .blockDevice
+        default: self = .unknown
+        }
     }
 }

@@ -29,58 +29,106 @@ struct DirectoryIdentity: Sendable, Hashable {
     let inode: UInt64
 }
 
-/// The names of one batch of a walk's entries, NUL-terminated one after
-/// another in one buffer: listing a name copies its bytes here instead of
-/// allocating a `FilePath.Component` for each entry, which the entry
-/// builds only when asked for its name.
-final class WalkNames: @unchecked Sendable {
-    // `@unchecked Sendable`: only the listing task appends, and only before
+/// What the entries of one batch of a walk point into: their names,
+/// NUL-terminated one after another in one buffer; the directories they
+/// are in; and, when the walk describes entries, the `statx` records the
+/// kernel filled in place. So an entry is one reference and a few numbers,
+/// cheap to hand over, and builds its name, path and metadata only when
+/// asked for them.
+final class WalkBatchStore: @unchecked Sendable {
+    // `@unchecked Sendable`: only the listing task writes, and only before
     // it hands the batch over through its channel's lock, which orders
-    // those writes before any read; afterwards the names never change.
-    private var bytes: UnsafeMutablePointer<CChar>
-    private var capacity: Int
-    private var count = 0
+    // those writes before any read; afterwards nothing here changes.
+    private var names: UnsafeMutablePointer<CChar>
+    private var namesCapacity: Int
+    private var namesCount = 0
+    private var directories: [FilePath] = []
+    private var records: UnsafeMutablePointer<statx>?
+    private var recordsCapacity: Int
+    private var recordsCount = 0
 
-    init(capacity: Int) {
-        self.capacity = max(capacity, 256)
-        bytes = .allocate(capacity: self.capacity)
+    /// A store for about `entries` entries (it grows if need be).
+    init(entries: Int) {
+        namesCapacity = max(entries * 16, 256)
+        names = .allocate(capacity: namesCapacity)
+        recordsCapacity = max(entries, 16)
     }
 
-    deinit { bytes.deallocate() }
+    deinit {
+        names.deallocate()
+        records?.deallocate()
+    }
+
+    // MARK: Filled by the listing task
 
     /// Copies the NUL-terminated `name` in; returns where it starts.
-    func append(_ name: UnsafePointer<CChar>) -> Int {
+    func append(name: UnsafePointer<CChar>) -> Int32 {
         let length = strlen(name) + 1
-        if count + length > capacity {
-            let grown = max(capacity * 2, count + length)
+        if namesCount + length > namesCapacity {
+            let grown = max(namesCapacity * 2, namesCount + length)
             let larger = UnsafeMutablePointer<CChar>.allocate(capacity: grown)
-            larger.initialize(from: bytes, count: count)
-            bytes.deallocate()
-            bytes = larger
-            capacity = grown
+            larger.initialize(from: names, count: namesCount)
+            names.deallocate()
+            names = larger
+            namesCapacity = grown
         }
-        (bytes + count).initialize(from: name, count: length)
-        defer { count += length }
-        return count
+        (names + namesCount).initialize(from: name, count: length)
+        defer { namesCount += length }
+        return Int32(namesCount)
     }
 
+    /// Keeps `directory`; returns its number.
+    func append(directory: FilePath) -> Int32 {
+        directories.append(directory)
+        return Int32(directories.count - 1)
+    }
+
+    /// Where the next entry's `statx` record goes; `keepRecord` keeps it.
+    func nextRecord() -> UnsafeMutablePointer<statx> {
+        if records == nil {
+            records = .allocate(capacity: recordsCapacity)
+        } else if recordsCount == recordsCapacity {
+            let grown = recordsCapacity * 2
+            let larger = UnsafeMutablePointer<statx>.allocate(capacity: grown)
+            larger.initialize(from: records!, count: recordsCount)
+            records!.deallocate()
+            records = larger
+            recordsCapacity = grown
+        }
+        return records! + recordsCount
+    }
+
+    /// Keeps the record `nextRecord` pointed at, filled; returns its number.
+    func keepRecord() -> Int32 {
+        defer { recordsCount += 1 }
+        return Int32(recordsCount)
+    }
+
+    // MARK: Read by the walk
+
     /// The name that starts at `offset`.
-    func component(at offset: Int) -> FilePath.Component {
+    func component(at offset: Int32) -> FilePath.Component {
         // The listing took only names that make a component (never empty,
         // never with a slash, never "." or ".."), so this always succeeds.
-        FilePath.Component(platformString: bytes + offset) ?? "?"
+        FilePath.Component(platformString: names + Int(offset)) ?? "?"
     }
 
     /// Whether the name at `offset` equals `other`'s at `otherOffset`.
-    func sameName(at offset: Int, as other: WalkNames, at otherOffset: Int) -> Bool {
-        strcmp(bytes + offset, other.bytes + otherOffset) == 0
+    func sameName(at offset: Int32, as other: WalkBatchStore, at otherOffset: Int32) -> Bool {
+        strcmp(names + Int(offset), other.names + Int(otherOffset)) == 0
     }
 
     /// Feeds the bytes of the name at `offset` to `hasher`.
-    func hashName(at offset: Int, into hasher: inout Hasher) {
-        let start = bytes + offset
+    func hashName(at offset: Int32, into hasher: inout Hasher) {
+        let start = names + Int(offset)
         hasher.combine(bytes: UnsafeRawBufferPointer(start: start, count: strlen(start)))
     }
+
+    /// The directory numbered `index`.
+    func directory(at index: Int32) -> FilePath { directories[Int(index)] }
+
+    /// The metadata in the record numbered `index`.
+    func metadata(at index: Int32) -> FileMetadata { FileMetadata(records![Int(index)]) }
 }
 
 /// What a listing task hands the walk, in the walk's order.
@@ -354,8 +402,11 @@ struct WalkProducer: ~Copyable {
     private var batch: [WalkItem] = []
     /// How many items make `batch` full: fewer for the first.
     private var batchLimit = WalkChannel.itemsInFirstBatch
-    /// The names of the entries in `batch`.
-    private var names = WalkNames(capacity: WalkChannel.itemsPerBatch * 16)
+    /// What the entries in `batch` point into.
+    private var store = WalkBatchStore(entries: WalkChannel.itemsInFirstBatch)
+    /// The number in `store` of the directory at the top of `frames`, once
+    /// kept there; -1 until then (and after `frames` or `store` change).
+    private var directoryInStore: Int32 = -1
 
     init(options: WalkOptions, channel: WalkChannel, producers: WalkProducers, ancestors: [DirectoryIdentity]) {
         self.options = options
@@ -404,6 +455,13 @@ struct WalkProducer: ~Copyable {
             buffers.append(.allocate(byteCount: DirectoryRecord.bufferSize, alignment: 8))
         }
         frames.append(frame)
+        directoryInStore = -1
+    }
+
+    /// Closes the directory at the top of `frames`.
+    private mutating func pop() {
+        frames.removeLast()
+        directoryInStore = -1
     }
 
     /// Lists the frames' directories until none is left, the walk wants no
@@ -414,7 +472,7 @@ struct WalkProducer: ~Copyable {
             let buffer = buffers[top]
             guard frames[top].offset < frames[top].filled else {
                 if frames[top].finished {
-                    frames.removeLast()
+                    pop()
                     continue
                 }
                 if Task.isCancelled { return }
@@ -424,7 +482,7 @@ struct WalkProducer: ~Copyable {
                     frames[top].offset = 0
                     frames[top].finished = filled == 0
                 } catch {
-                    frames.removeLast()
+                    pop()
                     guard await add(.failure(error)), !options.stopsAtFailure else { return }
                 }
                 continue
@@ -434,18 +492,23 @@ struct WalkProducer: ~Copyable {
             // Names the kernel lists are never empty and never hold a slash.
             if record.isSelfOrParent || record.name[0] == 0 { continue }
             let fd = frames[top].descriptor.fd
-            var metadata: FileMetadata? = nil
+            var type = FileType(directoryType: record.kind)
+            var described: Int32 = -1
             if options.withMetadata {
-                // Gone since it was listed: left out.
-                guard let described = record.describe(in: fd, followingLinks: options.followingLinks)
-                else { continue }
-                metadata = described
+                // statx fills the store's next record in place.
+                let info = store.nextRecord()
+                switch record.describe(in: fd, followingLinks: options.followingLinks, into: info) {
+                case .gone: continue  // since it was listed: left out
+                case .undescribable: break
+                case .described:
+                    described = store.keepRecord()
+                    type = FileType(mode: info.pointee.stx_mode)
+                }
             }
             let directory = frames[top].path
             let depth = frames[top].depth
-            var type = metadata?.type ?? FileType(directoryType: record.kind)
             var failure: UringError? = nil
-            if metadata == nil && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
+            if described < 0 && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
                 do {
                     // Gone since it was listed: left out.
                     guard let resolved = try WalkProducer.type(of: record.name, in: fd, path: directory, options: options)
@@ -455,9 +518,10 @@ struct WalkProducer: ~Copyable {
                     failure = error
                 }
             }
-            let nameOffset = names.append(record.name)
+            if directoryInStore < 0 { directoryInStore = store.append(directory: directory) }
             let listed = DirectoryWalk.Entry(
-                directory: directory, names: names, nameOffset: nameOffset, type: type, depth: depth, metadata: metadata)
+                store: store, directory: directoryInStore, name: store.append(name: record.name), type: type,
+                depth: depth, record: described)
             guard type == .directory && failure == nil else {
                 // The common case, added without an async call.
                 batch.append(.entry(consume listed))
@@ -562,7 +626,8 @@ struct WalkProducer: ~Copyable {
     private nonisolated(nonsending) mutating func flush() async -> Bool {
         guard !batch.isEmpty else { return true }
         if Task.isCancelled { return false }
-        names = WalkNames(capacity: WalkChannel.itemsPerBatch * 16)
+        store = WalkBatchStore(entries: WalkChannel.itemsPerBatch)
+        directoryInStore = -1
         batchLimit = WalkChannel.itemsPerBatch
         let going = await channel.send(&batch)
         batch.reserveCapacity(WalkChannel.itemsPerBatch)

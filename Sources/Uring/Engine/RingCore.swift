@@ -149,6 +149,12 @@ final class RingCore: @unchecked Sendable {
         get { local.pointee.reaping }
         set { local.pointee.reaping = newValue }
     }
+    /// How long the ring thread now polls before it sleeps (adapts between
+    /// 0 and `idleSpinNanos`; see `RingLoop.sleep`).
+    var idleSpinBudget: UInt64 {
+        get { local.pointee.idleSpinBudget }
+        set { local.pointee.idleSpinBudget = newValue }
+    }
     var wakeArmed: Bool {
         get { local.pointee.wakeArmed }
         set { local.pointee.wakeArmed = newValue }
@@ -264,6 +270,7 @@ final class RingCore: @unchecked Sendable {
         // would end the wait. Overflowing completions wait in the kernel.
         self.maximumInFlight = max(1, options.maximumInFlight ?? Int.max / 2)
         self.idleSpinNanos = options.idleSpin.nanoseconds
+        self.local.pointee.idleSpinBudget = idleSpinNanos
         self.callerSpinNanos = options.callerSpin.nanoseconds
         self.spinBudget.store(callerSpinNanos, ordering: .relaxed)
         self.threadName = String(decoding: options.threadName.utf8.prefix(15), as: UTF8.self)
@@ -573,6 +580,7 @@ struct RingThreadState {
     var trackedSlots: [OperationSlot] = []
     var kernelInFlight = 0
     var unsubmitted = 0
+    var idleSpinBudget: UInt64 = 0
     var wakeArmed = false
     var ringOpen = true
     var shuttingDown = false

@@ -528,10 +528,12 @@ extension RingCore {
 
     // MARK: Idle
 
-    /// Polls briefly for new work before sleeping. Returns true if some came.
+    /// Polls briefly for new work before sleeping, for `idleSpinBudget`.
+    /// Returns true if some came.
     private func spinForWork() -> Bool {
-        guard idleSpinNanos > 0 else { return false }
-        let deadline = cu_monotonic_ns() &+ idleSpinNanos
+        let budget = idleSpinBudget
+        guard budget > 0 else { return false }
+        let deadline = cu_monotonic_ns() &+ budget
         var round = 0
         while true {
             if hasRemoteWork.load(ordering: .acquiring) { return true }
@@ -560,6 +562,8 @@ extension RingCore {
             return true
         }
         guard mustSleep else { return }
+        let asleepSince = idleSpinNanos > 0 ? cu_monotonic_ns() : 0
+        defer { if idleSpinNanos > 0 { adaptIdleSpin(asleepFor: cu_monotonic_ns() &- asleepSince) } }
         if ringOpen {
             if !wakeArmed {
                 var request = io_uring_sqe()
@@ -580,6 +584,22 @@ extension RingCore {
             return !stillSleeping
         }
         if wasWoken { wakeUpCount.addOnRingThread(1) }
+    }
+
+    /// Adapts how long the thread polls before it sleeps to how soon work
+    /// came once it slept. Work that came within `idleSpinNanos` would have
+    /// been caught by polling that long, so the budget doubles (from 1 µs)
+    /// up to that; work that came later (a producer slower than that, a
+    /// file read, an idle peer) would not, so the budget halves (to 0 below
+    /// 1 µs), and a thread that keeps waiting for slow work stops taking a
+    /// CPU from the threads doing it.
+    private func adaptIdleSpin(asleepFor slept: UInt64) {
+        let budget = idleSpinBudget
+        if slept <= idleSpinNanos {
+            idleSpinBudget = min(idleSpinNanos, max(budget &* 2, 1_000))
+        } else {
+            idleSpinBudget = budget / 2 < 1_000 ? 0 : budget / 2
+        }
     }
 
     // MARK: Shutdown

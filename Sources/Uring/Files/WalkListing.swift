@@ -382,6 +382,8 @@ struct WalkProducer: ~Copyable {
     /// how far into it the listing is.
     private struct Frame {
         let descriptor: OwnedDescriptor
+        /// `descriptor`'s number, read without touching the object.
+        let fd: Int32
         let path: FilePath
         /// The depth of this directory's entries.
         let depth: Int
@@ -477,7 +479,7 @@ struct WalkProducer: ~Copyable {
                 }
                 if Task.isCancelled { return }
                 do {
-                    let filled = try DirectoryRecord.list(frames[top].descriptor.fd, into: buffer, path: frames[top].path)
+                    let filled = try DirectoryRecord.list(frames[top].fd, into: buffer, path: frames[top].path)
                     frames[top].filled = filled
                     frames[top].offset = 0
                     frames[top].finished = filled == 0
@@ -491,7 +493,7 @@ struct WalkProducer: ~Copyable {
             frames[top].offset += record.length
             // Names the kernel lists are never empty and never hold a slash.
             if record.isSelfOrParent || record.name[0] == 0 { continue }
-            let fd = frames[top].descriptor.fd
+            let fd = frames[top].fd
             var type = FileType(directoryType: record.kind)
             var described: Int32 = -1
             if options.withMetadata {
@@ -505,20 +507,19 @@ struct WalkProducer: ~Copyable {
                     type = FileType(mode: info.pointee.stx_mode)
                 }
             }
-            let directory = frames[top].path
             let depth = frames[top].depth
             var failure: UringError? = nil
             if described < 0 && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
                 do {
                     // Gone since it was listed: left out.
-                    guard let resolved = try WalkProducer.type(of: record.name, in: fd, path: directory, options: options)
+                    guard let resolved = try WalkProducer.type(of: record.name, in: fd, path: frames[top].path, options: options)
                     else { continue }
                     type = resolved
                 } catch {
                     failure = error
                 }
             }
-            if directoryInStore < 0 { directoryInStore = store.append(directory: directory) }
+            if directoryInStore < 0 { directoryInStore = store.append(directory: frames[top].path) }
             let listed = DirectoryWalk.Entry(
                 store: store, directory: directoryInStore, name: store.append(name: record.name), type: type,
                 depth: depth, record: described)
@@ -535,7 +536,7 @@ struct WalkProducer: ~Copyable {
             }
             let name = listed.name
             guard await add(.entry(listed)) else { return }
-            guard await enter(name, in: frames[top].descriptor, path: directory.appending(name), depth: depth + 1)
+            guard await enter(name, in: frames[top].fd, path: frames[top].path.appending(name), depth: depth + 1)
             else { return }
         }
     }
@@ -543,7 +544,7 @@ struct WalkProducer: ~Copyable {
     /// Goes into the subdirectory `name`: opens it here, then lists it in
     /// a task of its own if there is room for one, else here, next. False
     /// if the listing must stop.
-    private nonisolated(nonsending) mutating func enter(_ name: FilePath.Component, in parent: OwnedDescriptor, path: FilePath, depth: Int) async -> Bool {
+    private nonisolated(nonsending) mutating func enter(_ name: FilePath.Component, in parent: Int32, path: FilePath, depth: Int) async -> Bool {
         let frame: Frame
         switch open(parent: parent, name: name, path: path, depth: depth) {
         case .success(let opened): frame = opened
@@ -569,7 +570,7 @@ struct WalkProducer: ~Copyable {
         let identity = frame.identity
         producers.start { producers in
             var producer = WalkProducer(options: options, channel: channel, producers: producers, ancestors: ancestors)
-            await producer.run(from: Frame(descriptor: OwnedDescriptor(fd), path: path, depth: depth, identity: identity))
+            await producer.run(from: Frame(descriptor: OwnedDescriptor(fd), fd: fd, path: path, depth: depth, identity: identity))
         }
         return await add(.subtree(channel))
     }
@@ -577,13 +578,13 @@ struct WalkProducer: ~Copyable {
     /// Opens a directory to list: below the root only by name in its open
     /// parent, and never through a link unless the walk follows them.
     private func open(
-        parent: OwnedDescriptor?, name: FilePath.Component?, path: FilePath, depth: Int
+        parent: Int32?, name: FilePath.Component?, path: FilePath, depth: Int
     ) -> Result<Frame, UringError> {
         let following = options.followingLinks
         let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (parent != nil && !following ? O_NOFOLLOW : 0)
         let fd: Int32
         if let parent, let name {
-            fd = name.withPlatformString { openat(parent.fd, $0, flags) }
+            fd = name.withPlatformString { openat(parent, $0, flags) }
         } else {
             fd = path.withPlatformString { openat(AT_FDCWD, $0, flags) }
         }
@@ -593,7 +594,7 @@ struct WalkProducer: ~Copyable {
             var info = stat()
             if fstat(fd, &info) == 0 { identity = DirectoryIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) }
         }
-        return .success(Frame(descriptor: OwnedDescriptor(fd), path: path, depth: depth, identity: identity))
+        return .success(Frame(descriptor: OwnedDescriptor(fd), fd: fd, path: path, depth: depth, identity: identity))
     }
 
     /// The type of `name`, which the directory did not record (or which is

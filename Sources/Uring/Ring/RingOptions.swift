@@ -31,7 +31,12 @@ public struct RingOptions: Sendable {
     /// limit can therefore hold back the very send a waiting receive needs;
     /// set one only for work whose operations finish on their own (files).
     public var maximumInFlight: Int? = nil
-    /// How long the ring thread polls for new work before it sleeps.
+    /// The longest the ring thread polls for new work before it sleeps.
+    /// The actual budget adapts: it halves each time work comes only later
+    /// than this after the thread slept (polling would not have caught it,
+    /// and would only have taken a CPU from the threads doing the work),
+    /// down to no polling, and doubles back each time work comes sooner.
+    /// Zero turns polling off.
     public var idleSpin: Duration = .microseconds(50)
     /// The longest a caller that is not on the ring thread polls for its
     /// result before it suspends. A result that comes back within this time

@@ -26,6 +26,35 @@ extension AllTests {
             await ring.shutdown()
         }
 
+        @Test("the ring thread stops polling before it sleeps while the work that wakes it keeps coming later than idleSpin")
+        func idleSpinAdapts() async throws {
+            var options = RingOptions()
+            options.idleSpin = .microseconds(50)
+            let budgets = try await RingActor.run(options: options) { ring in
+                // Read on the ring thread (this body runs there), which owns
+                // the budget. Each 2 ms timer wakes the thread long after it
+                // slept, so each halves the budget; a wake-up that came soon
+                // (the thread preempted between arming the timer and
+                // sleeping, on a busy machine) doubles it instead, so the
+                // loop allows many more rounds than the six halvings needed.
+                var budgets = [ring.core.idleSpinBudget]
+                for _ in 0..<100 where ring.core.idleSpinBudget > 0 {
+                    try await ring.sleep(for: .milliseconds(2))
+                    budgets.append(ring.core.idleSpinBudget)
+                }
+                return budgets
+            }
+            #expect(budgets.first! <= 50_000)
+            #expect(budgets.last == 0, "\(budgets)")
+            // Polling off stays off.
+            options.idleSpin = .zero
+            let off = try await RingActor.run(options: options) { ring in
+                try await ring.sleep(for: .milliseconds(1))
+                return ring.core.idleSpinBudget
+            }
+            #expect(off == 0)
+        }
+
         @Test("a linked chain runs in order, and a failed step cancels the rest")
         func linkedChain() async throws {
             let scratch = Scratch()

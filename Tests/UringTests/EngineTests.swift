@@ -55,6 +55,37 @@ extension AllTests {
             #expect(off == 0)
         }
 
+        @Test("a generic loop over the ring's sequences runs every step on the ring thread")
+        func genericIterationStaysOnRingThread() async throws {
+            let scratch = Scratch()
+            let path = scratch.write("generic", pattern(count: 16 * 4096))
+            let (chunks, ticks) = try await RingActor.run { ring in
+                let file = try await File.open(path, on: ring)
+                // Generic over the sequence, as a library helper would be,
+                // and not isolated to anything: the ring's executor is
+                // preferred inside `run`, and each `next` stays on it.
+                let chunks = try await ringThreadAtEachStep(of: file.chunks(size: 4096), core: ring.core, limit: 100)
+                let ticks = try await ringThreadAtEachStep(of: ring.ticks(every: .milliseconds(1)), core: ring.core, limit: 3)
+                try await file.close()
+                return (chunks, ticks)
+            }
+            #expect(chunks == Array(repeating: true, count: 16))
+            #expect(ticks == Array(repeating: true, count: 3))
+        }
+
+        /// For each element, up to `limit`, whether the loop body ran on the
+        /// ring thread.
+        private nonisolated func ringThreadAtEachStep<Elements: AsyncSequence>(
+            of elements: Elements, core: RingCore, limit: Int
+        ) async throws -> [Bool] {
+            var onRingThread: [Bool] = []
+            for try await _ in elements {
+                onRingThread.append(core.isRingThread)
+                if onRingThread.count == limit { break }
+            }
+            return onRingThread
+        }
+
         @Test("a linked chain runs in order, and a failed step cancels the rest")
         func linkedChain() async throws {
             let scratch = Scratch()

@@ -155,6 +155,12 @@ final class RingCore: @unchecked Sendable {
         get { local.pointee.idleSpinBudget }
         set { local.pointee.idleSpinBudget = newValue }
     }
+    /// Idle periods left before the next probe at a zero budget (see
+    /// `RingLoop.spinForWork`).
+    var idleProbeCountdown: Int {
+        get { local.pointee.idleProbeCountdown }
+        set { local.pointee.idleProbeCountdown = newValue }
+    }
     var wakeArmed: Bool {
         get { local.pointee.wakeArmed }
         set { local.pointee.wakeArmed = newValue }
@@ -581,6 +587,7 @@ struct RingThreadState {
     var kernelInFlight = 0
     var unsubmitted = 0
     var idleSpinBudget: UInt64 = 0
+    var idleProbeCountdown = 0
     var wakeArmed = false
     var ringOpen = true
     var shuttingDown = false

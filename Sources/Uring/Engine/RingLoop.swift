@@ -530,22 +530,46 @@ extension RingCore {
 
     /// Polls briefly for new work before sleeping, for `idleSpinBudget`.
     /// Returns true if some came.
+    ///
+    /// With the budget at 0, one idle period in `idleProbeInterval` polls
+    /// for the whole `idleSpinNanos` anyway, and restores the budget if
+    /// work came within it. Sleep lengths alone cannot show that work has
+    /// become frequent again when waking the thread takes longer than
+    /// `idleSpinNanos` (a slow guest), so without the probe the budget
+    /// could stay at 0 for good.
     private func spinForWork() -> Bool {
-        let budget = idleSpinBudget
+        var budget = idleSpinBudget
+        let probing = budget == 0 && idleSpinNanos > 0
+        if probing {
+            idleProbeCountdown -= 1
+            guard idleProbeCountdown <= 0 else { return false }
+            idleProbeCountdown = Self.idleProbeInterval
+            budget = idleSpinNanos
+        }
         guard budget > 0 else { return false }
         let deadline = cu_monotonic_ns() &+ budget
         var round = 0
         while true {
-            if hasRemoteWork.load(ordering: .acquiring) { return true }
-            if kernelInFlight > 0 && round & 7 == 0 {
-                enterKernel(wait: false)
-                if !localJobs.isEmpty || canFlush { return true }
+            if hasRemoteWork.load(ordering: .acquiring) || (kernelInFlight > 0 && round & 7 == 0 && reapedWork()) {
+                if probing { idleSpinBudget = idleSpinNanos }
+                return true
             }
             cu_cpu_relax()
             round &+= 1
             if round & 15 == 0 && cu_monotonic_ns() > deadline { return false }
         }
     }
+
+    /// Reaps without waiting; true if that left work for the thread.
+    private func reapedWork() -> Bool {
+        enterKernel(wait: false)
+        return !localJobs.isEmpty || canFlush
+    }
+
+    /// How many idle periods at a zero budget pass between two probes: the
+    /// probe's cost, one `idleSpinNanos` of polling, is then at most about
+    /// 1/64 of what the full budget would cost.
+    static let idleProbeInterval = 64
 
     /// Blocks until a completion or a poster's wake-up.
     private func sleep() {
@@ -595,7 +619,9 @@ extension RingCore {
     /// CPU from the threads doing it.
     private func adaptIdleSpin(asleepFor slept: UInt64) {
         let budget = idleSpinBudget
-        if slept <= idleSpinNanos {
+        // The thread polled for `budget` before it slept, so work came
+        // `budget + slept` after the thread went idle.
+        if budget &+ slept <= idleSpinNanos {
             idleSpinBudget = min(idleSpinNanos, max(budget &* 2, 1_000))
         } else {
             idleSpinBudget = budget / 2 < 1_000 ? 0 : budget / 2

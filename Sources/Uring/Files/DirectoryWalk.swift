@@ -4,6 +4,12 @@ import SystemPackage
 /// ``Directory/walk(_:withMetadata:followingLinks:concurrency:onError:)``.
 public struct DirectoryWalk: AsyncSequence, Sendable {
     /// One entry of the tree.
+    ///
+    /// An entry is small: it refers to the store its batch of up to 256
+    /// entries shares (their names and, with `withMetadata`, their `statx`
+    /// records, about 70 KiB in all), and that store lives while any entry
+    /// of the batch does. To keep a few entries of a large walk, keep their
+    /// ``path`` and ``metadata`` instead.
     public struct Entry: Sendable, Hashable, CustomStringConvertible {
         /// The directory the entry is in: the walk's root joined with the
         /// names below it.
@@ -223,6 +229,12 @@ extension Directory {
     /// }
     /// ```
     ///
+    /// A walk sees the tree as it is while it lists: an entry created or
+    /// removed during the walk may or may not appear, an entry removed
+    /// between being listed and being described is left out, and a
+    /// subdirectory removed before the walk opens it fails with `ENOENT`
+    /// (given to `onError` when there is one).
+    ///
     /// Symbolic links are listed and, unless `followingLinks`, never
     /// followed, so no link can lead the walk out of the tree or round in a
     /// loop. Subdirectories are opened relative to their parent with
@@ -252,7 +264,8 @@ extension Directory {
     ///     the walk is inside is reported as `ELOOP` instead of entered.
     ///   - concurrency: The most subtrees listed at once (from 1: one task,
     ///     still working ahead of the loop). Each task holds a descriptor
-    ///     per directory it is inside, and a thread of Swift's global
+    ///     per directory it is inside (and, for a moment, one for the
+    ///     subdirectory it opens for another task), and a thread of Swift's global
     ///     executor while its system calls run, so on a slow file system a
     ///     large value can keep other tasks waiting. `nil` (the default)
     ///     means one per CPU the process may run on, at most 4.

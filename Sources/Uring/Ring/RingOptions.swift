@@ -36,7 +36,9 @@ public struct RingOptions: Sendable {
     /// than this after the thread slept (polling would not have caught it,
     /// and would only have taken a CPU from the threads doing the work),
     /// down to no polling, and doubles back each time work comes sooner.
-    /// Zero turns polling off.
+    /// With polling down to nothing, one idle period in 64 still polls for
+    /// this long, and polling resumes if work comes within it. Zero turns
+    /// polling off.
     public var idleSpin: Duration = .microseconds(50)
     /// The longest a caller that is not on the ring thread polls for its
     /// result before it suspends. A result that comes back within this time

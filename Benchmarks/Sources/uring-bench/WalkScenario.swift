@@ -94,7 +94,10 @@ extension UringBench {
                 rates.append(try await timed(units: units) {
                     for _ in 0..<walksPerRound {
                         var seen = 0
-                        for try await _ in Directory.walk(FilePath(root), withMetadata: true, concurrency: 1) { seen += 1 }
+                        for try await entry in Directory.walk(FilePath(root), withMetadata: true, concurrency: 1) {
+                            precondition(entry.metadata != nil)
+                            seen += 1
+                        }
                         precondition(seen == count, "swift-uring walked \(seen) entries")
                     }
                 })

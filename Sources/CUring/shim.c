@@ -125,6 +125,16 @@ int cu_fremovexattr(int fd, const char *name) {
     return ret < 0 ? -errno : 0;
 }
 
+long cu_listxattr(const char *path, char *names, unsigned long size) {
+    long ret = syscall(SYS_listxattr, path, names, size);
+    return ret < 0 ? -errno : ret;
+}
+
+int cu_removexattr(const char *path, const char *name) {
+    long ret = syscall(SYS_removexattr, path, name);
+    return ret < 0 ? -errno : 0;
+}
+
 int cu_statx(int directory, const char *path, int flags, unsigned mask, struct statx *info) {
     long ret = syscall(SYS_statx, directory, path, flags, mask, info);
     return ret < 0 ? -errno : 0;

@@ -67,6 +67,27 @@ extension AllTests {
                 } catch let error as UringError {
                     #expect(error.errno == Errno(rawValue: ENODATA))
                 }
+                // Listing and removing by path.
+                #expect(Set(try await ring.extendedAttributeNames(at: path)).isSuperset(of: ["user.origin", "user.large"]))
+                try await ring.removeExtendedAttribute("user.large", at: path)
+                #expect(!(try await ring.extendedAttributeNames(at: path)).contains("user.large"))
+                do {
+                    try await ring.removeExtendedAttribute("user.large", at: path)
+                    Issue.record("removed a missing attribute by path")
+                } catch let error as UringError {
+                    #expect(error.errno == Errno(rawValue: ENODATA))
+                    #expect(error.operation == .removeAttributeAtPath)
+                    #expect(error.path == path, "\(error)")
+                }
+                let missing = scratch.file("missing")
+                do {
+                    _ = try await ring.extendedAttributeNames(at: missing)
+                    Issue.record("listed the attributes of a missing file")
+                } catch let error as UringError {
+                    #expect(error.errno == .noSuchFileOrDirectory)
+                    #expect(error.operation == .listAttributesAtPath)
+                    #expect(error.path == missing, "\(error)")
+                }
                 try await file.close()
             }
         }

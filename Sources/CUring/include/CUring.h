@@ -392,6 +392,11 @@ int cu_statx(int directory, const char *path, int flags, unsigned mask, struct s
 long cu_flistxattr(int fd, char *names, unsigned long size);
 /// fremovexattr(2); returns 0 or a negative errno.
 int cu_fremovexattr(int fd, const char *name);
+/// listxattr(2), following a final symbolic link: the names, each
+/// NUL-terminated; returns the bytes, or a negative errno.
+long cu_listxattr(const char *path, char *names, unsigned long size);
+/// removexattr(2), following a final symbolic link; returns 0 or a negative errno.
+int cu_removexattr(const char *path, const char *name);
 
 /// Under ThreadSanitizer, stop (begin) and restart (end) recording the calling
 /// thread's memory accesses; synchronization is still recorded. Elsewhere

@@ -66,7 +66,9 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
     case setAttribute = "fsetxattr"
     case setAttributeAtPath = "setxattr"
     case listAttributes = "flistxattr"
+    case listAttributesAtPath = "listxattr"
     case removeAttribute = "fremovexattr"
+    case removeAttributeAtPath = "removexattr"
     case setPermissions = "chmod"
     case setTimes = "utimensat"
     /// Starting a child process (`posix_spawn`).
@@ -132,7 +134,7 @@ public enum UringOperation: String, Sendable, Hashable, CaseIterable, CustomStri
         case .futexWait: 51
         case .futexWake: 52
         case .installDescriptor: 54
-        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink, .listAttributes, .removeAttribute, .setPermissions, .setTimes, .spawn, .signalProcess, .watch: nil
+        case .createRing, .duplicate, .registerBuffers, .registerFiles, .watchSignals, .linked, .listDirectory, .readLink, .listAttributes, .listAttributesAtPath, .removeAttribute, .removeAttributeAtPath, .setPermissions, .setTimes, .spawn, .signalProcess, .watch: nil
         }
     }
 }

@@ -112,14 +112,7 @@ extension File {
     public func extendedAttributeNames() async throws -> [String] {
         let (fd, path) = (descriptor.rawValue, self.path)
         return try await offRingThread { () throws(UringError) -> [String] in
-            let size = cu_flistxattr(fd, nil, 0)
-            if size < 0 { throw UringError.system(.listAttributes, Int32(-size), path: path) }
-            if size == 0 { return [] }
-            // Room for names added since the size was asked.
-            var buffer = [CChar](repeating: 0, count: size + 256)
-            let filled = cu_flistxattr(fd, &buffer, UInt(buffer.count))
-            if filled < 0 { throw UringError.system(.listAttributes, Int32(-filled), path: path) }
-            return buffer[..<filled].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            try attributeNames(.listAttributes, path: path) { cu_flistxattr(fd, $0, $1) }
         }
     }
 
@@ -153,4 +146,48 @@ extension RingActor {
         if path.isEmpty { throw UringError.invalid(.setAttributeAtPath, path: path, "the path is empty") }
         try await DescriptorIO(core: core, fd: AT_FDCWD, path: path).setExtendedAttribute(name, to: value, mode: mode, atPath: path)
     }
+
+    /// The names of the extended attributes of the file at `path`, following
+    /// a symbolic link (`listxattr`, off the ring's thread: io_uring has no
+    /// operation for it).
+    public nonisolated(nonsending) func extendedAttributeNames(at path: FilePath) async throws -> [String] {
+        if path.isEmpty { throw UringError.invalid(.listAttributesAtPath, path: path, "the path is empty") }
+        return try await offRingThread { () throws(UringError) -> [String] in
+            let names = path.withPlatformString { cPath in
+                Result { () throws(UringError) in
+                    try attributeNames(.listAttributesAtPath, path: path) { cu_listxattr(cPath, $0, $1) }
+                }
+            }
+            return try names.get()
+        }
+    }
+
+    /// Removes the extended attribute `name` of the file at `path`,
+    /// following a symbolic link (`removexattr`, off the ring's thread).
+    ///
+    /// - Throws: ``UringError`` naming `path`: `ENODATA` if there is no such
+    ///   attribute.
+    public nonisolated(nonsending) func removeExtendedAttribute(_ name: String, at path: FilePath) async throws {
+        if path.isEmpty { throw UringError.invalid(.removeAttributeAtPath, path: path, "the path is empty") }
+        try await offRingThread { () throws in
+            let status = path.withPlatformString { cu_removexattr($0, name) }
+            if status != 0 { throw UringError.system(.removeAttributeAtPath, -status, path: path) }
+        }
+    }
+}
+
+/// The names a `listxattr`-style call returns: `list(buffer, size)` gives the
+/// bytes written, or a negative errno; asked first with no buffer for the
+/// size.
+private func attributeNames(
+    _ operation: UringOperation, path: FilePath?, _ list: (UnsafeMutablePointer<CChar>?, UInt) -> Int
+) throws(UringError) -> [String] {
+    let size = list(nil, 0)
+    if size < 0 { throw UringError.system(operation, Int32(-size), path: path) }
+    if size == 0 { return [] }
+    // Room for names added since the size was asked.
+    var buffer = [CChar](repeating: 0, count: size + 256)
+    let filled = buffer.withUnsafeMutableBufferPointer { list($0.baseAddress, UInt($0.count)) }
+    if filled < 0 { throw UringError.system(operation, Int32(-filled), path: path) }
+    return buffer[..<filled].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
 }

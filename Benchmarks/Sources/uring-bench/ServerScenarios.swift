@@ -236,15 +236,19 @@ extension UringBench {
         for (label, file, _) in files {
             let scenario = "http (\(label) file, 64 connections)"
             var best: [String: (rate: Double, p50: Double?, p99: Double?)] = [:]
-            for _ in 0..<rounds {
-                for server in running {
+            var failures: [String: String] = [:]
+            for round in 0..<rounds {
+                // Each round starts with the next server, so none is always
+                // measured first.
+                for turn in 0..<running.count {
+                    let server = running[(round + turn) % running.count]
                     let result = try run(pinned([
                         wrk, "-t1", "-c64", "-d\(seconds)s", "--latency", "http://127.0.0.1:\(server.port)/\(file)",
                     ]))
                     guard result.status == 0, let rate = wrkField(result.output, "Requests/sec:"),
                         !result.output.contains("Non-2xx")
                     else {
-                        report.skipped(scenario, server.name, "wrk failed or saw errors: \(result.output.suffix(300))")
+                        failures[server.name] = "wrk failed or saw errors: \(result.output.suffix(300))"
                         continue
                     }
                     if rate > best[server.name]?.rate ?? -1 {
@@ -253,7 +257,11 @@ extension UringBench {
                 }
             }
             for server in running {
-                guard let figures = best[server.name] else { continue }
+                // A server is skipped only if no round of it succeeded.
+                guard let figures = best[server.name] else {
+                    report.skipped(scenario, server.name, failures[server.name] ?? "no round ran")
+                    continue
+                }
                 report.add(scenario, server.name, "requests_per_second", figures.rate, "requests/s")
                 if let p50 = figures.p50 { report.add(scenario, server.name, "p50_latency", p50, "µs") }
                 if let p99 = figures.p99 { report.add(scenario, server.name, "p99_latency", p99, "µs") }

@@ -161,6 +161,11 @@ final class RingCore: @unchecked Sendable {
         get { local.pointee.idleProbeCountdown }
         set { local.pointee.idleProbeCountdown = newValue }
     }
+    /// How long the thread polled before its latest sleep.
+    var lastIdlePoll: UInt64 {
+        get { local.pointee.lastIdlePoll }
+        set { local.pointee.lastIdlePoll = newValue }
+    }
     var wakeArmed: Bool {
         get { local.pointee.wakeArmed }
         set { local.pointee.wakeArmed = newValue }
@@ -587,7 +592,8 @@ struct RingThreadState {
     var kernelInFlight = 0
     var unsubmitted = 0
     var idleSpinBudget: UInt64 = 0
-    var idleProbeCountdown = 0
+    var idleProbeCountdown = RingCore.idleProbeInterval
+    var lastIdlePoll: UInt64 = 0
     var wakeArmed = false
     var ringOpen = true
     var shuttingDown = false

@@ -542,10 +542,14 @@ extension RingCore {
         let probing = budget == 0 && idleSpinNanos > 0
         if probing {
             idleProbeCountdown -= 1
-            guard idleProbeCountdown <= 0 else { return false }
+            guard idleProbeCountdown <= 0 else {
+                lastIdlePoll = 0
+                return false
+            }
             idleProbeCountdown = Self.idleProbeInterval
             budget = idleSpinNanos
         }
+        lastIdlePoll = budget
         guard budget > 0 else { return false }
         let deadline = cu_monotonic_ns() &+ budget
         var round = 0
@@ -611,20 +615,26 @@ extension RingCore {
     }
 
     /// Adapts how long the thread polls before it sleeps to how soon work
-    /// came once it slept. Work that came within `idleSpinNanos` would have
-    /// been caught by polling that long, so the budget doubles (from 1 µs)
-    /// up to that; work that came later (a producer slower than that, a
-    /// file read, an idle peer) would not, so the budget halves (to 0 below
-    /// 1 µs), and a thread that keeps waiting for slow work stops taking a
-    /// CPU from the threads doing it.
+    /// came after the thread went idle (its polling plus its sleep). Work
+    /// that came within `idleSpinNanos` would have been caught by polling
+    /// that long, so the budget doubles (from 1 µs) up to that; work that
+    /// came later (a producer slower than that, a file read, an idle peer)
+    /// would not, so the budget halves (to 0 below 1 µs), and a thread that
+    /// keeps waiting for slow work stops taking a CPU from the threads
+    /// doing it.
     private func adaptIdleSpin(asleepFor slept: UInt64) {
         let budget = idleSpinBudget
-        // The thread polled for `budget` before it slept, so work came
-        // `budget + slept` after the thread went idle.
-        if budget &+ slept <= idleSpinNanos {
+        // The thread polled for `lastIdlePoll` (the budget, or a probe's
+        // full `idleSpinNanos`) before it slept, so work came that plus
+        // `slept` after the thread went idle.
+        if lastIdlePoll &+ slept <= idleSpinNanos {
             idleSpinBudget = min(idleSpinNanos, max(budget &* 2, 1_000))
+        } else if budget / 2 < 1_000 {
+            // Polling stops; the next probe comes a full interval later.
+            if budget > 0 { idleProbeCountdown = Self.idleProbeInterval }
+            idleSpinBudget = 0
         } else {
-            idleSpinBudget = budget / 2 < 1_000 ? 0 : budget / 2
+            idleSpinBudget = budget / 2
         }
     }
 

@@ -178,16 +178,21 @@ extension RingActor {
 
 /// The names a `listxattr`-style call returns: `list(buffer, size)` gives the
 /// bytes written, or a negative errno; asked first with no buffer for the
-/// size.
+/// size, and asked again (up to three times) if it grew past the room.
 private func attributeNames(
     _ operation: UringOperation, path: FilePath?, _ list: (UnsafeMutablePointer<CChar>?, UInt) -> Int
 ) throws(UringError) -> [String] {
-    let size = list(nil, 0)
-    if size < 0 { throw UringError.system(operation, Int32(-size), path: path) }
-    if size == 0 { return [] }
-    // Room for names added since the size was asked.
-    var buffer = [CChar](repeating: 0, count: size + 256)
-    let filled = buffer.withUnsafeMutableBufferPointer { list($0.baseAddress, UInt($0.count)) }
-    if filled < 0 { throw UringError.system(operation, Int32(-filled), path: path) }
-    return buffer[..<filled].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    for _ in 0..<3 {
+        let size = list(nil, 0)
+        if size < 0 { throw UringError.system(operation, Int32(-size), path: path) }
+        if size == 0 { return [] }
+        // Room for names added since the size was asked.
+        var buffer = [CChar](repeating: 0, count: size + 256)
+        let filled = buffer.withUnsafeMutableBufferPointer { list($0.baseAddress, UInt($0.count)) }
+        if filled == -Int(ERANGE) { continue }  // more names came than room: ask again
+        if filled < 0 { throw UringError.system(operation, Int32(-filled), path: path) }
+        return buffer[..<filled].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    }
+    // The list kept growing between the calls.
+    throw UringError.system(operation, ERANGE, path: path)
 }

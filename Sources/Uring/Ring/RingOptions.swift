@@ -32,8 +32,8 @@ public struct RingOptions: Sendable {
     /// set one only for work whose operations finish on their own (files).
     public var maximumInFlight: Int? = nil
     /// The longest the ring thread polls for new work before it sleeps.
-    /// The actual budget adapts: it halves each time work comes only later
-    /// than this after the thread slept (polling would not have caught it,
+    /// The actual budget adapts: it halves each time work comes later than
+    /// this after the thread went idle (polling would not have caught it,
     /// and would only have taken a CPU from the threads doing the work),
     /// down to no polling, and doubles back each time work comes sooner.
     /// With polling down to nothing, one idle period in 64 still polls for

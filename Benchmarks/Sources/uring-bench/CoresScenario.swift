@@ -40,16 +40,8 @@ extension UringBench {
             }),
             (nio, { [productsDirectory + "/nio-echo-server", String($0), "2"] }),
         ]
-        var running: [(name: String, port: UInt16, process: Process)] = []
+        let running = try startServers(servers, pinned: false, skippingIn: "echo on 2 cores", report)
         defer { for server in running { stopServer(server.process) } }
-        for (name, command) in servers {
-            let port = freePort()
-            guard let server = try startServer(try command(port), port: port, pinned: false) else {
-                report.skipped("echo on 2 cores", name, "the server did not start")
-                continue
-            }
-            running.append((name, port, server))
-        }
         for (connections, size) in [(64, 64), (64, 16384)] {
             let scenario = "echo on 2 cores (\(connections) connections, \(size)-byte messages)"
             var best: [String: Double] = [:]

@@ -72,6 +72,31 @@ extension UringBench {
         return nil
     }
 
+    /// Starts every server at once, each on a free port (pinned to CPU 0
+    /// unless `pinned` is false); one that does not start is reported as
+    /// skipped under `scenario`. If starting one throws, those already
+    /// started are stopped first.
+    static func startServers(
+        _ servers: [(String, (UInt16) throws -> [String])], pinned: Bool = true, skippingIn scenario: String,
+        _ report: Report
+    ) throws -> [(name: String, port: UInt16, process: Process)] {
+        var running: [(name: String, port: UInt16, process: Process)] = []
+        do {
+            for (name, command) in servers {
+                let port = freePort()
+                guard let server = try startServer(try command(port), port: port, pinned: pinned) else {
+                    report.skipped(scenario, name, "the server did not start")
+                    continue
+                }
+                running.append((name, port, server))
+            }
+        } catch {
+            for server in running { stopServer(server.process) }
+            throw error
+        }
+        return running
+    }
+
     static func stopServer(_ process: Process) {
         kill(process.processIdentifier, SIGINT)
         for _ in 0..<100 where process.isRunning { usleep(20_000) }
@@ -112,16 +137,8 @@ extension UringBench {
         // loads them in turn, round after round, keeping each one's best
         // round: on this shared VM the machine drifts over a minute, and a
         // server measured only early or only late would gain or lose by it.
-        var running: [(name: String, port: UInt16, process: Process)] = []
+        let running = try startServers(servers, skippingIn: "echo", report)
         defer { for server in running { stopServer(server.process) } }
-        for (name, command) in servers {
-            let port = freePort()
-            guard let server = try startServer(try command(port), port: port) else {
-                report.skipped("echo", name, "the server did not start")
-                continue
-            }
-            running.append((name, port, server))
-        }
         let rounds = quick ? 1 : 2
         for (connections, size) in configurations {
             let scenario = "echo (\(connections) connections, \(size)-byte messages)"
@@ -222,16 +239,8 @@ extension UringBench {
         // As in echo: all servers run at once (idle ones sleep), and each
         // file loads them in turn, round after round, keeping each one's
         // best round, so that the machine's drift favours none of them.
-        var running: [(name: String, port: UInt16, process: Process)] = []
+        let running = try startServers(servers, skippingIn: "http", report)
         defer { for server in running { stopServer(server.process) } }
-        for (name, command) in servers {
-            let port = freePort()
-            guard let server = try startServer(try command(port), port: port) else {
-                report.skipped("http", name, "the server did not start")
-                continue
-            }
-            running.append((name, port, server))
-        }
         let rounds = quick ? 1 : 3
         for (label, file, _) in files {
             let scenario = "http (\(label) file, 64 connections)"

@@ -177,6 +177,8 @@ extension AllTests {
             let scratch = Scratch()
             let path = scratch.write("shared", Array("handed over".utf8))
             let receiver = try RingActor()
+            // Messages go out as soon as the initializer returns: the ring
+            // thread enables the ring before that, so none fails EBADFD.
             try await RingActor.run { sender in
                 let listening = Task { () -> [String] in
                     var seen: [String] = []
@@ -196,14 +198,23 @@ extension AllTests {
                     }
                     return seen
                 }
-                try await sender.send(42, to: receiver)
-                try await sender.send(object: "hello", to: receiver)
-                try await sender.registerFiles(capacity: 2)
-                try await receiver.registerFiles(capacity: 2)
-                let file = try await RegisteredFile.open(path, on: sender)
-                try await file.send(to: receiver)
-                try await file.close()
-                let seen = try await listening.value
+                let seen: [String]
+                do {
+                    try await sender.send(42, to: receiver)
+                    try await sender.send(object: "hello", to: receiver)
+                    try await sender.registerFiles(capacity: 2)
+                    try await receiver.registerFiles(capacity: 2)
+                    let file = try await RegisteredFile.open(path, on: sender)
+                    try await file.send(to: receiver)
+                    try await file.close()
+                    seen = try await listening.value
+                } catch {
+                    // Stop the listener and the receiver's thread, so a
+                    // failure here does not show up as a leak in later tests.
+                    listening.cancel()
+                    await receiver.shutdown()
+                    throw error
+                }
                 // Values and objects keep their order; the kernel delivers a
                 // file by another path, so it may overtake them.
                 #expect(seen.sorted() == ["file handed over", "object hello", "value 42"])
@@ -215,6 +226,35 @@ extension AllTests {
                     Issue.record("a shut-down ring took a message")
                 } catch let error as UringError {
                     #expect(error.kind == .ringShutDown && error.operation == .message)
+                }
+                await settle(sender)
+            }
+        }
+
+        @Test(
+            "messages: a ring takes one the moment its initializer returns, every time",
+            .requires(.message, "IORING_OP_MSG_RING (5.18+)"))
+        func messageToNewRing() async throws {
+            try await RingActor.run { sender in
+                // The kernel refuses messages to a ring its thread has not
+                // enabled yet (EBADFD); the initializer waits for the thread.
+                for round in 0..<20 {
+                    let receiver = try RingActor()
+                    do {
+                        try await sender.send(Int32(round), to: receiver)
+                    } catch {
+                        await receiver.shutdown()
+                        throw error
+                    }
+                    var messages = receiver.messages.makeAsyncIterator()
+                    let first = try await messages.next()
+                    guard case .value(let value) = first else {
+                        Issue.record("round \(round): got \(String(describing: first))")
+                        await receiver.shutdown()
+                        return
+                    }
+                    #expect(value == Int32(round))
+                    await receiver.shutdown()
                 }
                 await settle(sender)
             }

@@ -113,6 +113,10 @@ final class RingCore: @unchecked Sendable {
     let ring: UnsafeMutablePointer<io_uring>
     /// Where the wake-up read puts the eventfd counter.
     let wakeBuffer: UnsafeMutablePointer<UInt64>
+    /// A futex word the ring thread sets to 1 once it has enabled the ring
+    /// (or failed to); `start` waits for it. A pointer because futex(2)
+    /// needs a fixed address, which a Swift `Atomic` property does not give.
+    private let startedWord: UnsafeMutablePointer<UInt32>
 
     /// The ring thread's own state, kept behind a pointer. Its fields are
     /// touched only on the ring thread, so the dynamic exclusivity checks
@@ -265,6 +269,8 @@ final class RingCore: @unchecked Sendable {
         self.ring = ring
         self.wakeBuffer = .allocate(capacity: 1)
         self.wakeBuffer.initialize(to: 0)
+        self.startedWord = .allocate(capacity: 1)
+        self.startedWord.initialize(to: 0)
         self.local = .allocate(capacity: 1)
         self.local.initialize(to: RingThreadState())
         self.ringFD = ring.pointee.ring_fd
@@ -361,6 +367,20 @@ final class RingCore: @unchecked Sendable {
         // thread names itself again when it starts).
         _ = cu_thread_set_name_of(thread, threadName)
         pthread_detach(thread)
+        // Until the thread enables the ring, other rings' messages to it
+        // fail with EBADFD; so the ring is usable from every thread once the
+        // initializer returns. The wait is the thread's start-up, well under
+        // a millisecond unless the machine is starved.
+        while cu_atomic_load32(startedWord) == 0 {
+            _ = cu_futex_wait_blocking(startedWord, 0)
+        }
+    }
+
+    /// Called once by the ring thread after enabling the ring (or failing
+    /// to): lets `start` return.
+    func announceStarted() {
+        _ = cu_atomic_add32(startedWord, 1)
+        _ = cu_futex_wake(startedWord, Int32.max)
     }
 
     /// Runs `hook` when the ring starts shutting down (at once if it has),
@@ -400,6 +420,7 @@ final class RingCore: @unchecked Sendable {
         close(eventFD)
         ring.deallocate()
         wakeBuffer.deallocate()
+        startedWord.deallocate()
         local.deinitialize(count: 1)
         local.deallocate()
     }

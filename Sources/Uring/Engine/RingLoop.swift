@@ -19,6 +19,7 @@ extension RingCore {
             // One registered ring descriptor saves a file lookup per enter.
             _ = io_uring_register_ring_fd(ring)
         }
+        announceStarted()
 
         while true {
             drainInbox()

@@ -103,6 +103,8 @@ extension AllTests {
 
         @Test("file.chunks shares the file's descriptor: no duplicate, and closing the file mid-sequence leaves it to the sequence")
         func chunksShareTheDescriptor() async throws {
+            // Counts below must not see an earlier ring's eventfd close.
+            await waitForRingThreadsToEnd()
             try await RingActor.run { ring in
                 let scratch = Scratch()
                 let bytes = pattern(count: 256 * 1024, seed: 5)

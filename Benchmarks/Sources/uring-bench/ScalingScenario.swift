@@ -1,4 +1,5 @@
-// scaling: awaited NOPs and 4 KiB page-cache reads on one ring and on a
+// scaling: awaited NOPs and 4 KiB page-cache reads (awaited one by one from
+// 32 tasks, and in batches of 32 from one task) on one ring and on a
 // RingGroup of two, against C liburing with one and two threads (a ring
 // each), threads pinned the same way.
 
@@ -69,9 +70,33 @@ extension UringBench {
                     cbaseline_ring_threads(1, path, UInt32(rings), UInt32(depth), UInt32(reads), Int64(size), $0.baseAddress)
                 }
             }
+            // The same reads through the batch API: one task per ring, 32
+            // reads per await (as `randread`'s batch row does on one ring).
+            let batched = try await RingGroup.run(rings: rings) { group in
+                try await best(rounds, units: reads) {
+                    try await group.forEachRing { ring, index in
+                        let file = try await File.open(FilePath(path), on: ring)
+                        var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 4096), count: depth)
+                        var offsets = [Int64](repeating: 0, count: depth)
+                        var state = UInt64(index) &+ 1
+                        for _ in 0..<(reads / rings / depth) {
+                            for i in 0..<depth {
+                                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                offsets[i] = Int64((state >> 33) % blocks) * 4096
+                            }
+                            _ = try await file.read(into: &buffers, atOffsets: offsets)
+                        }
+                        try await file.close()
+                    }
+                }
+            }
             report.add("scaling", "swift-uring randread, \(rings) ring\(rings > 1 ? "s" : "")", "reads_per_second", ours, "reads/s")
+            report.add(
+                "scaling", "swift-uring randread in batches of \(depth), \(rings) ring\(rings > 1 ? "s" : "")",
+                "reads_per_second", batched, "reads/s")
             report.add("scaling", "C liburing randread, \(rings) thread\(rings > 1 ? "s" : "")", "reads_per_second", c, "reads/s")
             figures["read\(rings)"] = ours
+            figures["batch\(rings)"] = batched
             figures["cread\(rings)"] = c
         }
         report.table("scaling", "ops_per_second", ours: "swift-uring nop, 2 rings")
@@ -84,6 +109,8 @@ extension UringBench {
         report.goal("scaling", "nop: 2 rings ≥ 0.8 of C with 2 threads", ratio: ratio("nop2", "cnop2"))
         report.goal("scaling", "randread: 2 rings ≥ 1.8× 1 ring", ratio: ratio("read2", "read1"))
         report.goal("scaling", "randread: 2 rings ≥ 0.8 of C with 2 threads", ratio: ratio("read2", "cread2"))
+        report.goal("scaling", "randread in batches: 2 rings ≥ 1.8× 1 ring", ratio: ratio("batch2", "batch1"))
+        report.goal("scaling", "randread in batches: 2 rings ≥ 0.8 of C with 2 threads", ratio: ratio("batch2", "cread2"))
         report.goal("scaling", "(C's own scaling, nop: 2 threads ÷ 1)", ratio: ratio("cnop2", "cnop1"))
         report.goal("scaling", "(C's own scaling, randread: 2 threads ÷ 1)", ratio: ratio("cread2", "cread1"))
     }

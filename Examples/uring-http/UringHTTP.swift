@@ -97,6 +97,13 @@ struct UringHTTP {
                 flushStandardOutput()
                 let maximum = maximumConnections
                 let onError: @Sendable (any Error, SocketAddress?) -> Void = { error, peer in
+                    // A peer that reset or hung up mid-response is routine
+                    // under load; a line for each would cost more than it tells.
+                    if let error = error as? UringError,
+                        [.connectionReset, .socketNotConnected, .brokenPipe].contains(error.errno)
+                    {
+                        return
+                    }
                     report("\(peer.map { "\($0)" } ?? "client"): \(error)")
                 }
                 #if ServiceLifecycle

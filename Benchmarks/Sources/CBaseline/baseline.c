@@ -309,6 +309,54 @@ long long cbaseline_smallfiles_read(const char *const *paths, unsigned count, un
     return elapsed;
 }
 
+struct smallfiles_thread_job {
+    const char *const *paths;
+    unsigned count, chunk, first, stride;
+    unsigned long long sum;
+    int error;
+};
+
+static void *smallfiles_thread(void *arg) {
+    struct smallfiles_thread_job *job = arg;
+    char *buffer = aligned_buffer(job->chunk);
+    for (unsigned i = job->first; i < job->count && job->error == 0; i += job->stride) {
+        int fd = open(job->paths[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) { job->error = errno; break; }
+        ssize_t n;
+        while ((n = read(fd, buffer, job->chunk)) > 0) job->sum += byte_sum((const unsigned char *)buffer, n);
+        if (n < 0) job->error = errno;
+        close(fd);
+    }
+    free(buffer);
+    return NULL;
+}
+
+long long cbaseline_smallfiles_read_threads(const char *const *paths, unsigned count, unsigned chunk,
+                                            unsigned threads, unsigned long long *checksum) {
+    if (threads == 0 || threads > 64) return -EINVAL;
+    struct smallfiles_thread_job jobs[64];
+    pthread_t ids[64];
+    long long start = now_ns();
+    unsigned started = 0;
+    int failure = 0;
+    for (unsigned t = 0; t < threads; t++) {
+        jobs[t] = (struct smallfiles_thread_job){paths, count, chunk, t, threads, 0, 0};
+        int status = pthread_create(&ids[t], NULL, smallfiles_thread, &jobs[t]);
+        if (status != 0) { failure = status; break; }
+        started++;
+    }
+    unsigned long long sum = 0;
+    for (unsigned t = 0; t < started; t++) {
+        pthread_join(ids[t], NULL);
+        sum += jobs[t].sum;
+        if (jobs[t].error != 0 && failure == 0) failure = jobs[t].error;
+    }
+    long long elapsed = now_ns() - start;
+    if (failure != 0) return -failure;
+    *checksum = sum;
+    return elapsed;
+}
+
 // MARK: scaling: one ring per thread
 
 #include <sched.h>

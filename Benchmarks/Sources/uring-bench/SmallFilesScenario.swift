@@ -1,10 +1,13 @@
 // smallfiles: a tree of files of mixed sizes (most small), each read to its
-// end and every byte summed, through chunks() with 16 files at once, through
-// C on liburing, through read(2) on one thread, and through NIOFileSystem.
+// end and every byte summed, through chunks() with 16 files at once (on one
+// ring, and on a ring per core), through C on liburing, through read(2) on
+// one thread (and, for reference, on a thread per core), and through
+// NIOFileSystem.
 
 import CBaseline
 import Foundation
 import NIOCore
+import Synchronization
 import SystemPackage
 import Uring
 import _NIOFileSystem
@@ -30,16 +33,31 @@ extension UringBench {
         let swift = try await RingActor.run { ring in
             try await best(rounds, units: total) {
                 let sum = try await readTree(paths, parallel: parallel) { path in
-                    let file = try await File.open(path, on: ring)
-                    var sum: UInt64 = 0
-                    for try await piece in file.chunks(size: chunk) { sum &+= byteSum(piece) }
-                    try await file.close()
-                    return sum
+                    try await sumThroughChunks(path, on: ring, chunk: chunk)
                 }
                 precondition(sum == expected, "swift-uring read the wrong bytes")
             }
         }
         report.add(scenario, ours, "bytes_per_second", swift, "B/s")
+
+        // Every core: a ring per CPU, each reading its share of the files
+        // (every n-th), 16 at once between them.
+        let group = try await RingGroup.run { group in
+            let rings = group.rings.count
+            return try await best(rounds, units: total) {
+                let sums = Sums()
+                try await group.forEachRing { ring, index in
+                    let share = stride(from: index, to: paths.count, by: rings).map { paths[$0] }
+                    let sum = try await readTree(share, parallel: max(1, parallel / rings)) { path in
+                        try await sumThroughChunks(path, on: ring, chunk: chunk)
+                    }
+                    sums.add(sum)
+                }
+                precondition(sums.total == expected, "swift-uring's ring group read the wrong bytes")
+            }
+        }
+        let oursGroup = "swift-uring chunks(), a ring per core, \(parallel) files at once in all"
+        report.add(scenario, oursGroup, "bytes_per_second", group, "B/s")
 
         let cPaths = paths.map { strdup($0) }
         defer { cPaths.forEach { free($0) } }
@@ -65,6 +83,20 @@ extension UringBench {
             }
         }
         report.add(scenario, "read(2), one thread", "bytes_per_second", blocking, "B/s")
+        // A reference for the 1.5× goal: every core reading and summing
+        // files of its own, with no hand-off between threads at all.
+        let cores = UInt32(max(1, ProcessInfo.processInfo.activeProcessorCount))
+        let everyCore = cPaths.withUnsafeBufferPointer { pointers in
+            pointers.withMemoryRebound(to: UnsafePointer<CChar>?.self) { rebound in
+                bestC(rounds, units: total, "read(2) smallfiles threads") {
+                    var sum: UInt64 = 0
+                    let ns = cbaseline_smallfiles_read_threads(rebound.baseAddress, UInt32(count), UInt32(chunk), cores, &sum)
+                    precondition(ns < 0 || sum == expected, "read(2) threads read the wrong bytes")
+                    return ns
+                }
+            }
+        }
+        report.add(scenario, "read(2), \(cores) threads (reference)", "bytes_per_second", everyCore, "B/s")
 
         let nio = try await best(rounds, units: total) {
             let sum = try await readTree(paths, parallel: parallel) { path in
@@ -83,6 +115,25 @@ extension UringBench {
         report.table(scenario, "bytes_per_second", ours: ours)
         report.goal(scenario, "≥ 1.5× read(2) on one thread", ratio: swift / blocking)
         report.goal(scenario, "≥ 0.8 of C liburing", ratio: swift / c)
+        report.goal(scenario, "a ring per core: ≥ 1.5× read(2) on one thread", ratio: group / blocking)
+    }
+
+    /// Reads the file at `path` through `chunks()` and sums its bytes.
+    nonisolated(nonsending) static func sumThroughChunks(
+        _ path: FilePath, on ring: RingActor, chunk: Int
+    ) async throws -> UInt64 {
+        let file = try await File.open(path, on: ring)
+        var sum: UInt64 = 0
+        for try await piece in file.chunks(size: chunk) { sum &+= byteSum(piece) }
+        try await file.close()
+        return sum
+    }
+
+    /// The rings' sums, added up as each ring finishes.
+    final class Sums: Sendable {
+        private let value = Mutex<UInt64>(0)
+        func add(_ sum: UInt64) { value.withLock { $0 &+= sum } }
+        var total: UInt64 { value.withLock { $0 } }
     }
 
     /// Runs `read` on every path, `parallel` at once in a task group, and

@@ -28,6 +28,11 @@ long long cbaseline_smallfiles_uring(const char *const *paths, unsigned count, u
 /// The same with blocking read(2) on one thread, one file after another.
 long long cbaseline_smallfiles_read(const char *const *paths, unsigned count, unsigned chunk,
                                     unsigned long long *checksum);
+/// The same with blocking read(2) on `threads` threads, each taking every
+/// `threads`-th file: what all the machine's cores do when each reads and
+/// sums its own files (a reference, not a peer).
+long long cbaseline_smallfiles_read_threads(const char *const *paths, unsigned count, unsigned chunk,
+                                            unsigned threads, unsigned long long *checksum);
 /// `threads` threads, thread i pinned to `cpus[i]`, each with a ring of its
 /// own doing `total / threads` of the work: awaited NOPs one per submit
 /// (`reads` 0) or random 4 KiB page-cache reads of `path`, `depth` in flight

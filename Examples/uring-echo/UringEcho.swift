@@ -148,9 +148,7 @@ struct UringEcho {
 /// away (a reset, or a close with data unread): under load that happens all
 /// the time, and a line for each would cost more than the echo.
 @Sendable func reportConnectionError(_ error: any Error, _ peer: SocketAddress?) {
-    if let error = error as? UringError, [.connectionReset, .socketNotConnected, .brokenPipe].contains(error.errno) {
-        return
-    }
+    if let error = error as? UringError, error.isPeerGone { return }
     report("\(peer.map { "\($0)" } ?? "client"): \(error)")
 }
 

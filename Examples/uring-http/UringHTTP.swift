@@ -99,11 +99,7 @@ struct UringHTTP {
                 let onError: @Sendable (any Error, SocketAddress?) -> Void = { error, peer in
                     // A peer that reset or hung up mid-response is routine
                     // under load; a line for each would cost more than it tells.
-                    if let error = error as? UringError,
-                        [.connectionReset, .socketNotConnected, .brokenPipe].contains(error.errno)
-                    {
-                        return
-                    }
+                    if let error = error as? UringError, error.isPeerGone { return }
                     report("\(peer.map { "\($0)" } ?? "client"): \(error)")
                 }
                 #if ServiceLifecycle

@@ -240,21 +240,23 @@ extension AllTests {
                 // enabled yet (EBADFD); the initializer waits for the thread.
                 for round in 0..<20 {
                     let receiver = try RingActor()
+                    // Shut down on every path, so a failure leaves no ring
+                    // thread behind for later tests to count.
+                    let first: RingMessage?
                     do {
                         try await sender.send(Int32(round), to: receiver)
+                        var messages = receiver.messages.makeAsyncIterator()
+                        first = try await messages.next()
                     } catch {
                         await receiver.shutdown()
                         throw error
                     }
-                    var messages = receiver.messages.makeAsyncIterator()
-                    let first = try await messages.next()
+                    await receiver.shutdown()
                     guard case .value(let value) = first else {
                         Issue.record("round \(round): got \(String(describing: first))")
-                        await receiver.shutdown()
                         return
                     }
                     #expect(value == Int32(round))
-                    await receiver.shutdown()
                 }
                 await settle(sender)
             }

@@ -133,6 +133,7 @@ extension AllTests {
                 } catch let error as UringError {
                     #expect(error.errno == .connectionRefused)
                     #expect(error.operation == .connect)
+                    #expect(!error.isPeerGone)
                     #expect(error.description == "connect \(address): Connection refused (ECONNREFUSED)")
                 }
             }
@@ -173,6 +174,7 @@ extension AllTests {
                 } catch let error as UringError {
                     #expect(error.errno == .connectionReset)
                     #expect(error.operation == .receive)
+                    #expect(error.isPeerGone)
                 }
                 #expect(received.isEmpty || received == Array("partial".utf8))
                 try await server.close()

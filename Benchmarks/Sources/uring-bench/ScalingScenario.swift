@@ -1,7 +1,7 @@
 // scaling: awaited NOPs and 4 KiB page-cache reads (awaited one by one from
 // 32 tasks, and in batches of 32 from one task) on one ring and on a
 // RingGroup of two, against C liburing with one and two threads (a ring
-// each), threads pinned the same way.
+// each), ring threads and C threads pinned to the same CPUs.
 
 import CBaseline
 import Foundation
@@ -15,12 +15,17 @@ extension UringBench {
             return
         }
         let cpus: [Int32] = [0, 1]
+        // Ring N on the Nth CPU, as C's thread N is on cpus[N]: a group
+        // smaller than the machine is not pinned by default, and one
+        // unpinned ring against one pinned C thread is not a fair pair.
+        var pinned = RingGroupOptions()
+        pinned.pinsThreads = true
         var figures: [String: Double] = [:]
 
         // Awaited NOPs: one task per ring, each awaiting one NOP at a time.
         let ops = quick ? 20_000 : 1_000_000
         for rings in [1, 2] {
-            let ours = try await RingGroup.run(rings: rings) { group in
+            let ours = try await RingGroup.run(rings: rings, options: pinned) { group in
                 try await best(rounds, units: ops) {
                     try await group.forEachRing { ring, _ in
                         for _ in 0..<(ops / rings) { try await ring.nop() }
@@ -44,7 +49,7 @@ extension UringBench {
         defer { unlink(path) }
         let blocks = UInt64(size / 4096)
         for rings in [1, 2] {
-            let ours = try await RingGroup.run(rings: rings) { group in
+            let ours = try await RingGroup.run(rings: rings, options: pinned) { group in
                 try await best(rounds, units: reads) {
                     try await group.forEachRing { ring, index in
                         let file = Shared(try await File.open(FilePath(path), on: ring))
@@ -72,7 +77,7 @@ extension UringBench {
             }
             // The same reads through the batch API: one task per ring, 32
             // reads per await (as `randread`'s batch row does on one ring).
-            let batched = try await RingGroup.run(rings: rings) { group in
+            let batched = try await RingGroup.run(rings: rings, options: pinned) { group in
                 try await best(rounds, units: reads) {
                     try await group.forEachRing { ring, index in
                         let file = try await File.open(FilePath(path), on: ring)

@@ -108,16 +108,18 @@ final class RingCore: @unchecked Sendable {
     /// Run once when the ring starts shutting down (nil once they ran).
     private let shutdownHooks = Locked<[@Sendable () -> Void]?>([])
 
+    /// A futex word, shared by `start` (which waits on it) and the ring
+    /// thread (which sets it once, after trying to enable the ring): 1 when
+    /// the ring was enabled, 1 plus the errno when enabling failed. A raw
+    /// pointer because futex(2) needs the word's address, and Swift offers
+    /// no way to take the address of an `Atomic` property.
+    private let startedWord: UnsafeMutablePointer<UInt32>
+
     // MARK: Ring thread only
 
     let ring: UnsafeMutablePointer<io_uring>
     /// Where the wake-up read puts the eventfd counter.
     let wakeBuffer: UnsafeMutablePointer<UInt64>
-    /// A futex word the ring thread sets to 1 once it has enabled the ring
-    /// (or failed to); `start` waits for it. A pointer because futex(2)
-    /// needs a fixed address, which a Swift `Atomic` property does not give.
-    private let startedWord: UnsafeMutablePointer<UInt32>
-
     /// The ring thread's own state, kept behind a pointer. Its fields are
     /// touched only on the ring thread, so the dynamic exclusivity checks
     /// Swift makes on class properties would buy nothing; skipping them took
@@ -368,18 +370,29 @@ final class RingCore: @unchecked Sendable {
         _ = cu_thread_set_name_of(thread, threadName)
         pthread_detach(thread)
         // Until the thread enables the ring, other rings' messages to it
-        // fail with EBADFD; so the ring is usable from every thread once the
-        // initializer returns. The wait is the thread's start-up, well under
-        // a millisecond unless the machine is starved.
-        while cu_atomic_load32(startedWord) == 0 {
+        // fail with EBADFD; so `start` blocks until the ring is enabled, and
+        // the ring is usable from every thread once the initializer returns.
+        // The wait is the thread's start-up, well under a millisecond unless
+        // the machine is starved.
+        var word = cu_atomic_load32(startedWord)
+        while word == 0 {
             _ = cu_futex_wait_blocking(startedWord, 0)
+            word = cu_atomic_load32(startedWord)
+        }
+        if word > 1 {
+            // The thread closed the ring; let it end as soon as it is idle.
+            post {
+                $0.exitRequested = true
+                $0.shutdownRequested = true
+            }
+            throw .system(.createRing, Int32(word - 1))
         }
     }
 
-    /// Called once by the ring thread after enabling the ring (or failing
-    /// to): lets `start` return.
-    func announceStarted() {
-        _ = cu_atomic_add32(startedWord, 1)
+    /// Called once by the ring thread after trying to enable the ring, with
+    /// 0 or the errno of the failure: lets `start` return (or throw).
+    func announceStarted(failure: Int32) {
+        _ = cu_atomic_add32(startedWord, 1 + UInt32(failure))
         _ = cu_futex_wake(startedWord, Int32.max)
     }
 

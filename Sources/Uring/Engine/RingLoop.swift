@@ -19,7 +19,7 @@ extension RingCore {
             // One registered ring descriptor saves a file lookup per enter.
             _ = io_uring_register_ring_fd(ring)
         }
-        announceStarted()
+        announceStarted(failure: enabled < 0 ? -enabled : 0)
 
         while true {
             drainInbox()
@@ -550,9 +550,10 @@ extension RingCore {
             idleProbeCountdown = Self.idleProbeInterval
             budget = idleSpinNanos
         }
-        lastIdlePoll = budget
+        lastIdlePoll = 0
         guard budget > 0 else { return false }
-        let deadline = cu_monotonic_ns() &+ budget
+        let start = cu_monotonic_ns()
+        let deadline = start &+ budget
         var round = 0
         while true {
             // Reaps every other round: a round is a system call already (the
@@ -571,7 +572,14 @@ extension RingCore {
             // ran at about 0.6 of its rate here with a plain pause.
             sched_yield()
             round &+= 1
-            if cu_monotonic_ns() > deadline { return false }
+            let now = cu_monotonic_ns()
+            if now > deadline {
+                // The real length, not the budget: a yield that gave the
+                // core away may have overrun it by a whole time slice, and
+                // `adaptIdleSpin` must count that as time spent waiting.
+                lastIdlePoll = now &- start
+                return false
+            }
         }
     }
 
@@ -635,9 +643,10 @@ extension RingCore {
     /// doing it.
     private func adaptIdleSpin(asleepFor slept: UInt64) {
         let budget = idleSpinBudget
-        // The thread polled for `lastIdlePoll` (the budget, or a probe's
-        // full `idleSpinNanos`) before it slept, so work came that plus
-        // `slept` after the thread went idle.
+        // The thread polled for `lastIdlePoll` (as measured: about the
+        // budget, or a probe's full `idleSpinNanos`, unless a yield overran
+        // it) before it slept, so work came that plus `slept` after the
+        // thread went idle.
         if lastIdlePoll &+ slept <= idleSpinNanos {
             idleSpinBudget = min(idleSpinNanos, max(budget &* 2, 1_000))
         } else if budget / 2 < 1_000 {

@@ -252,6 +252,15 @@ public struct UringError: Error, Sendable, Hashable, CustomStringConvertible {
         return text
     }
 
+    /// Whether the error only says that the peer went away: it reset the
+    /// connection (`ECONNRESET`), or it was no longer there to send to or
+    /// receive from (`ENOTCONN`, `EPIPE`). A server sees these all the time
+    /// under load, from clients that close with data unread or give up, and
+    /// usually ends the connection without logging them.
+    public var isPeerGone: Bool {
+        kind == .system && [.connectionReset, .socketNotConnected, .brokenPipe].contains(errno)
+    }
+
     /// The symbolic name of `errno`, such as `ENOENT`.
     public var errnoName: String { Self.names[errno.rawValue] ?? "errno \(errno.rawValue)" }
 

@@ -73,10 +73,16 @@ public actor RingActor {
 
     /// Creates a ring and starts its thread.
     ///
+    /// Blocks until the thread has enabled the ring (its start-up, well
+    /// under a millisecond on an idle machine), so that other rings can send
+    /// it messages as soon as it returns.
+    ///
     /// - Throws: ``UringError`` of kind ``UringError/Kind/ringUnavailable``
     ///   when io_uring is disabled (`kernel.io_uring_disabled`) or denied (for
-    ///   example by seccomp), or ``UringError/Kind/invalidArgument`` when the
-    ///   kernel rejects the options.
+    ///   example by seccomp), ``UringError/Kind/invalidArgument`` when the
+    ///   kernel rejects the options, or ``UringError/Kind/system`` for
+    ///   ``UringOperation/createRing`` when the thread could not be started
+    ///   or could not enable the ring.
     public init(options: RingOptions = RingOptions()) throws(UringError) {
         self.options = options
         do {

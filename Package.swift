@@ -2,8 +2,13 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+/// A nonisolated async function runs on its caller's executor unless marked
+/// `@concurrent` (SE-0461): in a task on a ring, calls and returns then need
+/// no executor check, which for a task that prefers the ring's executor
+/// takes the task's status lock.
+let nonsendingByDefault = SwiftSetting.enableUpcomingFeature("NonisolatedNonsendingByDefault")
 // The library returns spans that borrow its buffers (`@_lifetime`).
-let library: [SwiftSetting] = strict + [.enableExperimentalFeature("Lifetimes")]
+let library: [SwiftSetting] = strict + [.enableExperimentalFeature("Lifetimes"), nonsendingByDefault]
 
 /// Integration modules are built only with their trait, and a package that
 /// depends on swift-uring without them resolves swift-system alone: every
@@ -72,7 +77,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/UringNIO",
-            swiftSettings: strict
+            swiftSettings: strict + [nonsendingByDefault]
         ),
         .target(
             name: "UringServiceLifecycle",
@@ -118,7 +123,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log", condition: when("ServiceLifecycle")),
             ],
             path: "Examples/uring-echo",
-            swiftSettings: strict
+            swiftSettings: strict + [nonsendingByDefault]
         ),
         .executableTarget(
             name: "uring-http",
@@ -131,7 +136,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log", condition: when("ServiceLifecycle")),
             ],
             path: "Examples/uring-http",
-            swiftSettings: strict
+            swiftSettings: strict + [nonsendingByDefault]
         ),
         .executableTarget(
             name: "uring-cp",

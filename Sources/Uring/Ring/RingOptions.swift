@@ -38,9 +38,11 @@ public struct RingOptions: Sendable {
     /// down to no polling, and doubles back each time work comes sooner.
     /// With polling down to nothing, one idle period in 64 still polls for
     /// this long, and polling resumes if work comes within it. Each round
-    /// of polling yields the CPU (`sched_yield`), so a polling ring does not
-    /// keep a thread that shares its core from running. Zero turns polling
-    /// off.
+    /// of polling offers the CPU to any thread waiting for it
+    /// (`sched_yield`), so a polling ring rarely holds up a thread that
+    /// shares its core; how readily the scheduler takes the offer depends
+    /// on the kernel (measured on 6.18's EEVDF scheduler). Zero turns
+    /// polling off.
     public var idleSpin: Duration = .microseconds(50)
     /// The longest a caller that is not on the ring thread polls for its
     /// result before it suspends. A result that comes back within this time

@@ -93,7 +93,7 @@ extension IncomingConnections {
                 }
                 try await gate.enter()  // cancelled: `incoming` is dropped, which closes it
                 let target = handOff?()
-                let run: @Sendable () async -> Void = {
+                let run: @concurrent @Sendable () async -> Void = {
                     defer { gate.leave() }
                     let connection: StreamConnection
                     do {

@@ -109,6 +109,12 @@ int cu_thread_set_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }
 
+static _Thread_local int cu_ring_thread_mark;
+
+void cu_mark_ring_thread(void) { cu_ring_thread_mark = 1; }
+
+int cu_is_a_ring_thread(void) { return cu_ring_thread_mark; }
+
 int cu_thread_set_name_of(pthread_t thread, const char *name) {
     return pthread_setname_np(thread, name);
 }

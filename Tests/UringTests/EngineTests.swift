@@ -212,6 +212,27 @@ extension AllTests.EngineTests {
     }
 }
 
+/// An actor of the test's own, not a ring's.
+private actor IsolatedCaller {
+    func sleepRepeatedly(on ring: RingActor) async throws {
+        for _ in 0..<8 { try await ring.sleep(for: .milliseconds(2)) }
+    }
+}
+
+extension AllTests.EngineTests {
+    @Test("code isolated to an actor never polls for results, so the polling budget is untouched")
+    func isolatedCallersDoNotSpin() async throws {
+        var options = RingOptions()
+        options.callerSpin = .microseconds(40)
+        let ring = try RingActor(options: options)
+        // Had the actor polled, each 2 ms sleep would have missed the window
+        // and halved the budget (as in `adaptiveCallerSpin`).
+        try await IsolatedCaller().sleepRepeatedly(on: ring)
+        #expect(ring.core.spinBudget.load(ordering: .relaxed) == 40_000)
+        await ring.shutdown()
+    }
+}
+
 extension AllTests.EngineTests {
     @Test(
         "requests queued behind the in-flight limit go in as room frees up, with no one posting",

@@ -368,6 +368,17 @@ long long cbaseline_smallfiles_read_threads(const char *const *paths, unsigned c
 
 #include <sched.h>
 
+int cbaseline_usable_cpus(int *cpus, int capacity) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    int count = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && count < capacity; cpu++) {
+        if (CPU_ISSET(cpu, &set)) cpus[count++] = cpu;
+    }
+    return count;
+}
+
 struct ring_thread_job {
     int reads;               // 0: awaited NOPs, one per submit; 1: random 4 KiB reads
     const char *path;

@@ -10,13 +10,17 @@ import Uring
 
 extension UringBench {
     static func scaling(_ report: Report, quick: Bool, rounds: Int) async throws {
-        guard ProcessInfo.processInfo.activeProcessorCount >= 2 else {
-            report.skipped("scaling", "2 rings", "this machine has one CPU")
+        // The first two CPUs this process may run on: where RingGroup pins
+        // rings 0 and 1, and where C's threads go.
+        var usable = [Int32](repeating: 0, count: 2)
+        let found = cbaseline_usable_cpus(&usable, 2)
+        guard found >= 2 else {
+            report.skipped("scaling", "2 rings", "this process may run on one CPU only")
             return
         }
-        let cpus: [Int32] = [0, 1]
-        // Ring N on the Nth CPU, as C's thread N is on cpus[N]: a group
-        // smaller than the machine is not pinned by default, and one
+        let cpus = usable
+        // Ring N on the Nth usable CPU, as C's thread N is on cpus[N]: a
+        // group smaller than the machine is not pinned by default, and one
         // unpinned ring against one pinned C thread is not a fair pair.
         var pinned = RingGroupOptions()
         pinned.pinsThreads = true

@@ -138,6 +138,10 @@ int cu_enable_ring(struct io_uring *ring);
 
 /// Names the calling thread (15 bytes at most); returns 0 or an errno.
 int cu_thread_set_name(const char *name);
+/// Marks the calling thread as some ring's thread, for good.
+void cu_mark_ring_thread(void);
+/// Whether the calling thread is some ring's thread (any ring's).
+int cu_is_a_ring_thread(void);
 /// Names another thread (at most 15 bytes are kept).
 int cu_thread_set_name_of(pthread_t thread, const char *name);
 

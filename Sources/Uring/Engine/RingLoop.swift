@@ -8,6 +8,7 @@ extension RingCore {
     func runLoop() {
         threadID.store(UInt(pthread_self()), ordering: .releasing)
         _ = cu_thread_set_name(threadName)
+        cu_mark_ring_thread()
         let enabled = cu_enable_ring(ring)
         if enabled < 0 {
             // Without an enabled ring nothing can be submitted: fail new work
@@ -574,9 +575,16 @@ extension RingCore {
             round &+= 1
             let now = cu_monotonic_ns()
             if now > deadline {
-                // The real length, not the budget: a yield that gave the
-                // core away may have overrun it by a whole time slice, and
-                // `adaptIdleSpin` must count that as time spent waiting.
+                // The last yield may have given the core away for a whole
+                // time slice, during which the work may have come: look
+                // once more, so that work the poll's own overrun let
+                // through is not counted as late.
+                if hasRemoteWork.load(ordering: .acquiring) || (kernelInFlight > 0 && reapedWork()) {
+                    if probing { idleSpinBudget = idleSpinNanos }
+                    return true
+                }
+                // The real length, not the budget: `adaptIdleSpin` counts
+                // all of it as time the work took to come.
                 lastIdlePoll = now &- start
                 return false
             }

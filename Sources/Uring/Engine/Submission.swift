@@ -191,7 +191,10 @@ extension RingCore {
     private nonisolated(nonsending) func awaitFinal(_ slot: OperationSlot) async {
         // Fast path: the request completed while it was submitted (a NOP, a
         // read from the page cache): no cancellation handler, no suspension.
-        if slot.phase.load(ordering: .acquiring) != OperationSlot.Phase.completed.rawValue && !spinForCompletion(slot) {
+        let isolation = #isolation
+        if slot.phase.load(ordering: .acquiring) != OperationSlot.Phase.completed.rawValue
+            && !spinForCompletion(slot, callerIsIsolated: isolation != nil)
+        {
             // The operation closure of `withTaskCancellationHandler` is
             // nonisolated unless it captures an isolated parameter. In code
             // isolated to an actor (the ring's, say, with no executor
@@ -202,7 +205,6 @@ extension RingCore {
             // a hop check at resumption, and for a task with an executor
             // preference (all of `RingActor.run`) each check takes the task's
             // status lock.
-            let isolation = #isolation
             if let isolation {
                 await suspend(until: slot, isolatedTo: isolation)
             } else {
@@ -240,8 +242,13 @@ extension RingCore {
     /// adapts: it halves after each miss (down to a small floor that keeps
     /// probing) and doubles after each hit (up to `callerSpin`), so slow
     /// operations such as idle socket reads do not burn a core polling.
-    private func spinForCompletion(_ slot: OperationSlot) -> Bool {
-        guard callerSpinNanos > 0 && !isRingThread else { return false }
+    ///
+    /// Only a nonisolated caller on a thread of the global pool polls. A
+    /// caller isolated to an actor would hold the actor's other jobs back
+    /// (the main actor's, say), and one on any ring's thread would stop
+    /// that ring from reaping while it polls.
+    private func spinForCompletion(_ slot: OperationSlot, callerIsIsolated: Bool) -> Bool {
+        guard callerSpinNanos > 0 && !callerIsIsolated && cu_is_a_ring_thread() == 0 else { return false }
         let completed = OperationSlot.Phase.completed.rawValue
         let budget = spinBudget.load(ordering: .relaxed)
         let deadline = cu_monotonic_ns() &+ budget

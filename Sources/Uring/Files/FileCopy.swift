@@ -124,9 +124,10 @@ extension File {
         // A hole at the end has no data range: the length makes it.
         var info = stat()
         let length = fstat(ends.input, &info) == 0 ? max(offset, Int64(info.st_size)) : offset
-        if Glibc.ftruncate(ends.output, off_t(length)) != 0 {
-            throw UringError.system(.copy, Glibc.errno, path: output.path)
-        }
+        // Off the ring's thread: truncation may wait for the file system.
+        let destination = ends.output
+        let failure = try await offRingThread { Glibc.ftruncate(destination, off_t(length)) == 0 ? 0 : Glibc.errno }
+        if failure != 0 { throw UringError.system(.copy, failure, path: output.path) }
         return length
     }
 

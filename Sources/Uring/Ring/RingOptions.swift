@@ -44,9 +44,11 @@ public struct RingOptions: Sendable {
     /// on the kernel (measured on 6.18's EEVDF scheduler). Zero turns
     /// polling off.
     public var idleSpin: Duration = .microseconds(50)
-    /// The longest a caller that is not on the ring thread polls for its
-    /// result before it suspends. A result that comes back within this time
-    /// costs no thread wake-up at all. The actual budget adapts: it shrinks
+    /// The longest a caller on Swift's global pool polls for its result
+    /// before it suspends. A result that comes back within this time costs
+    /// no thread wake-up at all. Code isolated to an actor never polls (it
+    /// would hold the actor's other work back), nor does code on any ring's
+    /// thread (that ring would stop reaping). The actual budget adapts: it shrinks
     /// while results keep arriving too late to catch and grows
     /// back when they arrive in time (it never drops below 5 µs). Zero turns
     /// polling off.

@@ -38,6 +38,10 @@ long long cbaseline_smallfiles_read_threads(const char *const *paths, unsigned c
 /// (`reads` 0) or random 4 KiB page-cache reads of `path`, `depth` in flight
 /// (`reads` 1). Returns the wall-clock nanoseconds until all are done, or a
 /// negative errno.
+/// Writes up to `capacity` CPU numbers this process may run on (its
+/// affinity mask, as RingGroup reads it); returns how many.
+int cbaseline_usable_cpus(int *cpus, int capacity);
+
 long long cbaseline_ring_threads(int reads, const char *path, unsigned threads, unsigned depth, unsigned total,
                                  long long file_size, const int *cpus);
 /// Lists the tree under `root` depth first with getdents64, describing each

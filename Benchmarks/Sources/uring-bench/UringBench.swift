@@ -31,30 +31,47 @@ struct UringBench {
         let report = Report(jsonlPath: directory + "/results/latest.jsonl", quick: quick)
         let rounds = quick ? 1 : 3
         let wanted = scenario == "all" ? scenarios : [scenario]
+        var failed: [String] = []
         for name in wanted {
             let start = ContinuousClock.now
             print("=== \(name)\(quick ? " (quick)" : "")")
-            switch name {
-            case "nop": try await nop(report, quick: quick, rounds: rounds)
-            case "randread": try await randomRead(report, quick: quick, rounds: rounds)
-            case "seqread": try await sequentialRead(report, quick: quick, rounds: rounds)
-            case "smallfiles": try await smallFiles(report, quick: quick, rounds: rounds)
-            case "registered": try await registered(report, quick: quick, rounds: rounds)
-            case "copy": try await copy(report, quick: quick, rounds: rounds)
-            case "echo": try await echo(report, quick: quick)
-            case "http": try await http(report, quick: quick)
-            case "allocations": try await allocations(report, quick: quick)
-            case "scaling": try await scaling(report, quick: quick, rounds: rounds)
-            case "cores": try await cores(report, quick: quick)
-            case "walk": try await walk(report, quick: quick, rounds: rounds)
-            case "bytebuffer": try await byteBuffer(report, quick: quick)
-            default: break
+            // One scenario's failure (a peer's binary not built, say) is
+            // reported and the rest still run; the exit status says so.
+            do {
+                try await run(name, report, quick: quick, rounds: rounds)
+            } catch {
+                report.skipped(name, "the scenario", "it failed: \(error)")
+                failed.append(name)
             }
             print("=== \(name) took \(ContinuousClock.now - start)")
+        }
+        guard failed.isEmpty else {
+            print("failed scenarios: \(failed.joined(separator: ", "))\(scenario == "all" && !quick ? " (RESULTS.md not written)" : "")")
+            exit(1)
         }
         if scenario == "all" && !quick {
             try report.writeResults(to: directory + "/RESULTS.md", command: "swift run -c release uring-bench all")
             print("wrote \(directory)/RESULTS.md")
+        }
+    }
+
+    /// Runs one scenario by name.
+    static func run(_ name: String, _ report: Report, quick: Bool, rounds: Int) async throws {
+        switch name {
+        case "nop": try await nop(report, quick: quick, rounds: rounds)
+        case "randread": try await randomRead(report, quick: quick, rounds: rounds)
+        case "seqread": try await sequentialRead(report, quick: quick, rounds: rounds)
+        case "smallfiles": try await smallFiles(report, quick: quick, rounds: rounds)
+        case "registered": try await registered(report, quick: quick, rounds: rounds)
+        case "copy": try await copy(report, quick: quick, rounds: rounds)
+        case "echo": try await echo(report, quick: quick)
+        case "http": try await http(report, quick: quick)
+        case "allocations": try await allocations(report, quick: quick)
+        case "scaling": try await scaling(report, quick: quick, rounds: rounds)
+        case "cores": try await cores(report, quick: quick)
+        case "walk": try await walk(report, quick: quick, rounds: rounds)
+        case "bytebuffer": try await byteBuffer(report, quick: quick)
+        default: break
         }
     }
 

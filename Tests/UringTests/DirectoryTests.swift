@@ -226,6 +226,37 @@ extension AllTests {
             }
         }
 
+        @Test("walk(withMetadata:) following links: an entry statx cannot describe (a link to itself: ELOOP) is listed without metadata and its error, naming it, follows it")
+        func walkUndescribableEntry() async throws {
+            let scratch = Scratch()
+            mkdir(scratch.path + "/t", 0o755)
+            scratch.write("t/plain", [1, 2, 3])
+            symlink("self", scratch.path + "/t/self")
+            let root = scratch.file("t")
+            try await RingActor.run { ring in
+                enum Item: Equatable { case entry(String, Bool), error(String) }
+                let items = Guarded<[Item]>([])
+                for try await entry in Directory.walk(
+                    root, withMetadata: true, followingLinks: true,
+                    onError: { error in
+                        #expect(error.errno == .tooManySymbolicLinkLevels, "\(error)")
+                        items.withLock { $0.append(.error(error.path?.lastComponent?.string ?? "\(error)")) }
+                    }
+                ) {
+                    items.withLock { $0.append(.entry(entry.name.string, entry.metadata != nil)) }
+                }
+                let seen = items.withLock { $0 }
+                #expect(seen.count == 3, "\(seen)")
+                #expect(seen.contains(.entry("plain", true)), "\(seen)")
+                let link = seen.firstIndex(of: .entry("self", false))
+                #expect(link != nil && seen.indices.contains(link! + 1) && seen[link! + 1] == .error("self"), "\(seen)")
+                // Without onError the error ends the walk.
+                await #expect(throws: UringError.self) {
+                    for try await _ in Directory.walk(root, withMetadata: true, followingLinks: true) {}
+                }
+            }
+        }
+
         @Test("walk: in a cancelled task it throws CancellationError, also when cancelled mid-loop with entries listed ahead, and leaves no descriptor open")
         func walkCancelled() async throws {
             let scratch = Scratch()

@@ -63,6 +63,26 @@ extension AllTests {
             }
         }
 
+        @Test("a single file: its writes, its attributes and its removal, each naming the file; the removal ends the sequence")
+        func singleFile() async throws {
+            try await RingActor.run { ring in
+                let scratch = Scratch()
+                let path = scratch.path + "/watched.txt"
+                createFile(path)
+                let changes = try await ring.watch(FilePath(path))
+                let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+                #expect(fd >= 0)
+                _ = "more".withCString { write(fd, $0, 4) }
+                close(fd)
+                chmod(path, 0o600)
+                unlink(path)
+                let seen = try await collect(changes) { $0.last?.kind == .watchedItemRemoved }
+                #expect(Array(seen.map(\.kind).prefix(3)) == [.modified, .closedAfterWriting, .attributesChanged], "\(seen)")
+                #expect(seen.last?.kind == .watchedItemRemoved)
+                #expect(seen.allSatisfy { $0.path == FilePath(path) && !$0.isDirectory }, "\(seen)")
+            }
+        }
+
         @Test("recursively: directories under the root and ones made later, with what they held before their watch")
         func recursive() async throws {
             try await RingActor.run { ring in

@@ -159,7 +159,7 @@ extension AllTests {
             }
         }
 
-        @Test("a UDP receiver that asks for the time-to-live reads the sender's, as a control message")
+        @Test("a UDP receiver that asks for the time-to-live reads the sender's, as a control message; one sent as a control message applies to its datagram alone")
         func timeToLive() async throws {
             try await RingActor.run { ring in
                 let server = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
@@ -175,6 +175,17 @@ extension AllTests {
                 let ttl = message.controlMessages.first { $0.level == Int32(IPPROTO_IP) && $0.type == IP_TTL }
                 #expect(ttl?.value(as: Int32.self) == 33, "\(message.controlMessages)")
                 #expect(message.descriptors.count == 0)
+                // A control message sent with one datagram overrides the
+                // socket's option for that datagram alone (IP_TTL, an int).
+                let once = ControlMessage(level: Int32(IPPROTO_IP), type: IP_TTL, value: Int32(7))
+                _ = try await client.send(Array("once".utf8), to: server.localAddress!, control: [once])
+                _ = try await client.send(Array("again".utf8), to: server.localAddress!)
+                for (text, expected) in [("once", Int32(7)), ("again", 33)] {
+                    let next = try await server.receiveMessage(into: &buffer)
+                    #expect(Array(buffer[..<next.count]) == Array(text.utf8))
+                    let value = next.controlMessages.first { $0.level == Int32(IPPROTO_IP) && $0.type == IP_TTL }
+                    #expect(value?.value(as: Int32.self) == expected, "\(text): \(next.controlMessages)")
+                }
                 try await client.close()
                 try await server.close()
             }

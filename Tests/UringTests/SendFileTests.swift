@@ -66,6 +66,34 @@ extension AllTests {
             await ring.shutdown()
         }
 
+        @Test("a file its file system cannot splice (/proc/self/environ has no splice_read: EINVAL) is read and sent instead, exact")
+        func unspliceableFile() async throws {
+            // What the file holds, read with plain system calls.
+            let fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC)
+            try #require(fd >= 0)
+            var expected: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = read(fd, &chunk, chunk.count)
+                if n <= 0 { break }
+                expected += chunk[..<n]
+            }
+            close(fd)
+            try #require(!expected.isEmpty, "this process has an environment")
+            try await RingActor.run { ring in
+                let file = Shared(try await File.open("/proc/self/environ", on: ring))
+                let pair = try StreamConnection.pair(on: ring)
+                let sender = Shared(pair.first)
+                let receiver = Shared(pair.second)
+                async let received = receiveAll(receiver.value)
+                #expect(try await sender.value.send(file.value, from: 0, count: Int64(expected.count)) == Int64(expected.count))
+                try await sender.value.shutdown(.sending)
+                #expect(try await received == expected)
+                // The splice failed, so its pipe was not kept for the next send.
+                #expect(ring.splicePipes.idleCount == 0)
+            }
+        }
+
         @Test("send(file) to a peer that never reads ends at the deadline; on a one-entry ring the steps go unlinked")
         func deadlineAndTinyRing() async throws {
             let scratch = Scratch()

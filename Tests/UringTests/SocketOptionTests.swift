@@ -15,6 +15,15 @@ extension AllTests {
             let listener = try await StreamListener.bind(to: .loopback(port: 0), on: ring)
             #expect(try await listener.option(.reuseAddress) == true)
             #expect(try await listener.option(.reusePort) == false)
+            // Both flags set each way and read back, on a UDP socket.
+            let unbound = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
+            for on in [true, false] {
+                try await unbound.setOption(.reuseAddress, to: on)
+                #expect(try await unbound.option(.reuseAddress) == on)
+                try await unbound.setOption(.reusePort, to: on)
+                #expect(try await unbound.option(.reusePort) == on)
+            }
+            try await unbound.close()
             let connection = try await StreamConnection.connect(to: listener.localAddress, on: ring)
 
             for on in [true, false] {

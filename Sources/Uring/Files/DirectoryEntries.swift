@@ -246,8 +246,9 @@ struct DirectoryRecord {
         case described
         /// Removed since it was listed.
         case gone
-        /// There, but `statx` failed otherwise (`EACCES`, say).
-        case undescribable
+        /// There, but `statx` failed otherwise (`EACCES`, say), with this
+        /// error number.
+        case undescribable(Int32)
     }
 
     /// `describe(in:followingLinks:)`, with `statx` writing into `info`.
@@ -259,7 +260,7 @@ struct DirectoryRecord {
             status = cu_statx(fd, name, AT_SYMLINK_NOFOLLOW, mask, info)
         }
         if status == -ENOENT { return .gone }
-        return status == 0 ? .described : .undescribable
+        return status == 0 ? .described : .undescribable(-status)
     }
 }
 

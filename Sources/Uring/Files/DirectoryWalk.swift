@@ -28,9 +28,10 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         /// How far below the root: 1 for the root's own entries.
         public var depth: Int { Int(level) }
         /// The entry's metadata, when the walk was asked for it (of a link
-        /// itself, or of its target when the walk follows links); otherwise
-        /// nil. Built when asked for, from the `statx` record the walk
-        /// keeps with the entry's batch.
+        /// itself, or of its target when the walk follows links); otherwise,
+        /// or when `statx` failed for it (the walk's next item is then that
+        /// error), nil. Built when asked for, from the `statx` record the
+        /// walk keeps with the entry's batch.
         public var metadata: FileMetadata? { record < 0 ? nil : store.metadata(at: record) }
 
         /// The batch's store, and where in it this entry's parts are.
@@ -273,7 +274,10 @@ extension Directory {
     ///     by being thrown. With it, an error in a subdirectory (`EACCES`,
     ///     say) is given to `onError`, at the place in the order where the
     ///     subdirectory's contents would have been, and the walk goes on
-    ///     without them. An error opening `root` is always thrown.
+    ///     without them. With `withMetadata`, an entry that `statx` cannot
+    ///     describe is still listed, without metadata (and not entered),
+    ///     and its error, naming the entry's path, comes right after it.
+    ///     An error opening `root` is always thrown.
     public static func walk(
         _ root: FilePath, withMetadata: Bool = false, followingLinks: Bool = false,
         concurrency: Int? = nil, onError: (@Sendable (UringError) -> Void)? = nil

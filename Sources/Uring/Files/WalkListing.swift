@@ -496,20 +496,23 @@ struct WalkProducer: ~Copyable {
             let fd = frames[top].fd
             var type = FileType(directoryType: record.kind)
             var described: Int32 = -1
+            var failure: UringError? = nil
             if options.withMetadata {
                 // statx fills the store's next record in place.
                 let info = store.nextRecord()
                 switch record.describe(in: fd, followingLinks: options.followingLinks, into: info) {
                 case .gone: continue  // since it was listed: left out
-                case .undescribable: break
+                case .undescribable(let code):
+                    // Listed without metadata, and its error follows it.
+                    let failed = FilePath.Component(platformString: record.name).map { frames[top].path.appending($0) }
+                    failure = .system(.metadata, code, path: failed ?? frames[top].path)
                 case .described:
                     described = store.keepRecord()
                     type = FileType(mode: info.pointee.stx_mode)
                 }
             }
             let depth = frames[top].depth
-            var failure: UringError? = nil
-            if described < 0 && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
+            if failure == nil && described < 0 && (type == .unknown || (type == .symbolicLink && options.followingLinks)) {
                 do {
                     // Gone since it was listed: left out.
                     guard let resolved = try WalkProducer.type(of: record.name, in: fd, path: frames[top].path, options: options)

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import Uring
 
@@ -18,7 +19,11 @@ import Uring
 ///
 /// Descriptors are process-wide, so tests that run in parallel with the
 /// checked one make its counts wrong: apply it to a `.serialized` suite, or
-/// run the suite alone. Put it outside a ``RingForTest`` (`.ring`) trait,
+/// run the suite alone. Checked scopes anywhere in the process take turns
+/// (one process-wide lock, held from the first count to the second), so
+/// two checked top-level suites, which Swift Testing runs at once, do not
+/// count each other's rings; a checked scope inside another one counts
+/// under its parent's turn. Put it outside a ``RingForTest`` (`.ring`) trait,
 /// on the suite with `.ring` on its tests, so the rings they give are gone
 /// before it counts. Ring threads still running after `settling` before the
 /// test (a ring the application keeps, named with the prefix) are allowed
@@ -39,10 +44,31 @@ public struct DescriptorLeakCheck: TestTrait, SuiteTrait, TestScoping {
         self.settling = settling
     }
 
-    /// Runs `function` between the two counts.
+    /// Whether this task is inside a checked scope, which holds the turn.
+    @TaskLocal private static var holdsTurn = false
+    /// Whose turn it is to count.
+    private static let turns = Turns()
+
+    /// Runs `function` between the two counts, in this scope's turn.
     public func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
+        if Self.holdsTurn {
+            try await countAround(test, function)
+            return
+        }
+        await Self.turns.take()
+        do {
+            try await Self.$holdsTurn.withValue(true) { try await countAround(test, function) }
+            Self.turns.pass()
+        } catch {
+            Self.turns.pass()
+            throw error
+        }
+    }
+
+    /// Counts descriptors and ring threads before and after `function`.
+    private func countAround(_ test: Test, _ function: @Sendable () async throws -> Void) async throws {
         // The shared ring lives for the whole process; create it first so it
         // is not counted against whichever test touches it first. A first
         // sleep makes the runtime open its timer descriptor now, too.
@@ -80,6 +106,43 @@ public struct DescriptorLeakCheck: TestTrait, SuiteTrait, TestScoping {
             try? await Task.sleep(for: step)
             waited += step
         }
+    }
+}
+
+/// A first-come, first-served turn that one task at a time holds.
+private final class Turns: Sendable {
+    private struct State {
+        var taken = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Waits until the turn is this task's.
+    func take() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state in
+                if state.taken {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.taken = true
+                return true
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Gives the turn to the next waiting task, if any.
+    func pass() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiting.isEmpty {
+                state.taken = false
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
     }
 }
 

@@ -28,6 +28,7 @@ import Synchronization
 ///   (acquiring) before it touches the slot again, so even the ring's last
 ///   read is ordered before the slot's reuse without relying on how the
 ///   executor synchronizes a resumption.
+@usableFromInline
 final class OperationSlot: @unchecked Sendable {
     /// Where the slot is in its hand-off between the caller and the ring.
     enum Phase: UInt8 {

@@ -13,6 +13,7 @@ import SystemPackage
 /// read and written only on the ring thread, which every entry point checks
 /// with `isRingThread` before touching them. The remaining properties are
 /// immutable after `init`, atomics, or the `inbox` mutex.
+@usableFromInline
 final class RingCore: @unchecked Sendable {
     /// Work handed over by other threads.
     /// A job and the executor it was enqueued on.

@@ -186,41 +186,123 @@ extension RingCore {
         return try read(UnsafeBufferPointer(start: slot.batchResults, count: slot.kernelRequests), slot.abortedByShutdown)
     }
 
+    // MARK: Requests awaited from inlinable code
+
+    // A call to an async function the compiler cannot see into ends with an
+    // executor check in the caller, and for a task that prefers the ring's
+    // executor (all of `RingActor.run`) that check takes the task's status
+    // lock: about a fifth of an awaited NOP. So the operations a caller
+    // awaits most (a NOP, a file read or write, a socket send or receive)
+    // are `@inlinable` and made of synchronous steps, `start`, then
+    // `awaitStarted` (inlined too), then `finish`: a request that completed
+    // during its own submission returns with no async call at all. Only a
+    // request that has to wait calls `waitForCompletion`, and pays the
+    // check with its suspension.
+
+    /// Starts a request, unless a deadline is in force: then nil, and the
+    /// caller takes ``perform(_:about:keepAlive:honorsDeadline:_:)``,
+    /// which links the deadline's timeout. Give the slot to
+    /// ``awaitStarted(_:)`` and then to ``finish(_:_:about:)``.
+    func start(
+        _ operation: UringOperation, about context: some ErrorContext, _ prepare: (inout io_uring_sqe) -> Void
+    ) throws -> OperationSlot? {
+        if TaskDeadline.inForce != nil { return nil }
+        return try startIgnoringDeadline(operation, about: context, prepare)
+    }
+
+    /// ``start(_:about:_:)`` whatever the task's deadline: for a request
+    /// that cannot outlast it (a send that does not wait for room).
+    func startIgnoringDeadline(
+        _ operation: UringOperation, about context: some ErrorContext, _ prepare: (inout io_uring_sqe) -> Void
+    ) throws -> OperationSlot {
+        try admit(operation, about: context)
+        return submit(prepare)
+    }
+
+    /// Waits until a slot from ``start(_:about:_:)`` has
+    /// completed, with no async call if it already has.
+    @inlinable @inline(__always)
+    nonisolated(nonsending) func awaitStarted(_ slot: OperationSlot) async {
+        let isolation = #isolation
+        if !isComplete(slot, callerIsIsolated: isolation != nil) { await waitForCompletion(slot) }
+    }
+
+    /// Returns a completed slot to the pool, and gives its request's
+    /// non-negative result, or throws what ``check(_:_:about:)`` makes of it.
+    func finish(_ slot: OperationSlot, _ operation: UringOperation, about context: some ErrorContext) throws -> Int32 {
+        let completion = Completion(result: slot.result, flags: slot.flags, aborted: slot.abortedByShutdown)
+        pool.release(slot, onRingThread: isRingThread)
+        return try check(completion, operation, about: context)
+    }
+
+    /// ``start(_:about:_:)`` for a NOP.
+    @usableFromInline
+    func startNop() throws -> OperationSlot? {
+        try start(.nop, about: .none) { io_uring_prep_nop(&$0) }
+    }
+
+    /// A NOP bounded by the task's deadline.
+    @usableFromInline
+    nonisolated(nonsending) func nopWithDeadline() async throws {
+        _ = try await perform(.nop) { io_uring_prep_nop(&$0) }
+    }
+
+    /// ``finish(_:_:about:)`` for a NOP.
+    @usableFromInline
+    func finishNop(_ slot: OperationSlot) throws {
+        _ = try finish(slot, .nop, about: .none)
+    }
+
+    /// Whether the slot has completed, after polling briefly for it where
+    /// ``spinForCompletion(_:callerIsIsolated:)`` allows.
+    @usableFromInline
+    func isComplete(_ slot: OperationSlot, callerIsIsolated: Bool) -> Bool {
+        slot.phase.load(ordering: .acquiring) == OperationSlot.Phase.completed.rawValue
+            || spinForCompletion(slot, callerIsIsolated: callerIsIsolated)
+    }
+
     /// Waits until the ring has published the slot's final completion.
     @inline(__always)
     private nonisolated(nonsending) func awaitFinal(_ slot: OperationSlot) async {
         // Fast path: the request completed while it was submitted (a NOP, a
         // read from the page cache): no cancellation handler, no suspension.
         let isolation = #isolation
-        if slot.phase.load(ordering: .acquiring) != OperationSlot.Phase.completed.rawValue
-            && !spinForCompletion(slot, callerIsIsolated: isolation != nil)
-        {
-            // The operation closure of `withTaskCancellationHandler` is
-            // nonisolated unless it captures an isolated parameter. In code
-            // isolated to an actor (the ring's, say, with no executor
-            // preference) a nonisolated closure would resume on the global
-            // pool and hop back: two thread switches per operation. So code
-            // on an actor waits through a function isolated to it. Everywhere
-            // else the wait stays in this frame: each frame on the path adds
-            // a hop check at resumption, and for a task with an executor
-            // preference (all of `RingActor.run`) each check takes the task's
-            // status lock.
-            if let isolation {
-                await suspend(until: slot, isolatedTo: isolation)
-            } else {
-                let userData = slot.userData
-                await withTaskCancellationHandler {
-                    await withUnsafeContinuation { slot.install($0) }
-                } onCancel: {
-                    requestCancellation(userData)
-                }
+        if !isComplete(slot, callerIsIsolated: isolation != nil) {
+            await waitForCompletion(slot)
+        }
+    }
+
+    /// Suspends until the slot has completed (it had not when looked at).
+    /// Task cancellation cancels the request in the kernel, and this still
+    /// waits for its completion.
+    @usableFromInline
+    nonisolated(nonsending) func waitForCompletion(_ slot: OperationSlot) async {
+        // The operation closure of `withTaskCancellationHandler` is
+        // nonisolated unless it captures an isolated parameter. In code
+        // isolated to an actor (the ring's, say, with no executor
+        // preference) a nonisolated closure would resume on the global
+        // pool and hop back: two thread switches per operation. So code
+        // on an actor waits through a function isolated to it. Everywhere
+        // else the wait stays in this frame: each frame on the path adds
+        // a hop check at resumption, and for a task with an executor
+        // preference (all of `RingActor.run`) each check takes the task's
+        // status lock.
+        let isolation = #isolation
+        if let isolation {
+            await suspend(until: slot, isolatedTo: isolation)
+        } else {
+            let userData = slot.userData
+            await withTaskCancellationHandler {
+                await withUnsafeContinuation { slot.install($0) }
+            } onCancel: {
+                requestCancellation(userData)
             }
         }
-        // Acquire the ring's last release on this slot (`.completed`, or
-        // `.resumed` if this task was suspended). A resumption already
-        // implies it through the executor's queue, but the slot's protocol
-        // should not lean on how executors synchronize (and ThreadSanitizer
-        // cannot see inside Dispatch).
+        // Acquire the ring's last release on this slot (`.resumed`) before
+        // its results are read. The resumption already implies it through
+        // the executor's queue, but the slot's protocol should not lean on
+        // how executors synchronize (and ThreadSanitizer cannot see inside
+        // Dispatch). The fast path's load in `isComplete` acquires too.
         let phase = slot.phase.load(ordering: .acquiring)
         assert(phase == OperationSlot.Phase.completed.rawValue || phase == OperationSlot.Phase.resumed.rawValue)
     }

@@ -6,8 +6,9 @@ import SystemPackage
 ///
 /// It holds no ownership: `File` and the other descriptor types own the
 /// descriptor, and borrow themselves for the length of each call.
+@usableFromInline
 struct DescriptorIO {
-    let core: RingCore
+    @usableFromInline let core: RingCore
     /// The descriptor, or the registered-file slot when `fixedFile`.
     let fd: Int32
     let path: FilePath?
@@ -15,7 +16,7 @@ struct DescriptorIO {
     var fixedFile = false
 
     /// The kernel caps one transfer at this many bytes (`MAX_RW_COUNT`).
-    static let maximumTransfer = 0x7fff_f000
+    @usableFromInline static let maximumTransfer = 0x7fff_f000
     /// The most buffers one vectored request may have (`UIO_MAXIOV`).
     static let maximumVectors = 1024
     /// `-1` as an io_uring offset: use and advance the file position.
@@ -34,28 +35,63 @@ struct DescriptorIO {
         }
     }
 
+    @inlinable @inline(__always)
     nonisolated(nonsending) func read(into address: UnsafeMutableRawPointer, count: Int, offset: Int64?) async throws -> Int {
         try await transfer(.read, address, count: count, offset: offset)
     }
 
+    @inlinable @inline(__always)
     nonisolated(nonsending) func write(from address: UnsafeRawPointer, count: Int, offset: Int64?) async throws -> Int {
         try await transfer(.write, UnsafeMutableRawPointer(mutating: address), count: count, offset: offset)
     }
 
     /// One read or write of at most `maximumTransfer` bytes; for a write the
-    /// kernel only reads from `address`.
-    private nonisolated(nonsending) func transfer(
+    /// kernel only reads from `address`. Inlined into its public callers
+    /// (see `RingCore.awaitStarted`): one that completes during its
+    /// submission costs no async call.
+    @inlinable @inline(__always)
+    nonisolated(nonsending) func transfer(
+        _ operation: UringOperation, _ address: UnsafeMutableRawPointer, count: Int, offset: Int64?
+    ) async throws -> Int {
+        guard let slot = try startTransfer(operation, address, count: count, offset: offset) else {
+            return try await transferWithDeadline(operation, address, count: count, offset: offset)
+        }
+        await core.awaitStarted(slot)
+        return try finishTransfer(slot, operation)
+    }
+
+    /// Starts a read or write, unless a deadline is in force (nil).
+    @usableFromInline
+    func startTransfer(
+        _ operation: UringOperation, _ address: UnsafeMutableRawPointer, count: Int, offset: Int64?
+    ) throws -> OperationSlot? {
+        try validate(operation, count: count, offset: offset)
+        return try core.start(operation, about: .path(path)) { prepareTransfer(operation, address, count: count, offset: offset, &$0) }
+    }
+
+    /// The request's result, or its error naming the path.
+    @usableFromInline
+    func finishTransfer(_ slot: OperationSlot, _ operation: UringOperation) throws -> Int {
+        Int(try core.finish(slot, operation, about: .path(path)))
+    }
+
+    /// A read or write bounded by the task's deadline.
+    @usableFromInline
+    nonisolated(nonsending) func transferWithDeadline(
         _ operation: UringOperation, _ address: UnsafeMutableRawPointer, count: Int, offset: Int64?
     ) async throws -> Int {
         try validate(operation, count: count, offset: offset)
+        return Int(try await core.perform(operation, about: .path(path)) { prepareTransfer(operation, address, count: count, offset: offset, &$0) })
+    }
+
+    private func prepareTransfer(
+        _ operation: UringOperation, _ address: UnsafeMutableRawPointer, count: Int, offset: Int64?, _ request: inout io_uring_sqe
+    ) {
         let length = UInt32(min(count, Self.maximumTransfer))
         let position = offset.map { UInt64($0) } ?? Self.currentPosition
         let opcode = operation == .read ? IORING_OP_READ : IORING_OP_WRITE
-        let n = try await core.perform(operation, about: .path(path)) {
-            io_uring_prep_rw(Int32(opcode.rawValue), &$0, fd, address, length, position)
-            if fixedFile { cu_sqe_use_fixed_file(&$0) }
-        }
-        return Int(n)
+        io_uring_prep_rw(Int32(opcode.rawValue), &request, fd, address, length, position)
+        if fixedFile { cu_sqe_use_fixed_file(&request) }
     }
 
     /// Writes all `count` bytes, continuing after short writes.

@@ -64,7 +64,7 @@ public struct File: ~Copyable, Sendable {
         try body(descriptor)
     }
 
-    var io: DescriptorIO { DescriptorIO(core: ring.core, fd: fd, path: path) }
+    @usableFromInline var io: DescriptorIO { DescriptorIO(core: ring.core, fd: fd, path: path) }
 
     // MARK: Opening
 
@@ -160,12 +160,14 @@ public struct File: ~Copyable, Sendable {
     /// Reads into `buffer` from `offset`, filling it from its start, and
     /// returns the number of bytes read: fewer than `buffer.count` near the
     /// end of the file, 0 at or past the end.
+    @inlinable @inline(__always)
     public func read<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer, at offset: Int64) async throws -> Int {
         try await io.read(into: address(of: &buffer), count: buffer.count, offset: offset)
     }
 
     /// Reads into `buffer` at the current file position, advancing it. Works
     /// on pipes and other descriptors without positions too.
+    @inlinable @inline(__always)
     public func read<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer) async throws -> Int {
         try await io.read(into: address(of: &buffer), count: buffer.count, offset: nil)
     }
@@ -298,12 +300,14 @@ public struct File: ~Copyable, Sendable {
 
     /// Writes `buffer` at `offset` and returns the number of bytes written,
     /// which may be fewer than `buffer.count`; see ``writeAll(_:at:)``.
+    @inlinable @inline(__always)
     public func write<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, at offset: Int64) async throws -> Int {
         try await io.write(from: address(of: buffer), count: buffer.count, offset: offset)
     }
 
     /// Writes `buffer` at the current file position (or the end, for files
     /// opened with ``OpenOptions/append``).
+    @inlinable @inline(__always)
     public func write<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
         try await io.write(from: address(of: buffer), count: buffer.count, offset: nil)
     }
@@ -426,11 +430,13 @@ public struct File: ~Copyable, Sendable {
 }
 
 /// The stable address of an `inout` buffer (see ``IOBuffer``).
+@usableFromInline
 func address<Buffer: IOBuffer & ~Copyable>(of buffer: inout Buffer) -> UnsafeMutableRawPointer {
     buffer.stableMutableAddress() ?? UnsafeMutableRawPointer(bitPattern: 0x1)!
 }
 
 /// The stable address of a borrowed buffer (see ``IOBuffer``).
+@usableFromInline
 func address<Buffer: IOBuffer & ~Copyable>(of buffer: borrowing Buffer) -> UnsafeRawPointer {
     buffer.stableAddress() ?? UnsafeRawPointer(bitPattern: 0x1)!
 }

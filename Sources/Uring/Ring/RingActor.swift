@@ -23,7 +23,7 @@ import SystemPackage
 /// (`fork`, `system`, `popen`) passes that mask on; ``ChildProcess``
 /// resets it. A `SIGPIPE` raised there stays pending on that thread, so
 /// ``signals(_:)`` does not see it.
-public actor RingActor {
+public final actor RingActor {
     /// The ring's task executor: the ring thread, for `withTaskExecutorPreference`.
     public nonisolated let executor: RingExecutor
 
@@ -35,7 +35,7 @@ public actor RingActor {
         executor.serial.asUnownedSerialExecutor()
     }
 
-    nonisolated var core: RingCore { executor.core }
+    @usableFromInline nonisolated var core: RingCore { executor.core }
 
     /// The pool multishot receives use when given none (created on first use).
     private nonisolated let sharedPool = Locked<ReceiveBufferPool?>(nil)
@@ -166,7 +166,15 @@ public actor RingActor {
 
     /// Sends a request that does nothing and waits for its completion: the
     /// cheapest round trip through the ring.
+    @inlinable @inline(__always)
     public nonisolated(nonsending) func nop() async throws {
-        _ = try await core.perform(.nop) { io_uring_prep_nop(&$0) }
+        let core = self.core
+        guard let slot = try core.startNop() else {
+            // Under a deadline: the full path, with its linked timeout.
+            try await core.nopWithDeadline()
+            return
+        }
+        await core.awaitStarted(slot)
+        try core.finishNop(slot)
     }
 }

@@ -362,5 +362,5 @@ public final class ReceivedBytes: RandomAccessCollection, Sendable {
         try withUnsafeBytes { try body($0.bindMemory(to: UInt8.self)) }
     }
 
-    var rawAddress: UnsafeRawPointer { base.pointer }
+    @usableFromInline var rawAddress: UnsafeRawPointer { base.pointer }
 }

@@ -6,8 +6,9 @@ import SystemPackage
 ///
 /// Like `DescriptorIO` it owns nothing: the socket types own the descriptor
 /// and borrow themselves for each call. `address` is what errors name.
+@usableFromInline
 struct SocketIO {
-    let core: RingCore
+    @usableFromInline let core: RingCore
     let fd: Int32
     let address: SocketAddress?
 
@@ -107,7 +108,39 @@ struct SocketIO {
 
     // MARK: Transfer
 
+    // Sends and receives are inlined into their public callers, made of
+    // synchronous steps around `RingCore.awaitStarted`, so one that
+    // completes during its submission (a send into a socket with room, a
+    // receive of bytes already queued) costs no async call.
+
+    @inlinable @inline(__always)
     nonisolated(nonsending) func send(_ address: UnsafeRawPointer, count: Int) async throws -> Int {
+        guard let slot = try startSend(address, count: count) else {
+            return try await sendWithDeadline(address, count: count)
+        }
+        await core.awaitStarted(slot)
+        return try finish(slot, .send)
+    }
+
+    /// Starts a send, unless a deadline is in force (nil).
+    @usableFromInline
+    func startSend(_ address: UnsafeRawPointer, count: Int) throws -> OperationSlot? {
+        try validate(.send, count: count)
+        let length = min(count, DescriptorIO.maximumTransfer)
+        return try core.start(.send, about: .address(self.address)) {
+            io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
+        }
+    }
+
+    /// The request's result, or its error naming the peer.
+    @usableFromInline
+    func finish(_ slot: OperationSlot, _ operation: UringOperation) throws -> Int {
+        Int(try core.finish(slot, operation, about: .address(address)))
+    }
+
+    /// A send bounded by the task's deadline.
+    @usableFromInline
+    nonisolated(nonsending) func sendWithDeadline(_ address: UnsafeRawPointer, count: Int) async throws -> Int {
         try validate(.send, count: count)
         return try await sendPiece(address, length: min(count, DescriptorIO.maximumTransfer), by: TaskDeadline.inForce)
     }
@@ -125,13 +158,39 @@ struct SocketIO {
                 io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
             })
         }
+        let slot = try startSendNow(address, length: length, by: deadline)
+        await core.awaitStarted(slot)
+        if let sent = try finishSendNow(slot) { return sent }
+        return try await sendWaiting(address, length: length, by: deadline)
+    }
+
+    /// Starts a send that does not wait for room (`MSG_DONTWAIT`): the
+    /// first try of a send under `deadline`, which it cannot outlast, so no
+    /// timeout is linked to it. Throws `timedOut` if the deadline has passed.
+    @usableFromInline
+    func startSendNow(_ address: UnsafeRawPointer, length: Int, by deadline: RingClock.Instant) throws -> OperationSlot {
         guard deadline > .now else { throw UringError.timedOut(.send).about(self.address) }
+        return try core.startIgnoringDeadline(.send, about: .address(self.address)) {
+            io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        }
+    }
+
+    /// The bytes a send from ``startSendNow(_:length:by:)`` took, or nil
+    /// if the socket had no room (`EAGAIN`).
+    @usableFromInline
+    func finishSendNow(_ slot: OperationSlot) throws -> Int? {
         do {
-            return Int(try await core.perform(.send, about: .address(self.address), honorsDeadline: false) {
-                io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-            })
-        } catch let error as UringError where error.errno == .resourceTemporarilyUnavailable {}
-        return Int(try await core.perform(.send, about: .address(self.address), keepAlive: nil, deadline: deadline) {
+            return try finish(slot, .send)
+        } catch let error as UringError where error.errno == .resourceTemporarilyUnavailable {
+            return nil
+        }
+    }
+
+    /// A send that waits for room in the socket, with a timeout at
+    /// `deadline` linked to it.
+    @usableFromInline
+    nonisolated(nonsending) func sendWaiting(_ address: UnsafeRawPointer, length: Int, by deadline: RingClock.Instant) async throws -> Int {
+        Int(try await core.perform(.send, about: .address(self.address), keepAlive: nil, deadline: deadline) {
             io_uring_prep_send(&$0, fd, address, length, Int32(MSG_NOSIGNAL))
         })
     }
@@ -217,6 +276,7 @@ struct SocketIO {
     }
 
     /// Sends all `count` bytes, continuing after short sends.
+    @inlinable @inline(__always)
     nonisolated(nonsending) func sendAll(_ address: UnsafeRawPointer, count: Int) async throws {
         try validate(.send, count: count)
         var done = 0
@@ -228,26 +288,56 @@ struct SocketIO {
     /// Sends all `count` bytes by `deadline`, or throws `timedOut`. Each
     /// piece is first sent without waiting (see `sendPiece`), so the usual
     /// case costs one request, and no task-local scope is opened.
+    @inlinable @inline(__always)
     nonisolated(nonsending) func sendAll(
         _ address: UnsafeRawPointer, count: Int, deadline: RingClock.Instant
     ) async throws {
         try validate(.send, count: count)
         var done = 0
         while done < count {
-            done += try await sendPiece(address + done, length: min(count - done, DescriptorIO.maximumTransfer), by: deadline)
+            let length = min(count - done, DescriptorIO.maximumTransfer)
+            // As `sendPiece` does, inlined: first without waiting.
+            let slot = try startSendNow(address + done, length: length, by: deadline)
+            await core.awaitStarted(slot)
+            if let sent = try finishSendNow(slot) {
+                done += sent
+            } else {
+                done += try await sendWaiting(address + done, length: length, by: deadline)
+            }
         }
     }
 
     /// Receives at most `count` bytes; 0 means the peer closed its side.
+    @inlinable @inline(__always)
     nonisolated(nonsending) func receive(_ address: UnsafeMutableRawPointer, count: Int) async throws -> Int {
-        try validate(.receive, count: count)
-        let length = min(count, DescriptorIO.maximumTransfer)
-        let n = try await core.perform(.receive, about: .address(self.address)) {
-            io_uring_prep_recv(&$0, fd, address, length, 0)
+        guard let slot = try startReceive(address, count: count) else {
+            return try await receiveWithDeadline(address, count: count)
         }
-        return Int(n)
+        await core.awaitStarted(slot)
+        return try finish(slot, .receive)
     }
 
+    /// Starts a receive, unless a deadline is in force (nil).
+    @usableFromInline
+    func startReceive(_ address: UnsafeMutableRawPointer, count: Int) throws -> OperationSlot? {
+        try validate(.receive, count: count)
+        let length = min(count, DescriptorIO.maximumTransfer)
+        return try core.start(.receive, about: .address(self.address)) {
+            io_uring_prep_recv(&$0, fd, address, length, 0)
+        }
+    }
+
+    /// A receive bounded by the task's deadline.
+    @usableFromInline
+    nonisolated(nonsending) func receiveWithDeadline(_ address: UnsafeMutableRawPointer, count: Int) async throws -> Int {
+        try validate(.receive, count: count)
+        let length = min(count, DescriptorIO.maximumTransfer)
+        return Int(try await core.perform(.receive, about: .address(self.address)) {
+            io_uring_prep_recv(&$0, fd, address, length, 0)
+        })
+    }
+
+    @usableFromInline
     func validate(_ operation: UringOperation, count: Int) throws {
         if count <= 0 {
             throw UringError.invalid(operation, "the buffer is empty; pass at least one byte").about(address)

@@ -44,7 +44,7 @@ public struct StreamConnection: ~Copyable, Sendable {
         self.remoteAddress = remote
     }
 
-    var io: SocketIO { SocketIO(core: ring.core, fd: shared.fd, address: remoteAddress) }
+    @usableFromInline var io: SocketIO { SocketIO(core: ring.core, fd: shared.fd, address: remoteAddress) }
 
     /// The underlying descriptor, still owned by this connection (for the
     /// library's own use; callers go through ``withUnsafeDescriptor(_:)``).
@@ -106,16 +106,19 @@ public struct StreamConnection: ~Copyable, Sendable {
 
     /// Sends bytes from `buffer`; returns how many the kernel took (at least
     /// one).
+    @inlinable @inline(__always)
     public func send<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws -> Int {
         try await io.send(address(of: buffer), count: buffer.count)
     }
 
     /// Sends all of `buffer`, continuing after short sends.
+    @inlinable @inline(__always)
     public func sendAll<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer) async throws {
         try await io.sendAll(address(of: buffer), count: buffer.count)
     }
 
     /// Sends all of a received chunk (for example to echo it).
+    @inlinable @inline(__always)
     public func sendAll(_ chunk: ReceivedBytes) async throws {
         // The chunk is a parameter, alive (with its buffer) until this returns.
         try await io.sendAll(chunk.rawAddress, count: chunk.count)
@@ -130,12 +133,14 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// Cheaper than `withTimeout { try await sendAll(buffer) }`: a send into
     /// a socket with room costs one kernel request and no timer, and only a
     /// send that must wait is linked to one.
+    @inlinable @inline(__always)
     public func sendAll<Buffer: IOBuffer & ~Copyable>(_ buffer: borrowing Buffer, timeout: Duration) async throws {
         try await io.sendAll(address(of: buffer), count: buffer.count, deadline: .now + timeout)
     }
 
     /// Sends all of a received chunk within `timeout`; see
     /// ``sendAll(_:timeout:)-(Buffer,_)``.
+    @inlinable @inline(__always)
     public func sendAll(_ chunk: ReceivedBytes, timeout: Duration) async throws {
         // The chunk is a parameter, alive (with its buffer) until this returns.
         try await io.sendAll(chunk.rawAddress, count: chunk.count, deadline: .now + timeout)
@@ -243,6 +248,7 @@ public struct StreamConnection: ~Copyable, Sendable {
 
     /// Receives into `buffer`; returns the bytes received, or 0 once the
     /// peer has closed its sending side.
+    @inlinable @inline(__always)
     public func receive<Buffer: IOBuffer & ~Copyable>(into buffer: inout Buffer) async throws -> Int {
         try await io.receive(address(of: &buffer), count: buffer.count)
     }

@@ -23,7 +23,11 @@ import Uring
 /// (one process-wide lock, held from the first count to the second), so
 /// two checked top-level suites, which Swift Testing runs at once, do not
 /// count each other's rings; a checked scope inside another one counts
-/// under its parent's turn. Put it outside a ``RingForTest`` (`.ring`) trait,
+/// under its parent's turn (make that parent `.serialized`). A top-level
+/// suite that is not checked but holds checked suites and unchecked ones
+/// takes the turn for all of them with ``DescriptorCountingTurn``
+/// (`.descriptorCountingTurn`). A scope that hangs keeps the turn, and the
+/// others wait for it. Put it outside a ``RingForTest`` (`.ring`) trait,
 /// on the suite with `.ring` on its tests, so the rings they give are gone
 /// before it counts. Ring threads still running after `settling` before the
 /// test (a ring the application keeps, named with the prefix) are allowed
@@ -53,16 +57,22 @@ public struct DescriptorLeakCheck: TestTrait, SuiteTrait, TestScoping {
     public func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
-        if Self.holdsTurn {
-            try await countAround(test, function)
+        try await Self.inTurn { try await countAround(test, function) }
+    }
+
+    /// Runs `body` in the process-wide turn, taken now unless this task
+    /// holds it already.
+    static func inTurn(_ body: () async throws -> Void) async throws {
+        if holdsTurn {
+            try await body()
             return
         }
-        await Self.turns.take()
+        await turns.take()
         do {
-            try await Self.$holdsTurn.withValue(true) { try await countAround(test, function) }
-            Self.turns.pass()
+            try await $holdsTurn.withValue(true) { try await body() }
+            turns.pass()
         } catch {
-            Self.turns.pass()
+            turns.pass()
             throw error
         }
     }
@@ -144,6 +154,29 @@ private final class Turns: Sendable {
         }
         next?.resume()
     }
+}
+
+/// A suite trait that runs the suite in ``DescriptorLeakCheck``'s
+/// process-wide turn without counting anything itself: for a top-level
+/// suite whose unchecked suites open rings, so that no checked suite
+/// elsewhere in the process counts them. The checked suites inside it
+/// count under its turn.
+public struct DescriptorCountingTurn: SuiteTrait, TestScoping {
+    /// Applies once to a suite as a whole.
+    public var isRecursive: Bool { false }
+
+    /// Runs `function` in the turn.
+    public func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        try await DescriptorLeakCheck.inTurn(function)
+    }
+}
+
+extension Trait where Self == DescriptorCountingTurn {
+    /// Runs the suite in the descriptor checks' turn (see
+    /// ``DescriptorCountingTurn``).
+    public static var descriptorCountingTurn: Self { DescriptorCountingTurn() }
 }
 
 extension Trait where Self == DescriptorLeakCheck {

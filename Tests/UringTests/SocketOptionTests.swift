@@ -16,14 +16,14 @@ extension AllTests {
             #expect(try await listener.option(.reuseAddress) == true)
             #expect(try await listener.option(.reusePort) == false)
             // Both flags set each way and read back, on a UDP socket.
-            let unbound = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
+            let udp = try await DatagramSocket.bind(to: .loopback(port: 0), on: ring)
             for on in [true, false] {
-                try await unbound.setOption(.reuseAddress, to: on)
-                #expect(try await unbound.option(.reuseAddress) == on)
-                try await unbound.setOption(.reusePort, to: on)
-                #expect(try await unbound.option(.reusePort) == on)
+                try await udp.setOption(.reuseAddress, to: on)
+                #expect(try await udp.option(.reuseAddress) == on)
+                try await udp.setOption(.reusePort, to: on)
+                #expect(try await udp.option(.reusePort) == on)
             }
-            try await unbound.close()
+            try await udp.close()
             let connection = try await StreamConnection.connect(to: listener.localAddress, on: ring)
 
             for on in [true, false] {

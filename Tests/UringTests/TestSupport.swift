@@ -7,9 +7,11 @@ import UringTesting
 @testable import Uring
 
 /// Every suite nests in this one, so tests run one at a time and counts of
-/// process-wide resources (descriptors, threads) are exact. A test that
-/// hangs fails by name after a minute instead of stalling the run.
-@Suite(.serialized, .timeLimit(.minutes(1))) enum AllTests {}
+/// process-wide resources (descriptors, threads) are exact; it holds the
+/// descriptor checks' turn, so the integration suites (another top-level
+/// suite) wait until it is done. A test that hangs fails by name after a
+/// minute instead of stalling the run.
+@Suite(.serialized, .timeLimit(.minutes(1)), .descriptorCountingTurn) enum AllTests {}
 
 /// A directory of its own for one test, removed when the value goes away.
 final class Scratch: @unchecked Sendable {

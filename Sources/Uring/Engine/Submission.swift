@@ -200,8 +200,9 @@ extension RingCore {
     // check with its suspension.
 
     /// Starts a request, unless a deadline is in force: then nil, and the
-    /// caller takes ``perform(_:about:keepAlive:honorsDeadline:_:)``,
-    /// which links the deadline's timeout. Give the slot to
+    /// caller takes its path for a deadline (through
+    /// ``perform(_:about:keepAlive:honorsDeadline:_:)``, which links the
+    /// deadline's timeout, or a send's first try without waiting). Give the slot to
     /// ``awaitStarted(_:)`` and then to ``finish(_:_:about:)``.
     func start(
         _ operation: UringOperation, about context: some ErrorContext, _ prepare: (inout io_uring_sqe) -> Void
@@ -274,8 +275,9 @@ extension RingCore {
 
     /// Suspends until the slot has completed (it had not when looked at).
     /// Task cancellation cancels the request in the kernel, and this still
-    /// waits for its completion.
-    @usableFromInline
+    /// waits for its completion. Inlined into this module's callers; code
+    /// inlined elsewhere calls it.
+    @usableFromInline @inline(__always)
     nonisolated(nonsending) func waitForCompletion(_ slot: OperationSlot) async {
         // The operation closure of `withTaskCancellationHandler` is
         // nonisolated unless it captures an isolated parameter. In code
@@ -283,7 +285,8 @@ extension RingCore {
         // preference) a nonisolated closure would resume on the global
         // pool and hop back: two thread switches per operation. So code
         // on an actor waits through a function isolated to it. Everywhere
-        // else the wait stays in this frame: each frame on the path adds
+        // else the wait stays in this frame (inlined into the caller's
+        // where the compiler can): each frame on the path adds
         // a hop check at resumption, and for a task with an executor
         // preference (all of `RingActor.run`) each check takes the task's
         // status lock.

@@ -29,8 +29,8 @@ public struct DirectoryWalk: AsyncSequence, Sendable {
         public var depth: Int { Int(level) }
         /// The entry's metadata, when the walk was asked for it (of a link
         /// itself, or of its target when the walk follows links); otherwise,
-        /// or when `statx` failed for it (the walk's next item is then that
-        /// error), nil. Built when asked for, from the `statx` record the
+        /// or when `statx` failed for it (that error comes right after the
+        /// entry: to `onError`, or thrown), nil. Built when asked for, from the `statx` record the
         /// walk keeps with the entry's batch.
         public var metadata: FileMetadata? { record < 0 ? nil : store.metadata(at: record) }
 

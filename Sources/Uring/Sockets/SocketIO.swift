@@ -145,7 +145,8 @@ struct SocketIO {
         return try await sendPiece(address, length: min(count, DescriptorIO.maximumTransfer), by: TaskDeadline.inForce)
     }
 
-    /// One send of at most `length` bytes. Under a deadline it first tries
+    /// One send of at most `length` bytes (the timed `sendAll` repeats its
+    /// steps inlined: change both together). Under a deadline it first tries
     /// without waiting: a send into a socket with room completes at once and
     /// needs no linked timer (two more kernel requests), and one that cannot
     /// wait cannot outlast the deadline. Only a full socket takes the timed
@@ -296,7 +297,8 @@ struct SocketIO {
         var done = 0
         while done < count {
             let length = min(count - done, DescriptorIO.maximumTransfer)
-            // As `sendPiece` does, inlined: first without waiting.
+            // As `sendPiece` does (change both together), inlined: first
+            // without waiting.
             let slot = try startSendNow(address + done, length: length, by: deadline)
             await core.awaitStarted(slot)
             if let sent = try finishSendNow(slot) {

@@ -120,9 +120,10 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// Sends all of a received chunk (for example to echo it).
     @inlinable @inline(__always)
     public func sendAll(_ chunk: ReceivedBytes) async throws {
-        // The chunk is a parameter, alive (with its buffer) until this returns.
+        // The chunk (with its buffer) stays alive until the sends are over,
+        // also once this is inlined into the caller.
+        defer { withExtendedLifetime(chunk) {} }
         try await io.sendAll(chunk.rawAddress, count: chunk.count)
-        withExtendedLifetime(chunk) {}
     }
 
     /// Sends all of `buffer` within `timeout`, or throws
@@ -142,9 +143,10 @@ public struct StreamConnection: ~Copyable, Sendable {
     /// ``sendAll(_:timeout:)-(Buffer,_)``.
     @inlinable @inline(__always)
     public func sendAll(_ chunk: ReceivedBytes, timeout: Duration) async throws {
-        // The chunk is a parameter, alive (with its buffer) until this returns.
+        // The chunk (with its buffer) stays alive until the sends are over,
+        // also once this is inlined into the caller.
+        defer { withExtendedLifetime(chunk) {} }
         try await io.sendAll(chunk.rawAddress, count: chunk.count, deadline: .now + timeout)
-        withExtendedLifetime(chunk) {}
     }
 
     /// Sends bytes from `buffer` without copying them into the kernel

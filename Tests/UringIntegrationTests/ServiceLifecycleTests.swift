@@ -26,7 +26,8 @@ extension Integrations {
             return String(decoding: echoed, as: UTF8.self)
         }
 
-        /// Connects until the listener refuses, closing any connection made
+        /// Connects until the listener refuses (or resets a connect that
+        /// reached its queue as it closed), closing any connection made
         /// before the stop took effect.
         func waitUntilRefused(_ address: SocketAddress, ring: RingActor) async throws {
             while !Task.isCancelled {
@@ -34,7 +35,9 @@ extension Integrations {
                     let early = try await StreamConnection.connect(to: address, on: ring)
                     try await early.close()
                     try await ring.sleep(for: .milliseconds(1))
-                } catch let error as UringError where error.errno == .connectionRefused {
+                } catch let error as UringError
+                    where error.errno == .connectionRefused || error.errno == .connectionReset
+                {
                     return
                 }
             }

@@ -107,9 +107,21 @@ struct Site: Sendable {
             try await send(Array(header.utf8), on: connection)
             return keepAlive
         }
+        if size > 64 * 1024 {
+            // A large body moves from the page cache to the socket without
+            // passing through this process (splice, as nginx's sendfile),
+            // after the head, which the kernel holds back to leave with the
+            // body's first bytes. (Reading and sending the first 64 KiB with
+            // the head, as small files go, cost this thread three copies of
+            // them per request: 1 MiB bodies ran 4–19% slower in a hand A/B.)
+            let sent = try await sendWhole(file, count: size, after: Array(header.utf8), on: connection)
+            try await file.close()
+            // A short body can only be signalled by closing the connection.
+            return keepAlive && sent == size
+        }
         if buffer.count != 64 * 1024 { buffer = [UInt8](repeating: 0, count: 64 * 1024) }
-        // The head goes out with the body's first piece, in one send: two
-        // small sends would wait on the client's delayed ACK.
+        // The head goes out with the body, in one send: two small sends
+        // would cost the client two wake-ups.
         var response = Array(header.utf8)
         var complete = true
         var n = size == 0 ? 0 : try await file.read(into: &buffer, at: 0)
@@ -120,8 +132,8 @@ struct Site: Sendable {
         if n == 0 && size > 0 {
             complete = false  // the file shrank: the promised length cannot be kept
         } else if offset < size {
-            // The rest moves from the page cache to the socket without
-            // passing through this process (splice, as nginx's sendfile).
+            // A short read of a small file (one that grew is sent only as
+            // far as promised).
             let sent = try await sendRest(file, from: offset, count: size - offset, on: connection)
             offset += sent
             complete = offset == size
@@ -166,6 +178,16 @@ struct Site: Sendable {
     /// Sends all of `bytes` within the send timeout.
     private func send(_ bytes: [UInt8], on connection: borrowing StreamConnection) async throws {
         try await connection.sendAll(bytes, timeout: limits.sendTimeout)
+    }
+
+    /// Sends `head`, then `count` bytes of `file`, within the send timeout;
+    /// returns how many of the file's were sent (fewer if it shrank).
+    private func sendWhole(
+        _ file: borrowing File, count: Int64, after head: [UInt8], on connection: borrowing StreamConnection
+    ) async throws -> Int64 {
+        try await withTimeout(limits.sendTimeout) {
+            try await connection.send(file, count: count, after: head)
+        }
     }
 
     /// Sends `count` bytes of `file` from `offset`, within the send timeout;

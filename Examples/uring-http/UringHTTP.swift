@@ -14,8 +14,8 @@
 // openat2's RESOLVE_BENEATH through the ring, so symbolic links cannot lead
 // out, and a ".." segment is refused with 403. FIFOs, devices and
 // directories are 404, checked before anything could wait. Exactly
-// Content-Length bytes are sent (past the first 64 KiB, spliced from the
-// file to the socket without passing through the process); if the file
+// Content-Length bytes are sent (past 64 KiB, spliced from the file to
+// the socket without passing through the process); if the file
 // shrinks meanwhile the connection is closed. Request bodies are read and dropped (413 past
 // 1 MiB, 501 for transfer codings). Malformed heads (bare LF included) are
 // 400, oversized targets 414, oversized heads 431, a head not received

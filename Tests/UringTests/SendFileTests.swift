@@ -66,6 +66,39 @@ extension AllTests {
             await ring.shutdown()
         }
 
+        @Test("send(file, after: header): the header then the file's range arrive exact, spliced or (forced) read; with nothing of the file, the header alone", arguments: [false, true])
+        func headerFirst(forcedFallback: Bool) async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 300 * 1024 + 7, seed: 11)
+            let path = scratch.write("body", content)
+            // Larger than the socket's buffer, so its send is taken in pieces.
+            let header = pattern(count: 400 * 1024 + 3, seed: 12)
+            var options = RingOptions()
+            if forcedFallback { options.treatedAsUnsupported = [.splice] }
+            try await RingActor.run(options: options) { ring in
+                let file = Shared(try await File.open(path, on: ring))
+                let pair = try StreamConnection.pair(on: ring)
+                let sender = Shared(pair.first)
+                let receiver = Shared(pair.second)
+                async let received = receiveAll(receiver.value)
+                let body = try await sender.value.send(file.value, from: 5, count: Int64(content.count), after: header)
+                let none = try await sender.value.send(file.value, from: 0, count: 0, after: [UInt8](Array("end".utf8)))
+                do {
+                    _ = try await sender.value.send(file.value, from: -1, count: 1, after: [UInt8](Array("never".utf8)))
+                    Issue.record("a negative offset was accepted")
+                } catch let error as UringError {
+                    #expect(error.kind == .invalidArgument)
+                }
+                try await sender.value.shutdown(.sending)
+                let bytes = try await received
+                // The file is 5 bytes shorter from offset 5 than asked.
+                #expect(body == Int64(content.count - 5) && none == 0)
+                let expected = header + content[5...] + Array("end".utf8)
+                #expect(bytes.count == expected.count)
+                #expect(Checksum.of(bytes) == Checksum.of(expected))
+            }
+        }
+
         @Test("a file its file system cannot splice (/proc/self/environ has no splice_read: EINVAL) is read and sent instead, exact")
         func unspliceableFile() async throws {
             // What the file holds, read with plain system calls.
@@ -113,6 +146,17 @@ extension AllTests {
                     #expect(error.kind == .timedOut, "\(error)")
                 }
                 _ = silent
+                // A header larger than the socket takes is bounded too.
+                let second = try StreamConnection.pair(on: ring)
+                do {
+                    _ = try await withTimeout(.milliseconds(100)) {
+                        try await second.first.send(file.value, from: 0, count: 1, after: content)
+                    }
+                    Issue.record("a 2 MiB header went into a socket nobody reads")
+                } catch let error as UringError {
+                    #expect(error.kind == .timedOut, "\(error)")
+                }
+                _ = second
                 // The timed-out send's pipe still held bytes: it was closed,
                 // not kept, so the next send on this ring is exact.
                 #expect(ring.splicePipes.idleCount == 0)

@@ -97,13 +97,53 @@ extension StreamConnection {
     /// - Throws: ``UringError`` naming the file or the peer. After an error
     ///   an unknown part of the range has been sent; close the connection.
     public func send(_ file: borrowing File, from offset: Int64 = 0, count: Int64) async throws -> Int64 {
+        try await send(file, from: offset, count: count, head: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// Sends all of `header`, then `count` bytes of `file` from `offset`,
+    /// as ``send(_:from:count:)`` does: the response head of an HTTP server,
+    /// say, then its body from a file.
+    ///
+    /// The header is sent with `MSG_MORE`, so the kernel holds it until the
+    /// file's first bytes join it: the peer gets them in the same segments
+    /// rather than a small segment of its own first. A deadline in force
+    /// covers the header too.
+    ///
+    /// ```swift
+    /// let head = Array("HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\n\r\n".utf8)
+    /// let sent = try await connection.send(file, count: size, after: head)
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - file: The file to send; any ring's file will do.
+    ///   - offset: Where in the file to start.
+    ///   - count: How many bytes of the file to send.
+    ///   - header: Bytes to send first, all of them.
+    /// - Returns: The bytes of the file sent (the header's are not counted):
+    ///   `count`, or fewer if the file ends first (it shrank).
+    /// - Throws: ``UringError`` naming the file or the peer. After an error
+    ///   an unknown part of the header and range has been sent; close the
+    ///   connection.
+    public func send<Header: IOBuffer & ~Copyable>(
+        _ file: borrowing File, from offset: Int64 = 0, count: Int64, after header: borrowing Header
+    ) async throws -> Int64 {
+        // The header is borrowed for the whole call, so its bytes stay put
+        // until every request that reads them has completed.
+        try await send(file, from: offset, count: count, head: UnsafeRawBufferPointer(start: address(of: header), count: header.count))
+    }
+
+    /// Both forms: `head` (possibly empty) goes first.
+    private func send(_ file: borrowing File, from offset: Int64, count: Int64, head: UnsafeRawBufferPointer) async throws -> Int64 {
         guard offset >= 0, count >= 0 else {
             throw UringError.invalid(.splice, path: file.path, "offset \(offset) and count \(count) must not be negative")
         }
-        if count == 0 { return 0 }
-        guard ring.isSupported(.splice) else { return try await sendByReading(file, from: offset, count: count) }
+        if count == 0 {
+            if let start = head.baseAddress, head.count > 0 { try await io.sendAll(start, count: head.count) }
+            return 0
+        }
+        guard ring.isSupported(.splice) else { return try await sendByReading(file, from: offset, count: count, head: head) }
         guard let deadline = TaskDeadline.inForce else {
-            return try await splice(file, from: offset, count: count, timed: false)
+            return try await splice(file, from: offset, count: count, head: head, timed: false)
         }
         // A timer cannot interrupt a splice that waits in a kernel worker for
         // room in the socket (the kernel lets it wait), so a deadline is kept
@@ -128,7 +168,7 @@ extension StreamConnection {
         }
         defer { core.requestCancellation(timer) }
         do {
-            let sent = try await splice(file, from: offset, count: count, timed: true)
+            let sent = try await splice(file, from: offset, count: count, head: head, timed: true)
             if watchdog.finish().fired { throw UringError.timedOut(.splice).about(remoteAddress) }
             return sent
         } catch {
@@ -137,9 +177,27 @@ extension StreamConnection {
         }
     }
 
-    /// The splicing itself. `timed`: a watchdog keeps the deadline, so no
-    /// step links a timer of its own.
-    private func splice(_ file: borrowing File, from offset: Int64, count: Int64, timed: Bool) async throws -> Int64 {
+    /// Sends all of `head` with `MSG_MORE` (the kernel holds the bytes for
+    /// what follows). `timed`: a watchdog keeps the deadline (shutting the
+    /// socket ends a waiting send), so the send links no timer of its own.
+    private func sendHead(_ head: UnsafeRawBufferPointer, timed: Bool) async throws {
+        guard let start = head.baseAddress else { return }
+        let socket = io.fd
+        var done = 0
+        while done < head.count {
+            let moved = Int(try await ring.core.perform(.send, about: .address(remoteAddress), honorsDeadline: !timed) {
+                io_uring_prep_send(&$0, socket, start + done, head.count - done, Int32(MSG_NOSIGNAL) | Int32(MSG_MORE))
+            })
+            done += moved
+        }
+    }
+
+    /// The splicing itself, after `head`. `timed`: a watchdog keeps the
+    /// deadline, so no step links a timer of its own.
+    private func splice(
+        _ file: borrowing File, from offset: Int64, count: Int64, head: UnsafeRawBufferPointer, timed: Bool
+    ) async throws -> Int64 {
+        try await sendHead(head, timed: timed)
         let pipe = try ring.splicePipes.take(address: remoteAddress)
         let input = file.descriptor.rawValue
         let socket = io.fd
@@ -181,7 +239,7 @@ extension StreamConnection {
             } catch let error as UringError where sent == 0 && error.errno == .invalidArgument {
                 // A file its file system cannot splice (some /proc and FUSE
                 // files); the send half, if any, was cancelled unstarted.
-                return try await sendByReading(file, from: offset, count: count)
+                return try await sendByReading(file, from: offset, count: count, head: UnsafeRawBufferPointer(start: nil, count: 0))
             }
             if filled == 0 { break }  // the file ended early
             var drained = 0
@@ -206,7 +264,10 @@ extension StreamConnection {
     }
 
     /// The same by reads and sends, for files that cannot be spliced.
-    private func sendByReading(_ file: borrowing File, from offset: Int64, count: Int64) async throws -> Int64 {
+    private func sendByReading(
+        _ file: borrowing File, from offset: Int64, count: Int64, head: UnsafeRawBufferPointer
+    ) async throws -> Int64 {
+        try await sendHead(head, timed: false)
         var buffer = [UInt8](repeating: 0, count: Int(min(count, 256 * 1024)))
         var sent: Int64 = 0
         while sent < count {

@@ -188,6 +188,8 @@ extension StreamConnection {
             let moved = Int(try await ring.core.perform(.send, about: .address(remoteAddress), honorsDeadline: !timed) {
                 io_uring_prep_send(&$0, socket, start + done, head.count - done, Int32(MSG_NOSIGNAL) | Int32(MSG_MORE))
             })
+            // A socket that takes nothing would loop here for ever.
+            if moved == 0 { throw UringError.system(.send, EPIPE).about(remoteAddress) }
             done += moved
         }
     }

@@ -106,8 +106,10 @@ extension StreamConnection {
     ///
     /// The header is sent with `MSG_MORE`, so the kernel holds it until the
     /// file's first bytes join it: the peer gets them in the same segments
-    /// rather than a small segment of its own first. A deadline in force
-    /// covers the header too.
+    /// rather than a small segment of its own first. If the file has
+    /// nothing at `offset`, the header is pushed out alone (unless the
+    /// socket is corked with `TCP_CORK`). A deadline in force covers the
+    /// header too; a timeout during its send names `send`.
     ///
     /// ```swift
     /// let head = Array("HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\n\r\n".utf8)
@@ -141,16 +143,22 @@ extension StreamConnection {
             if let start = head.baseAddress, head.count > 0 { try await io.sendAll(start, count: head.count) }
             return 0
         }
-        guard ring.isSupported(.splice) else { return try await sendByReading(file, from: offset, count: count, head: head) }
+        guard ring.isSupported(.splice) else {
+            try await sendHead(head, timed: false)
+            return try await sendByReading(file, from: offset, count: count, after: head)
+        }
         guard let deadline = TaskDeadline.inForce else {
-            return try await splice(file, from: offset, count: count, head: head, timed: false)
+            try await sendHead(head, timed: false)
+            return try await splice(file, from: offset, count: count, after: head, timed: false)
         }
         // A timer cannot interrupt a splice that waits in a kernel worker for
         // room in the socket (the kernel lets it wait), so a deadline is kept
         // by a watchdog timer instead: when it passes first, it shuts the socket's
         // sending side, which ends the waiting splice, and the send throws
         // `timedOut`. The connection cannot send after that; close it.
-        guard deadline > .now else { throw UringError.timedOut(.splice).about(remoteAddress) }
+        // The header's send comes first, and a timeout names what it ended.
+        let first: UringOperation = head.count > 0 ? .send : .splice
+        guard deadline > .now else { throw UringError.timedOut(first).about(remoteAddress) }
         let socket = io.fd
         let watchdog = SendWatchdog {
             _ = Glibc.shutdown(socket, Int32(SHUT_WR))
@@ -167,12 +175,15 @@ extension StreamConnection {
             io_uring_prep_timeout(&$0, time.pointer, 0, CU_IORING_TIMEOUT_ABS)
         }
         defer { core.requestCancellation(timer) }
+        var headSent = false
         do {
-            let sent = try await splice(file, from: offset, count: count, head: head, timed: true)
+            try await sendHead(head, timed: true)
+            headSent = true
+            let sent = try await splice(file, from: offset, count: count, after: head, timed: true)
             if watchdog.finish().fired { throw UringError.timedOut(.splice).about(remoteAddress) }
             return sent
         } catch {
-            if watchdog.finish().fired { throw UringError.timedOut(.splice).about(remoteAddress) }
+            if watchdog.finish().fired { throw UringError.timedOut(headSent ? .splice : first).about(remoteAddress) }
             throw error
         }
     }
@@ -185,8 +196,9 @@ extension StreamConnection {
         let socket = io.fd
         var done = 0
         while done < head.count {
+            let length = min(head.count - done, DescriptorIO.maximumTransfer)
             let moved = Int(try await ring.core.perform(.send, about: .address(remoteAddress), honorsDeadline: !timed) {
-                io_uring_prep_send(&$0, socket, start + done, head.count - done, Int32(MSG_NOSIGNAL) | Int32(MSG_MORE))
+                io_uring_prep_send(&$0, socket, start + done, length, Int32(MSG_NOSIGNAL) | Int32(MSG_MORE))
             })
             // A socket that takes nothing would loop here for ever.
             if moved == 0 { throw UringError.system(.send, EPIPE).about(remoteAddress) }
@@ -194,12 +206,27 @@ extension StreamConnection {
         }
     }
 
-    /// The splicing itself, after `head`. `timed`: a watchdog keeps the
-    /// deadline, so no step links a timer of its own.
+    /// A header sent with `MSG_MORE` that nothing followed (the file had
+    /// nothing at the offset) would wait in a TCP socket for the next send,
+    /// or a probe timer: this sends it now. Unless the socket is corked
+    /// (`TCP_CORK`), when holding bytes is what its owner asked for, turning
+    /// the cork off, which it already is, pushes what is held. Other
+    /// sockets ignore `MSG_MORE`, and refuse the option.
+    private func releaseHeldHeader(_ head: UnsafeRawBufferPointer) {
+        guard head.count > 0 else { return }
+        let socket = io.fd
+        var corked: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &corked, &length) == 0, corked == 0 else { return }
+        _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &corked, length)
+    }
+
+    /// The splicing itself, after `head` was sent (only to release it if
+    /// nothing follows). `timed`: a watchdog keeps the deadline, so no step
+    /// links a timer of its own.
     private func splice(
-        _ file: borrowing File, from offset: Int64, count: Int64, head: UnsafeRawBufferPointer, timed: Bool
+        _ file: borrowing File, from offset: Int64, count: Int64, after head: UnsafeRawBufferPointer, timed: Bool
     ) async throws -> Int64 {
-        try await sendHead(head, timed: timed)
         let pipe = try ring.splicePipes.take(address: remoteAddress)
         let input = file.descriptor.rawValue
         let socket = io.fd
@@ -241,7 +268,7 @@ extension StreamConnection {
             } catch let error as UringError where sent == 0 && error.errno == .invalidArgument {
                 // A file its file system cannot splice (some /proc and FUSE
                 // files); the send half, if any, was cancelled unstarted.
-                return try await sendByReading(file, from: offset, count: count, head: UnsafeRawBufferPointer(start: nil, count: 0))
+                return try await sendByReading(file, from: offset, count: count, after: head)
             }
             if filled == 0 { break }  // the file ended early
             var drained = 0
@@ -262,14 +289,15 @@ extension StreamConnection {
         // Every byte put in the pipe has left it (a failure above throws and
         // closes the pipe instead).
         ring.splicePipes.giveBack(pipe)
+        if sent == 0 { releaseHeldHeader(head) }
         return sent
     }
 
     /// The same by reads and sends, for files that cannot be spliced.
+    /// (`head` was sent before; it is released if nothing follows.)
     private func sendByReading(
-        _ file: borrowing File, from offset: Int64, count: Int64, head: UnsafeRawBufferPointer
+        _ file: borrowing File, from offset: Int64, count: Int64, after head: UnsafeRawBufferPointer
     ) async throws -> Int64 {
-        try await sendHead(head, timed: false)
         var buffer = [UInt8](repeating: 0, count: Int(min(count, 256 * 1024)))
         var sent: Int64 = 0
         while sent < count {
@@ -280,6 +308,7 @@ extension StreamConnection {
             try await io.sendAll(address(of: buffer), count: piece)
             sent += Int64(piece)
         }
+        if sent == 0 { releaseHeldHeader(head) }
         return sent
     }
 }

@@ -178,28 +178,36 @@ extension RequestHead {
                 !line[..<colon].contains(where: { $0 == 32 || $0 == 9 }),
                 !line.contains(where: { $0 < 32 && $0 != 9 })
             else { throw BadRequest(status: 400, reason: "malformed header field") }
-            let name = String(decoding: line[..<colon].map(lowercase), as: UTF8.self)
+            let name = line[..<colon]
             let value = trimmed(line[(colon + 1)...])
-            switch name {
-            case "connection":
+            // Compared byte by byte, with no String made per field.
+            if name.equalsIgnoringCase("connection") {
                 for token in value.split(separator: UInt8(ascii: ",")).map(trimmed) {
-                    let token = String(decoding: token.map(lowercase), as: UTF8.self)
-                    if token == "close" { keepAlive = false }
-                    if token == "keep-alive" { keepAlive = true }
+                    if token.equalsIgnoringCase("close") { keepAlive = false }
+                    if token.equalsIgnoringCase("keep-alive") { keepAlive = true }
                 }
-            case "content-length":
+            } else if name.equalsIgnoringCase("content-length") {
                 guard !value.isEmpty, value.count <= 18, value.allSatisfy({ (48...57).contains($0) }),
                     let length = Int(String(decoding: value, as: UTF8.self)),
                     contentLength == nil || contentLength == length
                 else { throw BadRequest(status: 400, reason: "malformed Content-Length") }
                 contentLength = length
-            case "transfer-encoding":
+            } else if name.equalsIgnoringCase("transfer-encoding") {
                 hasTransferEncoding = true
-            default:
-                break
             }
         }
         self.contentLength = contentLength ?? 0
+    }
+}
+
+extension ArraySlice<UInt8> {
+    /// Whether these bytes spell `lowercased` (ASCII, lower case), ignoring
+    /// the case of ASCII letters.
+    func equalsIgnoringCase(_ lowercased: StaticString) -> Bool {
+        guard count == lowercased.utf8CodeUnitCount else { return false }
+        return lowercased.withUTF8Buffer { expected in
+            zip(self, expected).allSatisfy { lowercase($0) == $1 }
+        }
     }
 }
 

@@ -165,6 +165,20 @@ extension AllTests {
             }
         }
 
+        @Test("a ring keeps the pipes of sends that ran at once, not only a few, and hands out the largest first")
+        func pipesKept() throws {
+            let pipes = SplicePipes()
+            let taken = try (0..<8).map { _ in try pipes.take(address: nil) }
+            let largest = taken.map(\.capacity).max()
+            for pipe in taken { pipes.giveBack(pipe) }
+            // All eight kept, unless other rings' pipes filled the process's bound.
+            #expect(pipes.idleCount == 8 || SplicePipes.idleInProcess >= SplicePipes.keptInProcess)
+            try #require(pipes.idleCount > 0, "other rings keep \(SplicePipes.idleInProcess) pipes")
+            let first = try pipes.take(address: nil)
+            #expect(first.capacity == largest)
+            #expect(taken.contains { $0 === first }, "a kept pipe, not a new one")
+        }
+
         @Test("send(file) to a peer that never reads ends at the deadline; on a one-entry ring the steps go unlinked")
         func deadlineAndTinyRing() async throws {
             let scratch = Scratch()

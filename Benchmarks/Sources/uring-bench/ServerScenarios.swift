@@ -245,15 +245,22 @@ extension UringBench {
         for (label, file, _) in files {
             let scenario = "http (\(label) file, 64 connections)"
             var best: [String: (rate: Double, p50: Double?, p99: Double?)] = [:]
+            // Server CPU (user + system, its kernel workers included) per
+            // request, the lowest of the rounds. With the client on the
+            // other CPU busy receiving, requests per second can measure the
+            // client more than the server; this measures the server alone.
+            var cpu: [String: Double] = [:]
             var failures: [String: String] = [:]
             for round in 0..<rounds {
                 // Each round starts with the next server, so none is always
                 // measured first.
                 for turn in 0..<running.count {
                     let server = running[(round + turn) % running.count]
+                    let before = cpuSeconds(server.process.processIdentifier)
                     let result = try run(pinned([
                         wrk, "-t1", "-c64", "-d\(seconds)s", "--latency", "http://127.0.0.1:\(server.port)/\(file)",
                     ]))
+                    let after = cpuSeconds(server.process.processIdentifier)
                     guard result.status == 0, let rate = wrkField(result.output, "Requests/sec:"),
                         !result.output.contains("Non-2xx")
                     else {
@@ -262,6 +269,10 @@ extension UringBench {
                     }
                     if rate > best[server.name]?.rate ?? -1 {
                         best[server.name] = (rate, wrkLatency(result.output, "50%"), wrkLatency(result.output, "99%"))
+                    }
+                    if let before, let after, let requests = wrkRequests(result.output), requests > 0 {
+                        let perRequest = (after - before) * 1e6 / requests
+                        cpu[server.name] = min(cpu[server.name] ?? .infinity, perRequest)
                     }
                 }
             }
@@ -274,11 +285,15 @@ extension UringBench {
                 report.add(scenario, server.name, "requests_per_second", figures.rate, "requests/s")
                 if let p50 = figures.p50 { report.add(scenario, server.name, "p50_latency", p50, "µs") }
                 if let p99 = figures.p99 { report.add(scenario, server.name, "p99_latency", p99, "µs") }
+                if let perRequest = cpu[server.name] {
+                    report.add(scenario, server.name, "server_cpu_per_request", perRequest, "µs")
+                }
             }
         }
         for (label, _, _) in files {
             let scenario = "http (\(label) file, 64 connections)"
             report.table(scenario, "requests_per_second", ours: ours)
+            report.table(scenario, "server_cpu_per_request", ours: ours, lowerIsBetter: true)
             if label == "1 KiB" {
                 let mine = report.value(scenario, ours, "requests_per_second")
                 let hummingbird = report.value(scenario, "Hummingbird (FileMiddleware)", "requests_per_second")
@@ -323,6 +338,12 @@ extension UringBench {
             """
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
+    }
+
+    /// How many requests wrk completed (`12345 requests in 3.00s`).
+    static func wrkRequests(_ output: String) -> Double? {
+        guard let line = output.split(separator: "\n").first(where: { $0.contains(" requests in ") }) else { return nil }
+        return line.split(separator: " ").first.flatMap { Double($0) }
     }
 
     /// The number after `label` in wrk's output.

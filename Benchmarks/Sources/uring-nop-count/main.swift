@@ -1,5 +1,5 @@
 // uring-nop-count IMPL N: runs N awaited NOPs and exits. IMPL is "swift"
-// (mode (a): one task in RingActor.run), "swift32" (mode (c): 32 tasks in
+// (mode (a): one task in RingActor.run), "c32" (C, 32 per submit), "swift32" (mode (c): 32 tasks in
 // RingActor.run), "iso" and "iso32" (the same from functions isolated to the
 // ring, with no task executor preference), "batch32" (mode (d): ring.batch
 // of 32 in RingActor.run), or "c" (C on liburing). For profiling other
@@ -17,6 +17,8 @@ let arguments = CommandLine.arguments
 let count = arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000
 if arguments.count > 1 && arguments[1] == "c" {
     precondition(cbaseline_nops(UInt32(count), 1) > 0)
+} else if arguments.count > 1 && arguments[1] == "c32" {
+    precondition(cbaseline_nops(UInt32(count), 32) > 0)
 } else {
     var options = RingOptions()
     // Spinning would add instructions that buy nothing under valgrind.

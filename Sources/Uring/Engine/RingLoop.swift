@@ -363,7 +363,9 @@ extension RingCore {
     @inline(__always)
     private func slotInKernel(_ userData: UInt64) -> Unmanaged<OperationSlot>? {
         let index = Int(userData >> 32)
-        guard index < kernelTable.count, let entry = kernelTable[index] else { return nil }
+        // Through `local` itself: the property's read accessor is a
+        // coroutine the optimizer leaves uninlined, a call per completion.
+        guard index < local.pointee.kernelTable.count, let entry = local.pointee.kernelTable[index] else { return nil }
         let matches = entry._withUnsafeGuaranteedRef { slot in
             slot.ringUserData == userData & ~OperationSlot.memberMask && slot.ringSide == .inKernel
                 && Self.member(of: userData) < slot.kernelRequests

@@ -154,26 +154,31 @@ extension RequestHead {
     /// Parses a head (without its final blank line), whose lines are known
     /// to end in CR LF.
     init(_ head: ArraySlice<UInt8>, limits: RequestLimits) throws {
-        // Every line but the last ends in CR LF (the last one's CR LF is
-        // part of the blank line that ended the head).
-        var lines = head.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map {
-            $0.last == UInt8(ascii: "\r") ? $0.dropLast() : $0
-        }
-        let requestLine = lines.removeFirst()
-        let parts = requestLine.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty,
-            parts[0].allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) })
+        // Lines are walked in place: splitting the head into arrays of
+        // lines and words cost six allocations per request.
+        var rest = head
+        let requestLine = Self.takeLine(&rest)
+        let space = UInt8(ascii: " ")
+        guard let firstSpace = requestLine.firstIndex(of: space),
+            let secondSpace = requestLine[(firstSpace + 1)...].firstIndex(of: space),
+            !requestLine[(secondSpace + 1)...].contains(space)
         else { throw BadRequest(status: 400, reason: "malformed request line") }
-        guard parts[1].count <= limits.maximumTarget else { throw BadRequest(status: 414, reason: "request target too long") }
-        guard parts[1].first == UInt8(ascii: "/") else { throw BadRequest(status: 400, reason: "malformed request target") }
-        guard parts[2].elementsEqual("HTTP/1.1".utf8) || parts[2].elementsEqual("HTTP/1.0".utf8) else {
+        let methodBytes = requestLine[..<firstSpace]
+        let targetBytes = requestLine[(firstSpace + 1)..<secondSpace]
+        let version = requestLine[(secondSpace + 1)...]
+        guard !methodBytes.isEmpty, methodBytes.allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) })
+        else { throw BadRequest(status: 400, reason: "malformed request line") }
+        guard targetBytes.count <= limits.maximumTarget else { throw BadRequest(status: 414, reason: "request target too long") }
+        guard targetBytes.first == UInt8(ascii: "/") else { throw BadRequest(status: 400, reason: "malformed request target") }
+        guard version.elementsEqual("HTTP/1.1".utf8) || version.elementsEqual("HTTP/1.0".utf8) else {
             throw BadRequest(status: 400, reason: "unsupported HTTP version")
         }
-        method = String(decoding: parts[0], as: UTF8.self)
-        target = String(decoding: parts[1], as: UTF8.self)
-        keepAlive = parts[2].elementsEqual("HTTP/1.1".utf8)
+        method = String(decoding: methodBytes, as: UTF8.self)
+        target = String(decoding: targetBytes, as: UTF8.self)
+        keepAlive = version.elementsEqual("HTTP/1.1".utf8)
         var contentLength: Int?
-        for line in lines {
+        while !rest.isEmpty {
+            let line = Self.takeLine(&rest)
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
                 !line[..<colon].contains(where: { $0 == 32 || $0 == 9 }),
                 !line.contains(where: { $0 < 32 && $0 != 9 })
@@ -182,7 +187,11 @@ extension RequestHead {
             let value = trimmed(line[(colon + 1)...])
             // Compared byte by byte, with no String made per field.
             if name.equalsIgnoringCase("connection") {
-                for token in value.split(separator: UInt8(ascii: ",")).map(trimmed) {
+                var tokens = value
+                while !tokens.isEmpty {
+                    let comma = tokens.firstIndex(of: UInt8(ascii: ",")) ?? tokens.endIndex
+                    let token = trimmed(tokens[..<comma])
+                    tokens = comma == tokens.endIndex ? tokens[comma...] : tokens[(comma + 1)...]
                     if token.equalsIgnoringCase("close") { keepAlive = false }
                     if token.equalsIgnoringCase("keep-alive") { keepAlive = true }
                 }
@@ -197,6 +206,19 @@ extension RequestHead {
             }
         }
         self.contentLength = contentLength ?? 0
+    }
+
+    /// Takes the first line off `rest`, without its CR LF (every line but
+    /// the head's last ends in CR LF; the last one's is part of the blank
+    /// line that ended the head).
+    private static func takeLine(_ rest: inout ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        guard let end = rest.firstIndex(of: UInt8(ascii: "\n")) else {
+            defer { rest = rest[rest.endIndex...] }
+            return rest
+        }
+        let line = rest[..<end]
+        rest = rest[(end + 1)...]
+        return line.last == UInt8(ascii: "\r") ? line.dropLast() : line
     }
 }
 
@@ -231,7 +253,7 @@ func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
 func decodePath(_ target: String) throws(BadRequest) -> String {
     let slash = UInt8(ascii: "/")
     var bytes: [UInt8] = []
-    bytes.reserveCapacity(target.utf8.count)
+    bytes.reserveCapacity(target.utf8.count + 11)  // room for "/index.html"
     var utf8 = target.utf8[...]
     while let byte = utf8.popFirst(), byte != UInt8(ascii: "?") {
         if byte == UInt8(ascii: "%") {
@@ -244,22 +266,40 @@ func decodePath(_ target: String) throws(BadRequest) -> String {
         }
     }
     if bytes.contains(0) { throw BadRequest(status: 400, reason: "NUL in the path") }
-    // Segments without empty ones; ".." refused.
-    var relative: [UInt8] = []
-    relative.reserveCapacity(bytes.count + 11)
-    for segment in bytes.split(separator: slash) {
-        if segment.count == 2 && segment.first == UInt8(ascii: ".") && segment.last == UInt8(ascii: ".") {
+    // Segments joined by one slash, without empty ones, moved down in
+    // place (a segment never lands past where it was read); ".." refused.
+    let dot = UInt8(ascii: ".")
+    let endsInSlash = bytes.last == slash
+    let count = bytes.count
+    var written = 0
+    var read = 0
+    while read < count {
+        if bytes[read] == slash {
+            read += 1
+            continue
+        }
+        var end = read
+        while end < count && bytes[end] != slash { end += 1 }
+        if end - read == 2 && bytes[read] == dot && bytes[read + 1] == dot {
             throw BadRequest(status: 403, reason: "forbidden")
         }
-        if !relative.isEmpty { relative.append(slash) }
-        relative.append(contentsOf: segment)
+        if written > 0 {
+            bytes[written] = slash
+            written += 1
+        }
+        for index in read..<end {
+            bytes[written] = bytes[index]
+            written += 1
+        }
+        read = end
     }
-    if relative.isEmpty {
-        relative.append(contentsOf: "index.html".utf8)
-    } else if bytes.last == slash {
-        relative.append(contentsOf: "/index.html".utf8)
+    bytes.removeLast(count - written)
+    if written == 0 {
+        bytes.append(contentsOf: "index.html".utf8)
+    } else if endsInSlash {
+        bytes.append(contentsOf: "/index.html".utf8)
     }
-    return String(decoding: relative, as: UTF8.self)
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// The value of one hexadecimal digit.

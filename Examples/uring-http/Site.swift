@@ -100,11 +100,10 @@ struct Site: Sendable {
             return keepAlive
         }
         let size = Int64(info.st_size)
-        let header = "HTTP/1.1 200 OK\r\nContent-Length: \(size)\r\nContent-Type: \(contentType(relative))\r\n"
-            + "Connection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        let type = contentType(relative)
         guard sendsBody else {
             try await file.close()
-            try await send(Array(header.utf8), on: connection)
+            try await send(Self.okHead(size: size, type: type, keepAlive: keepAlive, room: 0), on: connection)
             return keepAlive
         }
         if size > 64 * 1024 {
@@ -115,7 +114,8 @@ struct Site: Sendable {
             // with the head, as small files go, cost this thread three copies
             // of them per request: in 11 interleaved rounds this way served
             // 0–19% more 1 MiB requests per second.)
-            let sent = try await sendWhole(file, count: size, after: Array(header.utf8), on: connection)
+            let head = Self.okHead(size: size, type: type, keepAlive: keepAlive, room: 0)
+            let sent = try await sendWhole(file, count: size, after: head, on: connection)
             try await file.close()
             // A short body can only be signalled by closing the connection.
             return keepAlive && sent == size
@@ -123,7 +123,7 @@ struct Site: Sendable {
         if buffer.count != 64 * 1024 { buffer = [UInt8](repeating: 0, count: 64 * 1024) }
         // The head goes out with the body, in one send: two small sends
         // would cost the client two wake-ups.
-        var response = Array(header.utf8)
+        var response = Self.okHead(size: size, type: type, keepAlive: keepAlive, room: Int(size))
         var complete = true
         var n = size == 0 ? 0 : try await file.read(into: &buffer, at: 0)
         n = Int(min(Int64(n), size))  // the file grew: send only what was promised
@@ -142,6 +142,20 @@ struct Site: Sendable {
         try await file.close()
         // A short body can only be signalled by closing the connection.
         return keepAlive && complete
+    }
+
+    /// The head of a 200 response, made as bytes with room for `room` more
+    /// (the body, for small files): one allocation, where building it as a
+    /// String and copying it out took five.
+    private static func okHead(size: Int64, type: String, keepAlive: Bool, room: Int) -> [UInt8] {
+        var head: [UInt8] = []
+        head.reserveCapacity(96 + type.utf8.count + room)
+        head.append(contentsOf: "HTTP/1.1 200 OK\r\nContent-Length: ".utf8)
+        head.append(contentsOf: String(size).utf8)  // at most 19 digits: a small string, not allocated
+        head.append(contentsOf: "\r\nContent-Type: ".utf8)
+        head.append(contentsOf: type.utf8)
+        head.append(contentsOf: (keepAlive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n").utf8)
+        return head
     }
 
     /// The status for a failed open: nothing about the file system beyond

@@ -343,6 +343,9 @@ extension AllTests {
                 print("inside", status(b"/inside.txt"))
                 print("fifo", status(b"/fifo"))
                 print("nul", status(b"/real.txt%00"))
+                print("dots", status(b"/%2e%2E/real.txt"))
+                print("slashes", status(b"//real.txt?q=/x"))
+                print("words", statuses(ask(b"GET / HTTP/1.1 extra\r\n\r\n")))
                 # A POST whose body is a GET: one answer for the POST, then the real next request.
                 smuggled = b"GET /escape.txt HTTP/1.1\r\n\r\n"
                 print("smuggled", statuses(ask(
@@ -370,6 +373,7 @@ extension AllTests {
             let lines = result.stdout.split(separator: "\n").map(String.init)
             #expect(lines == [
                 "escape ['403']", "device ['403']", "inside ['200']", "fifo ['404']", "nul ['400']",
+                "dots ['403']", "slashes ['200']", "words ['400']",
                 "smuggled ['405', '200']", "chunked ['501']", "huge-body ['413']", "bare-lf ['400']",
                 "tokens ['200']", "substring ['200', '200']", "long-target ['414']", "huge-head ['431']",
                 "slow-head ['408']", "idle ['200']", "after ['200']",

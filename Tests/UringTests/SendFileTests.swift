@@ -179,6 +179,29 @@ extension AllTests {
             #expect(taken.contains { $0 === first }, "a kept pipe, not a new one")
         }
 
+        @Test("a ring's kept pipes close when it shuts down, not when the last reference to it goes")
+        func pipesClosedAtShutdown() async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 256 * 1024, seed: 11)
+            let path = scratch.write("body", content)
+            let ring = try RingActor()
+            do {
+                let file = try await File.open(path, on: ring)
+                try await sendsWhole(file, content, on: ring)
+                try await file.close()
+            } catch {
+                await ring.shutdown()
+                throw error
+            }
+            let keptBefore = ring.splicePipes.idleCount
+            await ring.shutdown()
+            #expect(keptBefore == 1 || SplicePipes.idleInProcess >= SplicePipes.keptInProcess)
+            #expect(ring.splicePipes.idleCount == 0)
+            // One given back after the shutdown is closed, not kept.
+            ring.splicePipes.giveBack(try SplicePipe(address: nil))
+            #expect(ring.splicePipes.idleCount == 0)
+        }
+
         @Test("send(file) to a peer that never reads ends at the deadline; on a one-entry ring the steps go unlinked")
         func deadlineAndTinyRing() async throws {
             let scratch = Scratch()

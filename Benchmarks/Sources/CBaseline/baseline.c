@@ -367,6 +367,8 @@ long long cbaseline_smallfiles_read_threads(const char *const *paths, unsigned c
 // MARK: scaling: one ring per thread
 
 #include <sched.h>
+#include <dirent.h>
+#include <string.h>
 
 int cbaseline_usable_cpus(int *cpus, int capacity) {
     cpu_set_t set;
@@ -377,6 +379,37 @@ int cbaseline_usable_cpus(int *cpus, int capacity) {
         if (CPU_ISSET(cpu, &set)) cpus[count++] = cpu;
     }
     return count;
+}
+
+int cbaseline_process_cpus(unsigned char *mask, int capacity) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    // The process's own mask: its first thread's, which nothing here pins.
+    if (sched_getaffinity(getpid(), sizeof set, &set) != 0) return -1;
+    int bytes = capacity < (int)sizeof set ? capacity : (int)sizeof set;
+    memcpy(mask, &set, bytes);
+    return bytes;
+}
+
+int cbaseline_restore_cpus(const unsigned char *mask, int length) {
+    cpu_set_t wanted;
+    CPU_ZERO(&wanted);
+    memcpy(&wanted, mask, length < (int)sizeof wanted ? length : (int)sizeof wanted);
+    DIR *tasks = opendir("/proc/self/task");
+    if (!tasks) return -1;
+    int restored = 0;
+    struct dirent *entry;
+    while ((entry = readdir(tasks)) != NULL) {
+        if (entry->d_name[0] == '.') continue;
+        pid_t tid = (pid_t)atoi(entry->d_name);
+        cpu_set_t now;
+        CPU_ZERO(&now);
+        if (sched_getaffinity(tid, sizeof now, &now) != 0) continue;
+        if (CPU_EQUAL(&now, &wanted)) continue;
+        if (sched_setaffinity(tid, sizeof wanted, &wanted) == 0) restored++;
+    }
+    closedir(tasks);
+    return restored;
 }
 
 struct ring_thread_job {

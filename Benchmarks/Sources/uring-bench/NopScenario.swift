@@ -48,6 +48,9 @@ extension UringBench {
         report.add("nop", "C liburing, 1 per submit", "ops_per_second", c1, "ops/s")
         report.add("nop", "C liburing, 32 per submit", "ops_per_second", c32, "ops/s")
         report.add("nop", "swift-uring (a) sequential, ring executor", "ops_per_second", a, "ops/s")
+        // Pool threads the pinned ring started would run (b) on its CPU.
+        let unpinned = unpinThreads()
+        if unpinned > 0 { print("(\(unpinned) threads the pinned ring started were unpinned)") }
 
         // (b) Sequential, from an ordinary task on the global pool.
         let ring = try RingActor()

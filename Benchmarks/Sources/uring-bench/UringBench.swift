@@ -44,6 +44,10 @@ struct UringBench {
                 failed.append(name)
             }
             print("=== \(name) took \(ContinuousClock.now - start)")
+            // A scenario that pins ring threads leaves the pool threads they
+            // started pinned too; the next scenario starts unpinned.
+            let restored = unpinThreads()
+            if restored > 0 { print("(\(restored) threads left pinned by \(name) were unpinned)") }
         }
         guard failed.isEmpty else {
             print("failed scenarios: \(failed.joined(separator: ", "))\(scenario == "all" && !quick ? " (RESULTS.md not written)" : "")")
@@ -53,6 +57,22 @@ struct UringBench {
             try report.writeResults(to: directory + "/RESULTS.md", command: "swift run -c release uring-bench all")
             print("wrote \(directory)/RESULTS.md")
         }
+    }
+
+    /// The process's CPU mask (its first thread's, which nothing pins).
+    static let processCPUs: [UInt8] = {
+        var mask = [UInt8](repeating: 0, count: 128)
+        let length = Int(cbaseline_process_cpus(&mask, Int32(mask.count)))
+        return length > 0 ? Array(mask[..<length]) : []
+    }()
+
+    /// Gives every thread the process's CPU mask again; returns how many had
+    /// another. A thread inherits its starter's mask, so pool threads that a
+    /// pinned ring thread started stay on that ring's CPU.
+    @discardableResult
+    static func unpinThreads() -> Int {
+        guard !processCPUs.isEmpty else { return 0 }
+        return max(0, Int(cbaseline_restore_cpus(processCPUs, Int32(processCPUs.count))))
     }
 
     /// Runs one scenario by name.

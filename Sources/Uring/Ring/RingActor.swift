@@ -91,6 +91,7 @@ public final actor RingActor {
             options.onEvent?(.ringCreationFailed(error))
             throw error
         }
+        executor.core.onShutdown { [splicePipes] in splicePipes.closeAll() }
     }
 
     /// Runs `body` on a new ring's thread, isolated to the ring, with the

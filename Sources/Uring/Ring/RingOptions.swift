@@ -58,7 +58,8 @@ public struct RingOptions: Sendable {
     /// scheduler place it. It must be one the process may run on (see
     /// `taskset`), or creating the ring fails with
     /// ``UringError/Kind/invalidArgument``. ``RingGroup`` pins each of its
-    /// rings to a CPU of its own.
+    /// rings to a CPU of its own. Threads the ring thread starts inherit the
+    /// pin, Swift's global pool threads included (see "Using every core").
     public var processor: Int? = nil
 
     /// The ring thread's name, as `top -H`, `ps -L` and debuggers show it

@@ -56,12 +56,12 @@ final class SplicePipes: Sendable {
     static let keptInProcess = 64
     /// Pipes kept idle now, by every ring.
     private static let keptNow = Atomic<Int>(0)
-    /// Sorted by capacity, the largest last.
-    private let idle = Locked<[SplicePipe]>([])
+    /// Sorted by capacity, the largest last; none kept once `closed`.
+    private let idle = Locked<(pipes: [SplicePipe], closed: Bool)>(([], false))
 
     /// An empty pipe: the largest kept, or a new one.
     func take(address: SocketAddress?) throws(UringError) -> SplicePipe {
-        if let pipe = idle.withLock({ $0.popLast() }) {
+        if let pipe = idle.withLock({ $0.pipes.popLast() }) {
             Self.keptNow.subtract(1, ordering: .relaxed)
             return pipe
         }
@@ -69,25 +69,40 @@ final class SplicePipes: Sendable {
     }
 
     /// How many this ring keeps now.
-    var idleCount: Int { idle.withLock { $0.count } }
+    var idleCount: Int { idle.withLock { $0.pipes.count } }
 
     /// How many all rings keep now.
     static var idleInProcess: Int { keptNow.load(ordering: .relaxed) }
 
     /// Keeps `pipe`, which must be empty, unless the process keeps enough
-    /// already (then it is closed).
+    /// already or the ring shut down (then it is closed).
     func giveBack(_ pipe: SplicePipe) {
         guard Self.keptNow.add(1, ordering: .relaxed).newValue <= Self.keptInProcess else {
             Self.keptNow.subtract(1, ordering: .relaxed)
             return
         }
-        idle.withLock { idle in
-            let place = idle.firstIndex { $0.capacity > pipe.capacity } ?? idle.endIndex
-            idle.insert(pipe, at: place)
+        let kept = idle.withLock { idle -> Bool in
+            guard !idle.closed else { return false }
+            let place = idle.pipes.firstIndex { $0.capacity > pipe.capacity } ?? idle.pipes.endIndex
+            idle.pipes.insert(pipe, at: place)
+            return true
         }
+        if !kept { Self.keptNow.subtract(1, ordering: .relaxed) }
     }
 
-    deinit { Self.keptNow.subtract(idle.withLock { $0.count }, ordering: .relaxed) }
+    /// Closes the kept pipes and keeps none from now on: the ring shut
+    /// down, and its descriptors should not outlive that.
+    func closeAll() {
+        let closing = idle.withLock { idle -> [SplicePipe] in
+            idle.closed = true
+            defer { idle.pipes = [] }
+            return idle.pipes
+        }
+        Self.keptNow.subtract(closing.count, ordering: .relaxed)
+        // The pipes close here, as `closing` goes, outside the lock.
+    }
+
+    deinit { Self.keptNow.subtract(idle.withLock { $0.pipes.count }, ordering: .relaxed) }
 }
 
 extension StreamConnection {

@@ -42,6 +42,17 @@ long long cbaseline_smallfiles_read_threads(const char *const *paths, unsigned c
 /// affinity mask, as RingGroup reads it); returns how many.
 int cbaseline_usable_cpus(int *cpus, int capacity);
 
+/// Copies the process's CPU mask (its first thread's) into `mask`; returns
+/// the bytes copied, or -1.
+int cbaseline_process_cpus(unsigned char *mask, int capacity);
+
+/// Gives every thread of the process whose CPU mask differs from `mask`
+/// that mask again; returns how many it changed, or -1. Threads inherit the
+/// mask of the thread that starts them, so a pool thread started by a
+/// pinned ring thread stays on that ring's CPU, and so would whatever a
+/// later scenario runs on it.
+int cbaseline_restore_cpus(const unsigned char *mask, int length);
+
 long long cbaseline_ring_threads(int reads, const char *path, unsigned threads, unsigned depth, unsigned total,
                                  long long file_size, const int *cpus);
 /// Lists the tree under `root` depth first with getdents64, describing each

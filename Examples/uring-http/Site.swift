@@ -151,7 +151,7 @@ struct Site: Sendable {
         var head: [UInt8] = []
         head.reserveCapacity(96 + type.utf8.count + room)
         head.append(contentsOf: "HTTP/1.1 200 OK\r\nContent-Length: ".utf8)
-        head.append(contentsOf: String(size).utf8)  // at most 19 digits: a small string, not allocated
+        head.append(contentsOf: String(size).utf8)  // 15 digits or fewer below 10^15 bytes: a small string, not allocated
         head.append(contentsOf: "\r\nContent-Type: ".utf8)
         head.append(contentsOf: type.utf8)
         head.append(contentsOf: (keepAlive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n").utf8)

@@ -1,4 +1,4 @@
-// nop: awaited NOPs in three modes against C loops on liburing, plus the
+// nop: awaited NOPs in four modes against C loops on liburing, plus the
 // instructions each costs, counted by callgrind (stable on a noisy machine).
 
 import CBaseline

@@ -30,6 +30,55 @@ extension AllTests {
             }
         }
 
+        @Test("batches from concurrent tasks, on the ring's thread and off it, each get their own results")
+        func concurrentBatches() async throws {
+            let scratch = Scratch()
+            let path = scratch.file("interleaved")
+            // 16 tasks, half preferring the ring's thread (their requests go
+            // straight into the SQ) and half on the global pool (posted to
+            // the ring): completions of different batches share the CQ.
+            let tasks = 16, batches = 12, perBatch = 16, recordSize = 64
+            try await RingActor.run { ring in
+                let file = try await File.open(path, .readWrite, options: [.create, .truncate], on: ring)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for task in 0..<tasks {
+                        let work: @Sendable () async throws -> Void = {
+                            // A descriptor of its own, for the same file.
+                            let file = try await File.open(path, .readWrite, on: ring)
+                            for round in 0..<batches {
+                                let first = (task * batches + round) * perBatch
+                                let records = (first..<(first + perBatch)).map {
+                                    pattern(count: recordSize, seed: UInt64($0))
+                                }
+                                let results = try await ring.batch { batch in
+                                    for (index, record) in records.enumerated() {
+                                        if index % 4 == 3 { batch.nop() }
+                                        batch.write(record, to: file, at: Int64((first + index) * recordSize))
+                                    }
+                                }
+                                #expect(results.count == perBatch + perBatch / 4)
+                                #expect(results.filter { $0 != 0 }.allSatisfy { $0 == recordSize })
+                                #expect(results.filter { $0 == recordSize }.count == perBatch)
+                            }
+                            try await file.close()
+                        }
+                        if task % 2 == 0 {
+                            group.addTask { try await work() }
+                        } else {
+                            group.addTask(executorPreference: globalConcurrentExecutor) { try await work() }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                for record in 0..<(tasks * batches * perBatch) {
+                    var back = [UInt8](repeating: 0, count: recordSize)
+                    #expect(try await file.read(into: &back, at: Int64(record * recordSize)) == recordSize)
+                    #expect(back == pattern(count: recordSize, seed: UInt64(record)), "record \(record)")
+                }
+                try await file.close()
+            }
+        }
+
         @Test("a batch of NOPs and sends: the peer receives every send, in order")
         func sendsAndNops() async throws {
             try await RingActor.run { ring in

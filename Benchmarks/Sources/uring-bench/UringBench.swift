@@ -122,6 +122,19 @@ struct UringBench {
         return Double(units) / seconds(ContinuousClock.now - start)
     }
 
+    /// The middle value (the mean of the two middle ones for an even count).
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
+
+    /// Ratios to two decimals, for a line of output.
+    static func rounded(_ values: [Double]) -> String {
+        values.map { String(format: "%.2f", $0) }.joined(separator: " ")
+    }
+
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }

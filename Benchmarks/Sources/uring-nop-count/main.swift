@@ -2,7 +2,7 @@
 // (mode (a): one task in RingActor.run), "c32" (C, 32 per submit), "swift32" (mode (c): 32 tasks in
 // RingActor.run), "iso" and "iso32" (the same from functions isolated to the
 // ring, with no task executor preference), "batch32" (mode (d): ring.batch
-// of 32 in RingActor.run), or "c" (C on liburing). For profiling other
+// of 32 in RingActor.run; "batch8", "batch128" and so on for other sizes), or "c" (C on liburing). For profiling other
 // scenarios: "reads32 N FILE"/"creads32 N FILE" (randread's batch mode and
 // C's loop) and "walk N ROOT [CONCURRENCY]"/"cwalk N ROOT" (walk's
 // withMetadata mode and C's loop). The nop scenario runs it under
@@ -37,11 +37,12 @@ if arguments.count > 1 && arguments[1] == "c" {
         let ring = try RingActor(options: options)
         try await loop(ring, count)
         await ring.shutdown()
-    } else if arguments.count > 1 && arguments[1] == "batch32" {
+    } else if arguments.count > 1 && arguments[1].hasPrefix("batch"), let size = Int(arguments[1].dropFirst(5)), size > 0 {
+        // "batch32", or another size ("batch8", "batch128").
         try await RingActor.run(options: options) { ring in
-            for _ in 0..<(count / 32) {
+            for _ in 0..<(count / size) {
                 _ = try await ring.batch { batch in
-                    for _ in 0..<32 { batch.nop() }
+                    for _ in 0..<size { batch.nop() }
                 }
             }
         }

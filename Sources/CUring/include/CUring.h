@@ -117,6 +117,24 @@ static inline int cu_sq_push(struct io_uring *ring, const struct io_uring_sqe *i
     return 1;
 }
 
+/// Takes `count` free SQ entries at once (the caller checked that there is
+/// room: see cu_sq_space) and returns the first one's position, for
+/// cu_sq_entry.
+static inline unsigned cu_sq_reserve(struct io_uring *ring, unsigned count) {
+    unsigned first = ring->sq.sqe_tail;
+    ring->sq.sqe_tail = first + count;
+    return first;
+}
+
+/// The SQ entry at `position` (from cu_sq_reserve), zeroed, to be prepared
+/// in place.
+static inline struct io_uring_sqe *cu_sq_entry(struct io_uring *ring, unsigned position) {
+    unsigned shift = (ring->flags & IORING_SETUP_SQE128) ? 1 : 0;
+    struct io_uring_sqe *sqe = &ring->sq.sqes[(position & ring->sq.ring_mask) << shift];
+    memset(sqe, 0, sizeof *sqe);
+    return sqe;
+}
+
 /// Fills `count` free SQ entries from `images`, the i-th with `user_data` =
 /// `base | i << shift`; the caller checked that there is room. Returns how
 /// many were pushed.

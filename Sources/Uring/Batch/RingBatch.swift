@@ -112,6 +112,16 @@ public struct RingBatch: ~Copyable {
         return true
     }
 
+    /// Throws `unsupported`, naming the first request of this kind, when the
+    /// kernel lacks `operation`.
+    fileprivate static func checkSupported(
+        _ operation: UringOperation, _ requests: [Request], _ payloads: [Payload], _ core: RingCore
+    ) throws {
+        guard !core.isSupported(operation), let index = requests.firstIndex(where: { $0.operation == operation })
+        else { return }
+        throw context(of: index, in: payloads).error(.unsupported, operation)
+    }
+
     /// What the errors of request `index` name.
     fileprivate static func context(of index: Int, in payloads: [Payload]) -> DescriptorContext {
         payloads.first { $0.index == index }?.context ?? DescriptorContext()
@@ -147,13 +157,10 @@ extension RingActor {
         if batch.requests.isEmpty { return [] }
         let core = self.core
         let requests = batch.requests
-        try core.admit(requests[0].operation, about: RingBatch.context(of: 0, in: batch.payloads))
-        let kinds: [UringOperation] = (batch.hasWrites ? [.write] : []) + (batch.hasSends ? [.send] : [])
-        for operation in kinds where !core.isSupported(operation) {
-            let index = requests.firstIndex { $0.operation == operation }!
-            throw RingBatch.context(of: index, in: batch.payloads).error(.unsupported, operation)
-        }
         let payloads = batch.payloads
+        try core.admit(requests[0].operation, about: RingBatch.context(of: 0, in: payloads))
+        if batch.hasWrites { try RingBatch.checkSupported(.write, requests, payloads, core) }
+        if batch.hasSends { try RingBatch.checkSupported(.send, requests, payloads, core) }
         // The requests point into the payloads' arrays, which the slots keep
         // alive until every request has completed, whatever this task does.
         let slots = requests.withUnsafeBufferPointer { requests in
@@ -161,25 +168,28 @@ extension RingActor {
                 requests[index].prepare(&sqe)
             }
         }
-        var results: [Int] = []
-        results.reserveCapacity(requests.count)
+        var results = [Int](repeating: 0, count: requests.count)
         var failure: (any Error)? = nil
+        var start = 0
         for slot in slots {
             await core.completion(ofBatch: slot) { batch, aborted in
-                for result in batch {
-                    if result >= 0 && !aborted {
-                        results.append(Int(result))
-                        continue
+                results.withUnsafeMutableBufferPointer { results in
+                    for (member, result) in batch.enumerated() {
+                        let index = start + member
+                        if result >= 0 && !aborted {
+                            results[index] = Int(result)
+                            continue
+                        }
+                        let completion = Completion(result: result, flags: 0, aborted: aborted)
+                        do {
+                            _ = try core.check(
+                                completion, requests[index].operation, about: RingBatch.context(of: index, in: payloads))
+                        } catch {
+                            if failure == nil { failure = error }
+                        }
                     }
-                    let index = results.count
-                    let completion = Completion(result: result, flags: 0, aborted: aborted)
-                    do {
-                        _ = try core.check(completion, requests[index].operation, about: RingBatch.context(of: index, in: payloads))
-                    } catch {
-                        if failure == nil { failure = error }
-                    }
-                    results.append(0)
                 }
+                start += batch.count
             }
         }
         if let failure { throw failure }

@@ -138,6 +138,19 @@ final class OperationSlot: @unchecked Sendable {
     /// zeroed and then filled by `prepare` with its place in the batch; the
     /// results start out pending. Caller side, before the slot is posted.
     func prepareBatch(_ count: Int, _ prepare: (_ member: Int, inout io_uring_sqe) -> Void) {
+        reserveBatch(count)
+        let requests = batchRequests!
+        for member in 0..<count {
+            requests[member] = io_uring_sqe()
+            prepare(member, &requests[member])
+        }
+    }
+
+    /// Makes the slot stand for `count` requests (1 to `maximumBatch`) with
+    /// pending results, leaving their images unset: for a batch the ring
+    /// thread prepares straight in the SQ (see
+    /// `RingCore.submitBatchInPlace`).
+    func reserveBatch(_ count: Int) {
         precondition(count > 0 && count <= Self.maximumBatch)
         if count > batchCapacity {
             batchRequests?.deallocate()
@@ -146,13 +159,7 @@ final class OperationSlot: @unchecked Sendable {
             batchResults = .allocate(capacity: count)
             batchCapacity = count
         }
-        let requests = batchRequests!
-        let results = batchResults!
-        for member in 0..<count {
-            requests[member] = io_uring_sqe()
-            prepare(member, &requests[member])
-            results[member] = Self.resultPending
-        }
+        batchResults!.update(repeating: Self.resultPending, count: count)
         batchCount = count
     }
 

@@ -106,16 +106,24 @@ extension RingCore {
     ///
     /// The requests share one slot (or one per `OperationSlot.maximumBatch`
     /// and per submission queue's worth), so a batch costs one hand-off and
-    /// one wait rather than one of each per request. Give each returned slot
-    /// to ``completion(ofBatch:_:)``.
+    /// one wait rather than one of each per request. On the ring thread,
+    /// with room in the SQ and nothing queued ahead, they are prepared
+    /// straight in the SQ (no image to copy). Give each returned slot to
+    /// ``completion(ofBatch:_:)``.
     func submitBatch(
         _ count: Int, keepAlive: AnyObject? = nil, _ prepare: (Int, inout io_uring_sqe) -> Void
-    ) -> [OperationSlot] {
+    ) -> BatchSlots {
+        precondition(count > 0, "a batch holds at least one request")
         let onRingThread = isRingThread
         // Under an in-flight limit, one request per slot: a larger piece
         // would wait for that many free places, which requests that stay
         // in the kernel (a multishot receive, a timer) may never leave.
         let piece = maximumInFlight < Int.max / 2 ? 1 : min(OperationSlot.maximumBatch, Int(submissionEntries))
+        if onRingThread && count <= piece,
+            let slot = submitBatchInPlace(count, keepAlive: keepAlive, prepare)
+        {
+            return BatchSlots(first: slot)
+        }
         var slots: [OperationSlot] = []
         slots.reserveCapacity((count + piece - 1) / piece)
         var start = 0
@@ -128,7 +136,7 @@ extension RingCore {
             start += length
         }
         for slot in slots { hand(slot, onRingThread: onRingThread) }
-        return slots
+        return BatchSlots(first: slots[0], rest: slots.dropFirst())
     }
 
     private func hand(_ head: OperationSlot, onRingThread: Bool) {
@@ -415,4 +423,27 @@ extension RingCore {
         if result == -EINVAL && !isSupported(operation) { return .unsupported }
         return .system(-result)
     }
+}
+
+/// The slots of one batch, in the order of their requests (see
+/// `RingCore.submitBatch`): most batches need one, and then no array is
+/// made for it.
+struct BatchSlots: Sequence {
+    let first: OperationSlot
+    var rest: ArraySlice<OperationSlot> = []
+
+    struct Iterator: IteratorProtocol {
+        fileprivate var first: OperationSlot?
+        fileprivate var rest: ArraySlice<OperationSlot>.Iterator
+
+        mutating func next() -> OperationSlot? {
+            if let slot = first {
+                first = nil
+                return slot
+            }
+            return rest.next()
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(first: first, rest: rest.makeIterator()) }
 }

@@ -253,21 +253,27 @@ public struct File: ~Copyable, Sendable {
                 Int32(IORING_OP_READ.rawValue), &request, fd, regions[index].address, regions[index].count,
                 UInt64(offsets[index]))
         }
-        var results: [Int] = []
-        results.reserveCapacity(buffers.count)
+        var results = [Int](repeating: 0, count: buffers.count)
         var failure: (any Error)? = nil
         let path = self.path
+        var start = 0
         for slot in slots {
             await core.completion(ofBatch: slot) { batch, aborted in
-                for result in batch {
-                    let completion = Completion(result: result, flags: 0, aborted: aborted)
-                    do {
-                        results.append(Int(try core.check(completion, .read, about: .path(path))))
-                    } catch {
-                        if failure == nil { failure = error }
-                        results.append(0)
+                results.withUnsafeMutableBufferPointer { results in
+                    for (member, result) in batch.enumerated() {
+                        if result >= 0 && !aborted {
+                            results[start + member] = Int(result)
+                            continue
+                        }
+                        let completion = Completion(result: result, flags: 0, aborted: aborted)
+                        do {
+                            _ = try core.check(completion, .read, about: .path(path))
+                        } catch {
+                            if failure == nil { failure = error }
+                        }
                     }
                 }
+                start += batch.count
             }
         }
         if let failure { throw failure }

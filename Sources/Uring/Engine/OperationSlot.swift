@@ -69,7 +69,11 @@ final class OperationSlot: @unchecked Sendable {
     let phase = Atomic<UInt8>(Phase.idle.rawValue)
 
     /// The request, filled by the caller, copied into the SQ by the ring.
-    var request = io_uring_sqe()
+    /// Behind a pointer: an `inout` access to a class's stored property is
+    /// checked for exclusivity at run time, a runtime call per request,
+    /// while the hand-off protocol above already gives the slot one user
+    /// at a time.
+    let request: UnsafeMutablePointer<io_uring_sqe>
     /// How many slots, this one first, form one linked chain.
     var chainLength = 1
     /// The following slot of a linked chain (set on all but the last).
@@ -87,6 +91,17 @@ final class OperationSlot: @unchecked Sendable {
     private var batchCapacity = 0
     /// Set when the ring shut down before the request reached the kernel.
     var abortedByShutdown = false
+    /// Set when the caller handed the slot over on the ring's own thread
+    /// and awaits it there, in the same frame, with no suspension before it
+    /// does (a single request's `perform` or `start`, a batch). A task
+    /// resumes on the executor it suspended on, which for this thread is
+    /// the ring's, so the caller's `install` runs on this thread too. Then
+    /// only this one thread moves `phase`, and the ring completes the slot
+    /// without an atomic read-modify-write (a locked instruction, about a
+    /// tenth of an awaited NOP here). Requests kept across suspensions (a
+    /// chunk read-ahead, whose reader may move to another task) leave it
+    /// unset.
+    var awaitedOnRingThread = false
     var continuation: UnsafeContinuation<Void, Never>?
     /// Memory the kernel may still use: released only after the completion.
     var keepAlive: AnyObject?
@@ -110,9 +125,12 @@ final class OperationSlot: @unchecked Sendable {
 
     init(index: UInt32) {
         self.index = index
+        request = .allocate(capacity: 1)
+        request.initialize(to: io_uring_sqe())
     }
 
     deinit {
+        request.deallocate()
         batchRequests?.deallocate()
         batchResults?.deallocate()
     }
@@ -167,6 +185,7 @@ final class OperationSlot: @unchecked Sendable {
     /// `.posted` to `.waiting`; if the ring completed the request meanwhile,
     /// resumes at once instead.
     func install(_ continuation: UnsafeContinuation<Void, Never>) {
+        assert(!awaitedOnRingThread || cu_is_a_ring_thread() != 0, "handed over on the ring's thread, awaited elsewhere")
         self.continuation = continuation
         let (installed, _) = phase.compareExchange(
             expected: Phase.posted.rawValue, desired: Phase.waiting.rawValue, ordering: .acquiringAndReleasing)
@@ -177,13 +196,14 @@ final class OperationSlot: @unchecked Sendable {
     func recycle() {
         generation &+= 1
         if UInt64(generation) > Self.generationMask { generation = 1 }
-        request = io_uring_sqe()
+        request.pointee = io_uring_sqe()
         chainLength = 1
         chainNext = nil
         batchCount = 0
         result = 0
         flags = 0
         abortedByShutdown = false
+        awaitedOnRingThread = false
         continuation = nil
         keepAlive = nil
         onIntermediateCompletion = nil

@@ -223,6 +223,7 @@ extension RingCore {
         slot.reserveBatch(count)
         slot.keepAlive = keepAlive
         slot.phase.store(OperationSlot.Phase.posted.rawValue, ordering: .relaxed)
+        slot.awaitedOnRingThread = true
         let userData = track(slot, as: .inKernel)
         // The space was checked above, and only this thread fills the SQ.
         let first = cu_sq_reserve(ring, UInt32(count))
@@ -244,7 +245,7 @@ extension RingCore {
     private func push(_ slot: OperationSlot, userData: UInt64) {
         let count = slot.batchCount
         if count == 0 {
-            let pushed = cu_sq_push(ring, &slot.request, userData)
+            let pushed = cu_sq_push(ring, slot.request, userData)
             precondition(pushed == 1, "SQ space was checked")
         } else {
             let pushed = cu_sq_push_batch(
@@ -553,7 +554,15 @@ extension RingCore {
         }
         slot.result = result
         slot.flags = flags
-        let before = slot.phase.exchange(OperationSlot.Phase.completed.rawValue, ordering: .acquiringAndReleasing)
+        let before: UInt8
+        if slot.awaitedOnRingThread {
+            // The caller is on this thread too (see `awaitedOnRingThread`),
+            // so the phase cannot move between this load and this store.
+            before = slot.phase.load(ordering: .acquiring)
+            slot.phase.store(OperationSlot.Phase.completed.rawValue, ordering: .releasing)
+        } else {
+            before = slot.phase.exchange(OperationSlot.Phase.completed.rawValue, ordering: .acquiringAndReleasing)
+        }
         switch OperationSlot.Phase(rawValue: before) {
         case .waiting:
             let continuation = slot.continuation!

@@ -28,14 +28,20 @@ extension RingCore {
     ///
     /// - Parameter onIntermediateCompletion: For multishot requests: runs on
     ///   the ring thread for each completion flagged `IORING_CQE_F_MORE`.
+    ///
+    /// - Parameter awaitedInFrame: The caller awaits the slot in the same
+    ///   function, with no suspension before it does (see
+    ///   `OperationSlot.awaitedOnRingThread`).
     func submit(
         keepAlive: AnyObject? = nil,
         onIntermediateCompletion: ((_ result: Int32, _ flags: UInt32) -> Void)? = nil,
+        awaitedInFrame: Bool = false,
         _ prepare: (inout io_uring_sqe) -> Void
     ) -> OperationSlot {
         let onRingThread = isRingThread
         let slot = prepared(keepAlive: keepAlive, onRingThread: onRingThread, prepare)
         slot.onIntermediateCompletion = onIntermediateCompletion
+        slot.awaitedOnRingThread = awaitedInFrame && onRingThread
         hand(slot, onRingThread: onRingThread)
         return slot
     }
@@ -45,7 +51,7 @@ extension RingCore {
         keepAlive: AnyObject?, onRingThread: Bool, _ prepare: (inout io_uring_sqe) -> Void
     ) -> OperationSlot {
         let slot = pool.acquire(onRingThread: onRingThread)
-        prepare(&slot.request)
+        prepare(&slot.request.pointee)
         slot.keepAlive = keepAlive
         return slot
     }
@@ -88,8 +94,8 @@ extension RingCore {
         slots.reserveCapacity(count)
         for step in 0..<count {
             let slot = pool.acquire(onRingThread: isRingThread)
-            slot.keepAlive = prepare(step, &slot.request)
-            if step < count - 1 { slot.request.flags |= hard ? CU_IOSQE_IO_HARDLINK : CU_IOSQE_IO_LINK }
+            slot.keepAlive = prepare(step, &slot.request.pointee)
+            if step < count - 1 { slot.request.pointee.flags |= hard ? CU_IOSQE_IO_HARDLINK : CU_IOSQE_IO_LINK }
             slot.chainLength = 0
             slots.last?.chainNext = slot
             slots.append(slot)
@@ -103,6 +109,10 @@ extension RingCore {
     /// on the ring thread they reach the kernel in one system call, from
     /// another thread in one wake-up of the ring. `prepare` fills request
     /// `n`; `keepAlive` is released once every request has completed.
+    ///
+    /// The caller awaits every returned slot in the frame that called this,
+    /// with no suspension before it starts to (see
+    /// `OperationSlot.awaitedOnRingThread`).
     ///
     /// The requests share one slot (or one per `OperationSlot.maximumBatch`
     /// and per submission queue's worth), so a batch costs one hand-off and
@@ -132,6 +142,7 @@ extension RingCore {
             let slot = pool.acquire(onRingThread: onRingThread)
             slot.prepareBatch(length) { member, request in prepare(start + member, &request) }
             slot.keepAlive = keepAlive
+            slot.awaitedOnRingThread = onRingThread
             slots.append(slot)
             start += length
         }
@@ -225,7 +236,7 @@ extension RingCore {
         _ operation: UringOperation, about context: some ErrorContext, _ prepare: (inout io_uring_sqe) -> Void
     ) throws -> OperationSlot {
         try admit(operation, about: context)
-        return submit(prepare)
+        return submit(awaitedInFrame: true, prepare)
     }
 
     /// Waits until a slot from ``start(_:about:_:)`` has
@@ -385,7 +396,7 @@ extension RingCore {
             return try await perform(operation, about: context, keepAlive: keepAlive, deadline: deadline, prepare)
         }
         try admit(operation, about: context)
-        let slot = submit(keepAlive: keepAlive, prepare)
+        let slot = submit(keepAlive: keepAlive, awaitedInFrame: true, prepare)
         let completion = await completion(of: slot)
         return try check(completion, operation, about: context)
     }

@@ -225,6 +225,10 @@ public struct File: ~Copyable, Sendable {
     /// - Throws: The first failure, after every read has completed (so every
     ///   buffer is the caller's again); ``UringError/Kind/invalidArgument``
     ///   when the counts of buffers and offsets differ.
+    // Compiled for byte arrays as well as generically: the generic form
+    // reaches each buffer through witness calls and copies, a retain and a
+    // release per buffer.
+    @_specialize(where Buffer == [UInt8])
     public func read<Buffer: IOBuffer>(into buffers: inout [Buffer], atOffsets offsets: [Int64]) async throws -> [Int] {
         guard buffers.count == offsets.count else {
             throw UringError.invalid(

@@ -192,20 +192,31 @@ extension RingCore {
                 }
             }
             if !open || cancelled { continue }
-            kernelInFlight += entries
-            unsubmitted += entries
-            submittedCount.addOnRingThread(UInt64(entries))
+            countSubmitted(entries)
         }
+    }
+
+    /// Whether requests needing `entries` SQ entries may go straight into
+    /// the SQ: nothing is queued ahead of them, the ring is open, and the
+    /// in-flight limit and the SQ have room.
+    func mayEnterDirectly(_ entries: Int) -> Bool {
+        pending.isEmpty && ringOpen && !shuttingDown
+            && (kernelInFlight + entries <= maximumInFlight || kernelInFlight == 0)
+            && Int(cu_sq_space(ring)) >= entries
+    }
+
+    /// Accounts for `entries` requests just put into the SQ.
+    private func countSubmitted(_ entries: Int) {
+        kernelInFlight += entries
+        unsubmitted += entries
+        submittedCount.addOnRingThread(UInt64(entries))
     }
 
     /// Puts one slot straight into the SQ (the caller checked for room).
     func registerInKernel(_ slot: OperationSlot) {
         let userData = track(slot, as: .inKernel)
         push(slot, userData: userData)
-        let entries = slot.kernelRequests
-        kernelInFlight += entries
-        unsubmitted += entries
-        submittedCount.addOnRingThread(UInt64(entries))
+        countSubmitted(slot.kernelRequests)
     }
 
     /// On the ring thread, when nothing is queued ahead and the SQ and the
@@ -215,10 +226,7 @@ extension RingCore {
     func submitBatchInPlace(
         _ count: Int, keepAlive: AnyObject?, _ prepare: (Int, inout io_uring_sqe) -> Void
     ) -> OperationSlot? {
-        guard pending.isEmpty && ringOpen && !shuttingDown
-            && (kernelInFlight + count <= maximumInFlight || kernelInFlight == 0)
-            && Int(cu_sq_space(ring)) >= count
-        else { return nil }
+        guard mayEnterDirectly(count) else { return nil }
         let slot = pool.acquire(onRingThread: true)
         slot.reserveBatch(count)
         slot.keepAlive = keepAlive
@@ -233,9 +241,7 @@ extension RingCore {
             request.pointee.user_data = userData | UInt64(member) << OperationSlot.memberShift
         }
         slot.batchOutstanding = count
-        kernelInFlight += count
-        unsubmitted += count
-        submittedCount.addOnRingThread(UInt64(count))
+        countSubmitted(count)
         if localJobs.isEmpty && !reaping { enterKernel(wait: false) }
         return slot
     }

@@ -157,11 +157,7 @@ extension RingCore {
             next = slot.chainNext
         }
         if onRingThread {
-            let entries = head.kernelRequests
-            if head.chainLength == 1 && pending.isEmpty && ringOpen && !shuttingDown
-                && (kernelInFlight + entries <= maximumInFlight || kernelInFlight == 0)
-                && cu_sq_space(ring) >= entries
-            {
+            if head.chainLength == 1 && mayEnterDirectly(head.kernelRequests) {
                 // Straight into the SQ: nothing is queued ahead of it.
                 registerInKernel(head)
                 if localJobs.isEmpty && !reaping { enterKernel(wait: false) }

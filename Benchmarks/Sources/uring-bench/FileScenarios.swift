@@ -22,51 +22,68 @@ extension UringBench {
             let ours = "swift-uring, \(depth) tasks"
             // Ours (32 tasks on the ring executor, each awaiting one read at
             // a time; and, from the page cache, one task reading 32 per
-            // await through the batch API) and C, in turns round after
-            // round, each C loop a plain call on the ring's thread. The
-            // table keeps each one's best round; the goals take each
-            // round's own pair, a fraction of a second apart, and the
-            // median over the rounds (the machine's speed moves between
-            // seconds, and bests taken seconds apart moved the batch ratio
-            // between 0.63 and 1.13 across runs of the same code).
+            // await through the batch API) and C, in turns, each C loop a
+            // plain call on the ring's thread. A round is `slices` turns of
+            // each, a quarter of its reads at a time, so all three meet the
+            // same moments of the machine (whose speed moves within a
+            // second: whole-round turns of 0.2 s each put single pairs
+            // between 0.66 and 1.14 for the same code). The table keeps each
+            // one's best round; the goals take each round's ratio and the
+            // median over the rounds.
+            let slices = 4
+            let sliceReads = reads / slices / depth * depth
+            let roundReads = Double(sliceReads * slices)
             var swift = 0.0, batched = 0.0, c = 0.0
             var taskPairs: [Double] = [], batchPairs: [Double] = []
             try await RingActor.run { ring in
                 let file = Shared(try await File.open(FilePath(path), options: direct ? [.direct] : [], on: ring))
+                var taskStates = (0..<depth).map { UInt64($0) &+ 1 }
+                var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 4096), count: depth)
+                var offsets = [Int64](repeating: 0, count: depth)
+                var batchState: UInt64 = 1
                 for _ in 0..<(quick ? rounds : max(rounds, 5)) {
-                    let tasksRound = try await best(1, units: reads) {
-                        try await withThrowingTaskGroup(of: Void.self) { group in
-                            for task in 0..<depth {
-                                group.addTask {
-                                    var buffer = AlignedBuffer(count: 4096)
-                                    var state = UInt64(task) &+ 1
-                                    for _ in 0..<(reads / depth) {
-                                        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                                        let offset = Int64((state >> 33) % blocks) * 4096
-                                        _ = try await file.value.read(into: &buffer, at: offset)
+                    var taskSeconds = 0.0, batchSeconds = 0.0, cSeconds = 0.0
+                    for _ in 0..<slices {
+                        let states = taskStates
+                        taskSeconds += try await elapsed {
+                            taskStates = try await withThrowingTaskGroup(of: (Int, UInt64).self) { group in
+                                for task in 0..<depth {
+                                    group.addTask {
+                                        var buffer = AlignedBuffer(count: 4096)
+                                        var state = states[task]
+                                        for _ in 0..<(sliceReads / depth) {
+                                            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                            let offset = Int64((state >> 33) % blocks) * 4096
+                                            _ = try await file.value.read(into: &buffer, at: offset)
+                                        }
+                                        return (task, state)
                                     }
                                 }
+                                var next = states
+                                for try await (task, state) in group { next[task] = state }
+                                return next
                             }
-                            try await group.waitForAll()
                         }
-                    }
-                    // The batch API (page cache only: arrays are not
-                    // page-aligned, as O_DIRECT wants).
-                    let batchRound: Double = if direct { 0 } else { try await best(1, units: reads) {
-                        var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 4096), count: depth)
-                        var offsets = [Int64](repeating: 0, count: depth)
-                        var state: UInt64 = 1
-                        for _ in 0..<(reads / depth) {
-                            for i in 0..<depth {
-                                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                                offsets[i] = Int64((state >> 33) % blocks) * 4096
+                        // The batch API (page cache only: arrays are not
+                        // page-aligned, as O_DIRECT wants).
+                        if !direct {
+                            batchSeconds += try await elapsed {
+                                for _ in 0..<(sliceReads / depth) {
+                                    for i in 0..<depth {
+                                        batchState = batchState &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                        offsets[i] = Int64((batchState >> 33) % blocks) * 4096
+                                    }
+                                    _ = try await file.value.read(into: &buffers, atOffsets: offsets)
+                                }
                             }
-                            _ = try await file.value.read(into: &buffers, atOffsets: offsets)
                         }
-                    } }
-                    let cRound = bestC(1, units: reads, "C randread") {
-                        cbaseline_randread(path, direct ? 1 : 0, UInt32(depth), UInt32(reads), Int64(size))
+                        let ns = cbaseline_randread(path, direct ? 1 : 0, UInt32(depth), UInt32(sliceReads), Int64(size))
+                        precondition(ns > 0, "C randread failed: errno \(-ns)")
+                        cSeconds += Double(ns) / 1e9
                     }
+                    let tasksRound = roundReads / taskSeconds
+                    let batchRound = direct ? 0 : roundReads / batchSeconds
+                    let cRound = roundReads / cSeconds
                     swift = max(swift, tasksRound)
                     batched = max(batched, batchRound)
                     c = max(c, cRound)

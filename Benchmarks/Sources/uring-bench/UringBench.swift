@@ -122,6 +122,13 @@ struct UringBench {
         return Double(units) / seconds(ContinuousClock.now - start)
     }
 
+    /// The seconds `body` takes.
+    nonisolated(nonsending) static func elapsed(_ body: () async throws -> Void) async rethrows -> Double {
+        let start = ContinuousClock.now
+        try await body()
+        return seconds(ContinuousClock.now - start)
+    }
+
     /// The middle value (the mean of the two middle ones for an even count).
     static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()

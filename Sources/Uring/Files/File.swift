@@ -242,6 +242,9 @@ public struct File: ~Copyable, Sendable {
         }
         var regions: [(address: UnsafeMutableRawPointer, count: UInt32)] = []
         regions.reserveCapacity(buffers.count)
+        // Made once: `io` is built on each use, a retain and a release of
+        // the ring and the path.
+        let io = self.io
         for i in buffers.indices {
             let (address, count) = region(of: &buffers[i])
             try io.validate(.read, count: count, offset: offsets[i])

@@ -41,7 +41,9 @@ extension UringBench {
                 var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 4096), count: depth)
                 var offsets = [Int64](repeating: 0, count: depth)
                 var batchState: UInt64 = 1
-                for _ in 0..<(quick ? rounds : max(rounds, 5)) {
+                // Nine rounds from the page cache (about a second each), five
+                // with O_DIRECT (several seconds each).
+                for _ in 0..<(quick ? rounds : max(rounds, direct ? 5 : 9)) {
                     var taskSeconds = 0.0, batchSeconds = 0.0, cSeconds = 0.0
                     for _ in 0..<slices {
                         let states = taskStates

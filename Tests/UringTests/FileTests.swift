@@ -79,6 +79,48 @@ extension AllTests {
             await ring.shutdown()
         }
 
+        @Test("blocks of one aligned buffer read at many offsets in one await")
+        func blockReads() async throws {
+            let scratch = Scratch()
+            let content = pattern(count: 64 * 1024)
+            let path = scratch.write("blocks", content)
+            let offsets: [Int64] = [8192, 0, 61_440, 70_000, 12_345]
+            let blockSize = 4096
+            try await RingActor.run { ring in
+                let file = try await File.open(path, on: ring)
+                var blocks = AlignedBuffer(count: offsets.count * blockSize + 100)
+                let submitted = ring.statistics.submitted
+                let counts = try await file.read(into: &blocks, blockSize: blockSize, atOffsets: offsets)
+                #expect(counts == [4096, 4096, 4096, 0, 4096], "the fourth block is past the end")
+                #expect(ring.statistics.submitted - submitted == 5)
+                func check(_ blocks: borrowing AlignedBuffer) {
+                    let span = blocks.span
+                    for (i, offset) in offsets.enumerated() where counts[i] > 0 {
+                        let start = i * blockSize
+                        let read = (start..<start + counts[i]).map { span[$0] }
+                        #expect(read == Array(content[Int(offset)..<Int(offset) + counts[i]]), "block \(i)")
+                    }
+                }
+                check(blocks)
+                #expect(try await file.read(into: &blocks, blockSize: blockSize, atOffsets: []) == [])
+
+                // Bad arguments: typed errors naming the file, nothing submitted.
+                let before = ring.statistics.submitted
+                for (size, at) in [(0, offsets), (blockSize, offsets + [0]), (blockSize, [-1])] {
+                    do {
+                        _ = try await file.read(into: &blocks, blockSize: size, atOffsets: at)
+                        Issue.record("block size \(size) at \(at) was accepted")
+                    } catch let error as UringError {
+                        #expect(error.kind == .invalidArgument && error.path == path)
+                    }
+                }
+                #expect(ring.statistics.submitted == before)
+                try await file.close()
+                #expect(ring.statistics.slotsInUse == 0)
+            }
+            #expect(scratch.openDescriptors == 0)
+        }
+
         @Test("reads and writes at the current position advance it; append writes at the end")
         func currentPosition() async throws {
             let scratch = Scratch()

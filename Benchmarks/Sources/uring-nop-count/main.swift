@@ -3,8 +3,9 @@
 // RingActor.run), "iso" and "iso32" (the same from functions isolated to the
 // ring, with no task executor preference), "batch32" (mode (d): ring.batch
 // of 32 in RingActor.run; "batch8", "batch128" and so on for other sizes), or "c" (C on liburing). For profiling other
-// scenarios: "reads32 N FILE"/"creads32 N FILE" (randread's batch mode and
-// C's loop) and "walk N ROOT [CONCURRENCY]"/"cwalk N ROOT" (walk's
+// scenarios: "reads32 N FILE"/"blocks32 N FILE"/"creads32 N FILE" (32 reads
+// per await into an array of arrays, or into blocks of one aligned buffer as
+// randread's batch mode does; and C's loop) and "walk N ROOT [CONCURRENCY]"/"cwalk N ROOT" (walk's
 // withMetadata mode and C's loop). The nop scenario runs it under
 // callgrind to count instructions, and it is what to profile with
 // `perf record`; it is a program of its own because valgrind cannot run
@@ -46,14 +47,18 @@ if arguments.count > 1 && arguments[1] == "c" {
                 }
             }
         }
-    } else if arguments.count > 3 && arguments[1] == "reads32" {
+    } else if arguments.count > 3 && (arguments[1] == "reads32" || arguments[1] == "blocks32") {
         // `reads32 N FILE`: N random 4 KiB reads of FILE (at least 1 MiB,
-        // ideally in the page cache), 32 per `read(into:atOffsets:)`, as in
-        // `uring-bench randread`'s batch mode; or with "creads32", C's loop.
+        // ideally in the page cache), 32 per `read(into:atOffsets:)` into an
+        // array of arrays; `blocks32 N FILE`: the same into 32 blocks of one
+        // aligned buffer (`read(into:blockSize:atOffsets:)`), as `uring-bench
+        // randread`'s batch mode does. With "creads32", C's loop.
+        let intoBlocks = arguments[1] == "blocks32"
         try await RingActor.run(options: options) { ring in
             let file = try await File.open(FilePath(arguments[3]), on: ring)
             let blocks = UInt64(try await file.metadata().size / 4096)
             var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 4096), count: 32)
+            var buffer = AlignedBuffer(count: 32 * 4096)
             var offsets = [Int64](repeating: 0, count: 32)
             var state: UInt64 = 1
             for _ in 0..<(count / 32) {
@@ -61,7 +66,11 @@ if arguments.count > 1 && arguments[1] == "c" {
                     state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
                     offsets[i] = Int64((state >> 33) % blocks) * 4096
                 }
-                _ = try await file.read(into: &buffers, atOffsets: offsets)
+                if intoBlocks {
+                    _ = try await file.read(into: &buffer, blockSize: 4096, atOffsets: offsets)
+                } else {
+                    _ = try await file.read(into: &buffers, atOffsets: offsets)
+                }
             }
             try await file.close()
         }

@@ -250,17 +250,70 @@ public struct File: ~Copyable, Sendable {
             try io.validate(.read, count: count, offset: offsets[i])
             regions.append((address, UInt32(min(count, DescriptorIO.maximumTransfer))))
         }
+        // `buffers` is inout: the caller's, alive and unmoved until this
+        // returns, which is after every completion.
+        return try await readBatch(regions, atOffsets: offsets)
+    }
+
+    /// Reads blocks of `blockSize` bytes into one buffer, block `i` from
+    /// `offsets[i]` into the buffer's bytes from `i * blockSize`, all in one
+    /// await, like ``read(into:atOffsets:)``. Returns each read's byte
+    /// count, in the order of `offsets`.
+    ///
+    /// One buffer serves the whole batch, so an ``AlignedBuffer`` makes
+    /// every block page-aligned when `blockSize` is a multiple of the page
+    /// size: the form for files opened with ``OpenOptions/direct``.
+    ///
+    /// ```swift
+    /// var blocks = AlignedBuffer(count: 32 * 4096)
+    /// let counts = try await file.read(into: &blocks, blockSize: 4096, atOffsets: offsets)
+    /// ```
+    ///
+    /// - Throws: The first failure, after every read has completed;
+    ///   ``UringError/Kind/invalidArgument`` when `blockSize` is not positive
+    ///   or the blocks do not fit in the buffer.
+    public func read<Buffer: IOBuffer & ~Copyable>(
+        into buffer: inout Buffer, blockSize: Int, atOffsets offsets: [Int64]
+    ) async throws -> [Int] {
+        guard blockSize > 0 else {
+            throw UringError.invalid(.read, path: path, "block size \(blockSize) must be positive")
+        }
+        guard offsets.count <= buffer.count / blockSize else {
+            throw UringError.invalid(
+                .read, path: path,
+                "\(offsets.count) blocks of \(blockSize) bytes do not fit in a buffer of \(buffer.count) bytes")
+        }
+        if offsets.isEmpty { return [] }
+        let base = address(of: &buffer)
+        let length = UInt32(min(blockSize, DescriptorIO.maximumTransfer))
+        var regions: [(address: UnsafeMutableRawPointer, count: UInt32)] = []
+        regions.reserveCapacity(offsets.count)
+        let io = self.io
+        for (index, offset) in offsets.enumerated() {
+            try io.validate(.read, count: blockSize, offset: offset)
+            regions.append((base + index * blockSize, length))
+        }
+        // `buffer` is inout: the caller's, alive and unmoved until this
+        // returns, which is after every completion.
+        return try await readBatch(regions, atOffsets: offsets)
+    }
+
+    /// Submits one read per region, all together, and waits for every
+    /// completion; returns the byte counts in order, or throws the first
+    /// failure once all have completed. The caller keeps the regions'
+    /// memory alive and unmoved until this returns.
+    private func readBatch(
+        _ regions: [(address: UnsafeMutableRawPointer, count: UInt32)], atOffsets offsets: [Int64]
+    ) async throws -> [Int] {
         let core = ring.core
         try core.admit(.read, about: .path(path))
         let fd = descriptor.rawValue
-        // `buffers` is inout: the caller's, alive and unmoved until this
-        // returns, which is after every completion.
-        let slots = core.submitBatch(buffers.count) { index, request in
+        let slots = core.submitBatch(regions.count) { index, request in
             io_uring_prep_rw(
                 Int32(IORING_OP_READ.rawValue), &request, fd, regions[index].address, regions[index].count,
                 UInt64(offsets[index]))
         }
-        var results = [Int](repeating: 0, count: buffers.count)
+        var results = [Int](repeating: 0, count: regions.count)
         var failure: (any Error)? = nil
         let path = self.path
         var start = 0

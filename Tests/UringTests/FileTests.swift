@@ -91,6 +91,7 @@ extension AllTests {
                 var blocks = AlignedBuffer(count: offsets.count * blockSize + 100)
                 let submitted = ring.statistics.submitted
                 let counts = try await file.read(into: &blocks, blockSize: blockSize, atOffsets: offsets)
+                try #require(counts.count == offsets.count)
                 #expect(counts == [4096, 4096, 4096, 0, 4096], "the fourth block is past the end")
                 #expect(ring.statistics.submitted - submitted == 5)
                 func check(_ blocks: borrowing AlignedBuffer) {
@@ -100,18 +101,22 @@ extension AllTests {
                         let read = (start..<start + counts[i]).map { span[$0] }
                         #expect(read == Array(content[Int(offset)..<Int(offset) + counts[i]]), "block \(i)")
                     }
+                    // The block past the end and the buffer's tail are left as they were.
+                    let untouched = (3 * blockSize..<4 * blockSize).map { span[$0] }
+                        + (offsets.count * blockSize..<span.count).map { span[$0] }
+                    #expect(untouched.allSatisfy { $0 == 0 })
                 }
                 check(blocks)
                 #expect(try await file.read(into: &blocks, blockSize: blockSize, atOffsets: []) == [])
 
                 // Bad arguments: typed errors naming the file, nothing submitted.
                 let before = ring.statistics.submitted
-                for (size, at) in [(0, offsets), (blockSize, offsets + [0]), (blockSize, [-1])] {
+                for (size, at) in [(0, offsets), (Int(Int32.max), [0]), (blockSize, offsets + [0]), (blockSize, [-1])] {
                     do {
                         _ = try await file.read(into: &blocks, blockSize: size, atOffsets: at)
                         Issue.record("block size \(size) at \(at) was accepted")
                     } catch let error as UringError {
-                        #expect(error.kind == .invalidArgument && error.path == path)
+                        #expect(error.kind == .invalidArgument && error.operation == .read && error.path == path)
                     }
                 }
                 #expect(ring.statistics.submitted == before)

@@ -40,7 +40,8 @@ extension UringBench {
             }),
             (nio, { [productsDirectory + "/nio-echo-server", String($0), "2"] }),
         ]
-        let running = try startServers(servers, pinned: false, skippingIn: "echo on 2 cores", report)
+        let running = try startServers(
+            servers, pinned: false, skippingIn: "echo on 2 cores (64 connections, 64-byte messages)", report)
         defer { for server in running { stopServer(server.process) } }
         for (connections, size) in [(64, 64), (64, 16384)] {
             let scenario = "echo on 2 cores (\(connections) connections, \(size)-byte messages)"
@@ -50,13 +51,14 @@ extension UringBench {
             // seconds).
             var best: [String: Double] = [:]
             var pairs: [Double] = []
+            var failures: [String: String] = [:]
             for _ in 0..<(quick ? 1 : 3) {
                 var round: [String: Double] = [:]
                 for server in running {
                     let result = try run([load, String(server.port), String(connections), String(size), String(seconds)])
                     let fields = loadFields(result.output)
                     guard result.status == 0, let messages = fields["messages"], let elapsed = fields["seconds"] else {
-                        report.skipped(scenario, server.name, "the load client failed: \(result.output)")
+                        failures[server.name] = "the load client failed: \(result.output)"
                         continue
                     }
                     round[server.name] = messages / elapsed
@@ -64,6 +66,7 @@ extension UringBench {
                 }
                 if let mine = round[ours], let theirs = round[nio] { pairs.append(mine / theirs) }
             }
+            reportFailures(failures, without: best, in: scenario, report)
             for server in running {
                 if let rate = best[server.name] { report.add(scenario, server.name, "messages_per_second", rate, "messages/s") }
             }
@@ -106,12 +109,13 @@ extension UringBench {
         defer { for server in running { stopServer(server.process) } }
         var best: [String: Double] = [:]
         var pairs: [Double] = []
+        var failures: [String: String] = [:]
         for _ in 0..<(quick ? 1 : 3) {
             var round: [String: Double] = [:]
             for server in running {
                 let result = try run([wrk, "-t2", "-c64", "-d\(seconds)s", "http://127.0.0.1:\(server.port)/small.bin"])
                 guard result.status == 0, let rate = wrkField(result.output, "Requests/sec:"), !result.output.contains("Non-2xx") else {
-                    report.skipped(scenario, server.name, "wrk failed or saw errors: \(result.output.suffix(300))")
+                    failures[server.name] = "wrk failed or saw errors: \(result.output.suffix(300))"
                     continue
                 }
                 round[server.name] = rate
@@ -119,6 +123,7 @@ extension UringBench {
             }
             if let mine = round[ours], let theirs = round[peer] { pairs.append(mine / theirs) }
         }
+        reportFailures(failures, without: best, in: scenario, report)
         for server in running {
             if let rate = best[server.name] { report.add(scenario, server.name, "requests_per_second", rate, "requests/s") }
         }
@@ -144,12 +149,14 @@ extension UringBench {
         // each in turn, round after round; the table keeps each one's lowest
         // figure, and the goal takes each round's ratio and the median over
         // the rounds.
-        let running = try startServers(servers, skippingIn: "server CPU per million messages", report)
+        let running = try startServers(
+            servers, skippingIn: "server CPU per million messages (1 connection, 64 bytes)", report)
         defer { for server in running { stopServer(server.process) } }
         for connections in [1, 64] {
             let scenario = "server CPU per million messages (\(connections) connection\(connections > 1 ? "s" : ""), 64 bytes)"
             var lowest: [String: Double] = [:]
             var pairs: [Double] = []
+            var failures: [String: String] = [:]
             for _ in 0..<(quick ? 1 : 3) {
                 var round: [String: Double] = [:]
                 for server in running {
@@ -158,7 +165,7 @@ extension UringBench {
                     let after = cpuSeconds(server.process.processIdentifier)
                     let fields = loadFields(result.output)
                     guard result.status == 0, let messages = fields["messages"], messages > 0, let before, let after else {
-                        report.skipped(scenario, server.name, "the load client failed: \(result.output)")
+                        failures[server.name] = "the load client failed: \(result.output)"
                         continue
                     }
                     let perMillion = (after - before) / messages * 1_000_000
@@ -167,6 +174,7 @@ extension UringBench {
                 }
                 if let mine = round[ours], let theirs = round[c] { pairs.append(mine / theirs) }
             }
+            reportFailures(failures, without: lowest, in: scenario, report)
             for server in running {
                 if let figure = lowest[server.name] {
                     report.add(scenario, server.name, "cpu_seconds_per_million", figure, "CPU s")
@@ -177,6 +185,16 @@ extension UringBench {
             report.goal(
                 scenario, "ours ÷ C ≤ 1.5 (lower is better), median of paired rounds",
                 ratio: pairs.isEmpty ? nil : median(pairs))
+        }
+    }
+
+    /// Reports a server as skipped, once, when none of its rounds gave a
+    /// figure (a round that failed is left out of the pairs either way).
+    static func reportFailures(
+        _ failures: [String: String], without figures: [String: Double], in scenario: String, _ report: Report
+    ) {
+        for (name, why) in failures.sorted(by: { $0.key < $1.key }) where figures[name] == nil {
+            report.skipped(scenario, name, why)
         }
     }
 }

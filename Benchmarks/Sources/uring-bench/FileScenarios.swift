@@ -21,13 +21,15 @@ extension UringBench {
             let scenario = direct ? "randread (O_DIRECT)" : "randread (page cache)"
             let ours = "swift-uring, \(depth) tasks"
             // Ours (32 tasks on the ring executor, each awaiting one read at
-            // a time; and, from the page cache, one task reading 32 per
-            // await through the batch API) and C, in turns, each C loop a
-            // plain call on the ring's thread. A round is `slices` turns of
-            // each, a quarter of its reads at a time, so all three meet the
-            // same moments of the machine (whose speed moves within a
-            // second: whole-round turns of 0.2 s each put single pairs
-            // between 0.66 and 1.14 for the same code). The table keeps each
+            // a time; and one task reading 32 blocks of one aligned buffer
+            // per await through the batch API) and C, in turns, each C loop
+            // a plain call on the ring's thread. A round is `slices` turns of
+            // each, a quarter of its reads at a time, the order reversed
+            // every other slice, so all three meet the same moments of the
+            // machine (whose speed moves within a second: whole-round turns
+            // of 0.2 s each put single pairs between 0.66 and 1.14 for the
+            // same code). Every slice of each starts its offsets from the
+            // same seeds, as C's loop does on each call. The table keeps each
             // one's best round; the goals take each round's ratio and the
             // median over the rounds.
             let slices = 4
@@ -37,50 +39,51 @@ extension UringBench {
             var taskPairs: [Double] = [], batchPairs: [Double] = []
             try await RingActor.run { ring in
                 let file = Shared(try await File.open(FilePath(path), options: direct ? [.direct] : [], on: ring))
-                var taskStates = (0..<depth).map { UInt64($0) &+ 1 }
                 // One page-aligned buffer of 32 blocks, as C reads into.
                 var batchBuffer = AlignedBuffer(count: depth * 4096)
                 var offsets = [Int64](repeating: 0, count: depth)
-                var batchState: UInt64 = 1
                 // Nine rounds from the page cache (about a second each), five
                 // with O_DIRECT (several seconds each).
                 for _ in 0..<(quick ? rounds : max(rounds, direct ? 5 : 9)) {
                     var taskSeconds = 0.0, batchSeconds = 0.0, cSeconds = 0.0
-                    for _ in 0..<slices {
-                        let states = taskStates
-                        taskSeconds += try await elapsed {
-                            taskStates = try await withThrowingTaskGroup(of: (Int, UInt64).self) { group in
-                                for task in 0..<depth {
-                                    group.addTask {
-                                        var buffer = AlignedBuffer(count: 4096)
-                                        var state = states[task]
-                                        for _ in 0..<(sliceReads / depth) {
-                                            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                                            let offset = Int64((state >> 33) % blocks) * 4096
-                                            _ = try await file.value.read(into: &buffer, at: offset)
+                    for slice in 0..<slices {
+                        for turn in slice % 2 == 0 ? [0, 1, 2] : [2, 1, 0] {
+                            switch turn {
+                            case 0:
+                                taskSeconds += try await elapsed {
+                                    try await withThrowingTaskGroup(of: Void.self) { group in
+                                        for task in 0..<depth {
+                                            group.addTask {
+                                                var buffer = AlignedBuffer(count: 4096)
+                                                var state = UInt64(task) &+ 1
+                                                for _ in 0..<(sliceReads / depth) {
+                                                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                                    let offset = Int64((state >> 33) % blocks) * 4096
+                                                    _ = try await file.value.read(into: &buffer, at: offset)
+                                                }
+                                            }
                                         }
-                                        return (task, state)
+                                        try await group.waitForAll()
                                     }
                                 }
-                                var next = states
-                                for try await (task, state) in group { next[task] = state }
-                                return next
-                            }
-                        }
-                        // The batch API: 32 blocks of one aligned buffer
-                        // per await.
-                        batchSeconds += try await elapsed {
-                            for _ in 0..<(sliceReads / depth) {
-                                for i in 0..<depth {
-                                    batchState = batchState &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                                    offsets[i] = Int64((batchState >> 33) % blocks) * 4096
+                            case 1:
+                                batchSeconds += try await elapsed {
+                                    var state: UInt64 = 1
+                                    for _ in 0..<(sliceReads / depth) {
+                                        for i in 0..<depth {
+                                            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                                            offsets[i] = Int64((state >> 33) % blocks) * 4096
+                                        }
+                                        _ = try await file.value.read(into: &batchBuffer, blockSize: 4096, atOffsets: offsets)
+                                    }
                                 }
-                                _ = try await file.value.read(into: &batchBuffer, blockSize: 4096, atOffsets: offsets)
+                            default:
+                                let ns = cbaseline_randread(
+                                    path, direct ? 1 : 0, UInt32(depth), UInt32(sliceReads), Int64(size))
+                                precondition(ns > 0, "C randread failed: errno \(-ns)")
+                                cSeconds += Double(ns) / 1e9
                             }
                         }
-                        let ns = cbaseline_randread(path, direct ? 1 : 0, UInt32(depth), UInt32(sliceReads), Int64(size))
-                        precondition(ns > 0, "C randread failed: errno \(-ns)")
-                        cSeconds += Double(ns) / 1e9
                     }
                     let tasksRound = roundReads / taskSeconds
                     let batchRound = roundReads / batchSeconds

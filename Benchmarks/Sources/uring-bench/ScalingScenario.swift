@@ -123,7 +123,7 @@ extension UringBench {
             report.add(
                 "scaling", "swift-uring randread, \(rings) ring\(plural)", "reads_per_second", best("read\(rings)"), "reads/s")
             report.add(
-                "scaling", "swift-uring randread in batches of \(depth), \(rings) ring\(plural)", "reads_per_second",
+                "scaling", "swift-uring randread in batches of \(depth) blocks (one aligned buffer), \(rings) ring\(plural)", "reads_per_second",
                 best("batch\(rings)"), "reads/s")
             report.add(
                 "scaling", "C liburing randread, \(rings) thread\(plural)", "reads_per_second", best("cread\(rings)"),

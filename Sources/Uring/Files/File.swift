@@ -260,23 +260,32 @@ public struct File: ~Copyable, Sendable {
     /// await, like ``read(into:atOffsets:)``. Returns each read's byte
     /// count, in the order of `offsets`.
     ///
-    /// One buffer serves the whole batch, so an ``AlignedBuffer`` makes
-    /// every block page-aligned when `blockSize` is a multiple of the page
-    /// size: the form for files opened with ``OpenOptions/direct``.
+    /// One buffer serves the whole batch, so an ``AlignedBuffer`` (with its
+    /// default, page alignment) makes every block page-aligned when
+    /// `blockSize` is a multiple of the page size: the form for files opened
+    /// with ``OpenOptions/direct``, which also need offsets that are
+    /// multiples of the device's block size (the kernel fails a read at
+    /// another offset with `EINVAL`).
     ///
     /// ```swift
     /// var blocks = AlignedBuffer(count: 32 * 4096)
     /// let counts = try await file.read(into: &blocks, blockSize: 4096, atOffsets: offsets)
     /// ```
     ///
-    /// - Throws: The first failure, after every read has completed;
-    ///   ``UringError/Kind/invalidArgument`` when `blockSize` is not positive
-    ///   or the blocks do not fit in the buffer.
+    /// - Throws: ``UringError/Kind/invalidArgument``, before anything is
+    ///   submitted, when `blockSize` is not positive or larger than one read
+    ///   may be (2,147,479,552 bytes), when the blocks do not fit in the
+    ///   buffer, or when an offset is negative or too large; the ring's
+    ///   refusal (shut down, a cancelled task), also before anything is
+    ///   submitted; otherwise the first read's failure, after every read has
+    ///   completed (so the buffer is the caller's again).
     public func read<Buffer: IOBuffer & ~Copyable>(
         into buffer: inout Buffer, blockSize: Int, atOffsets offsets: [Int64]
     ) async throws -> [Int] {
-        guard blockSize > 0 else {
-            throw UringError.invalid(.read, path: path, "block size \(blockSize) must be positive")
+        guard blockSize > 0 && blockSize <= DescriptorIO.maximumTransfer else {
+            throw UringError.invalid(
+                .read, path: path,
+                "block size \(blockSize) must be positive and at most \(DescriptorIO.maximumTransfer) bytes")
         }
         guard offsets.count <= buffer.count / blockSize else {
             throw UringError.invalid(
@@ -285,7 +294,7 @@ public struct File: ~Copyable, Sendable {
         }
         if offsets.isEmpty { return [] }
         let base = address(of: &buffer)
-        let length = UInt32(min(blockSize, DescriptorIO.maximumTransfer))
+        let length = UInt32(blockSize)
         var regions: [(address: UnsafeMutableRawPointer, count: UInt32)] = []
         regions.reserveCapacity(offsets.count)
         let io = self.io

@@ -19,35 +19,65 @@ extension UringBench {
         var usable: [Int32] = [0]
         if cbaseline_usable_cpus(&usable, 1) >= 1 { options.processor = Int(usable[0]) }
         var c1 = 0.0, c32 = 0.0, a = 0.0, c = 0.0, d = 0.0
-        // The goals use each round's own pair (ours ÷ C, a fraction of a
-        // second apart), and the median over the rounds: the best of each
-        // side alone pairs moments that may be far apart in the machine's
-        // speed, and one lucky round of either side moves the ratio.
+        // The goals use each round's own ratios, and the median over the
+        // rounds: the best of each side alone pairs moments that may be far
+        // apart in the machine's speed, and one lucky round of either side
+        // moves the ratio. A round is four slices; in each, every mode runs
+        // a quarter of its NOPs, each next to its C peer ((a) beside C's
+        // single NOPs, (d) and (c) beside C's batches), the order reversed
+        // every other slice, so a pair meets the same moments of the
+        // machine. Batches run four times the NOPs, to take as long as the
+        // others.
+        let slices = 4
+        let single = ops / slices / tasks * tasks
+        let batched = single * 4
         var aPairs: [Double] = [], cPairs: [Double] = [], dPairs: [Double] = []
         try await RingActor.run(options: options) { ring in
-            for _ in 0..<(quick ? rounds : max(rounds, 5)) {
-                let c1Round = bestC(1, units: ops, "C nop") { cbaseline_nops(UInt32(ops), 1) }
-                let c32Round = bestC(1, units: ops, "C nop") { cbaseline_nops(UInt32(ops), 32) }
-                // (a) Sequential, in a task preferring the ring's executor.
-                let aRound = try await best(1, units: ops) { for _ in 0..<ops { try await ring.nop() } }
-                // (c) 32 concurrent tasks on the ring executor.
-                let cRound = try await best(1, units: ops) {
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        for _ in 0..<tasks {
-                            group.addTask { for _ in 0..<(ops / tasks) { try await ring.nop() } }
+            for _ in 0..<(quick ? rounds : max(rounds, 7)) {
+                var seconds = [Double](repeating: 0, count: 5)
+                for slice in 0..<slices {
+                    for turn in slice % 2 == 0 ? [0, 1, 2, 3, 4] : [4, 3, 2, 1, 0] {
+                        switch turn {
+                        case 0:
+                            let ns = cbaseline_nops(UInt32(single), 1)
+                            precondition(ns > 0, "C nop failed: errno \(-ns)")
+                            seconds[0] += Double(ns) / 1e9
+                        case 1:
+                            // (a) Sequential, in a task preferring the ring's executor.
+                            seconds[1] += try await elapsed { for _ in 0..<single { try await ring.nop() } }
+                        case 2:
+                            let ns = cbaseline_nops(UInt32(batched), UInt32(tasks))
+                            precondition(ns > 0, "C nop failed: errno \(-ns)")
+                            seconds[2] += Double(ns) / 1e9
+                        case 3:
+                            // (d) One task, 32 NOPs per ring.batch: one
+                            // submission and one wait for each 32, like the
+                            // C loop's batches.
+                            seconds[3] += try await elapsed {
+                                for _ in 0..<(batched / tasks) {
+                                    _ = try await ring.batch { batch in
+                                        for _ in 0..<tasks { batch.nop() }
+                                    }
+                                }
+                            }
+                        default:
+                            // (c) 32 concurrent tasks on the ring executor.
+                            seconds[4] += try await elapsed {
+                                try await withThrowingTaskGroup(of: Void.self) { group in
+                                    for _ in 0..<tasks {
+                                        group.addTask { for _ in 0..<(single / tasks) { try await ring.nop() } }
+                                    }
+                                    try await group.waitForAll()
+                                }
+                            }
                         }
-                        try await group.waitForAll()
                     }
                 }
-                // (d) One task, 32 NOPs per ring.batch: one submission and
-                // one wait for each 32, like the C loop's batches.
-                let dRound = try await best(1, units: ops) {
-                    for _ in 0..<(ops / tasks) {
-                        _ = try await ring.batch { batch in
-                            for _ in 0..<tasks { batch.nop() }
-                        }
-                    }
-                }
+                let c1Round = Double(single * slices) / seconds[0]
+                let aRound = Double(single * slices) / seconds[1]
+                let c32Round = Double(batched * slices) / seconds[2]
+                let dRound = Double(batched * slices) / seconds[3]
+                let cRound = Double(single * slices) / seconds[4]
                 c1 = max(c1, c1Round)
                 c32 = max(c32, c32Round)
                 a = max(a, aRound)

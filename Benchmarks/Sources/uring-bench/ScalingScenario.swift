@@ -94,8 +94,9 @@ extension UringBench {
         var series: [String: [Double]] = [:]
         try await RingGroup.run(rings: 1, options: pinned) { one in
             try await RingGroup.run(rings: 2, options: pinned) { two in
-                for _ in 0..<(quick ? rounds : max(rounds, 9)) {
-                    for rings in [1, 2] {
+                for round in 0..<(quick ? rounds : max(rounds, 9)) {
+                    // One ring first in even rounds, two in odd ones.
+                    for rings in round % 2 == 0 ? [1, 2] : [2, 1] {
                         let group = rings == 1 ? one : two
                         series["nop\(rings)", default: []].append(try await nops(group, rings))
                         series["cnop\(rings)", default: []].append(bestC(1, units: ops, "C nop threads") {

@@ -72,33 +72,44 @@ extension UringBench {
                 // at all: as many threads as the group has rings (the C side
                 // takes at most 64).
                 let cores = UInt32(min(rings, 64))
-                for _ in 0..<(quick ? rounds : max(rounds, 11)) {
-                    measured.swift.append(try await timed(units: total) {
-                        let sum = try await readTree(paths, parallel: parallel) { path in
-                            try await sumThroughChunks(path, on: ring, chunk: chunk)
+                for round in 0..<(quick ? rounds : max(rounds, 11)) {
+                    // The order reversed every other round, so that a
+                    // machine speeding up or slowing down favours none.
+                    for turn in round % 2 == 0 ? [0, 1, 2, 3, 4] : [4, 3, 2, 1, 0] {
+                        switch turn {
+                        case 0:
+                            measured.swift.append(try await timed(units: total) {
+                                let sum = try await readTree(paths, parallel: parallel) { path in
+                                    try await sumThroughChunks(path, on: ring, chunk: chunk)
+                                }
+                                precondition(sum == expected, "swift-uring read the wrong bytes")
+                            })
+                        case 1:
+                            measured.group.append(try await timed(units: total) {
+                                let sums = Sums()
+                                try await group.forEachRing { ring, index in
+                                    let share = stride(from: index, to: paths.count, by: rings).map { paths[$0] }
+                                    let sum = try await readTree(share, parallel: max(1, parallel / rings)) { path in
+                                        try await sumThroughChunks(path, on: ring, chunk: chunk)
+                                    }
+                                    sums.add(sum)
+                                }
+                                precondition(sums.total == expected, "swift-uring's ring group read the wrong bytes")
+                            })
+                        case 2:
+                            measured.c.append(cRate("C smallfiles") {
+                                cbaseline_smallfiles_uring($0, UInt32(count), UInt32(parallel), UInt32(chunk), $1)
+                            })
+                        case 3:
+                            measured.blocking.append(cRate("read(2) smallfiles") {
+                                cbaseline_smallfiles_read($0, UInt32(count), UInt32(chunk), $1)
+                            })
+                        default:
+                            measured.everyCore.append(cRate("read(2) smallfiles threads") {
+                                cbaseline_smallfiles_read_threads($0, UInt32(count), UInt32(chunk), cores, $1)
+                            })
                         }
-                        precondition(sum == expected, "swift-uring read the wrong bytes")
-                    })
-                    measured.group.append(try await timed(units: total) {
-                        let sums = Sums()
-                        try await group.forEachRing { ring, index in
-                            let share = stride(from: index, to: paths.count, by: rings).map { paths[$0] }
-                            let sum = try await readTree(share, parallel: max(1, parallel / rings)) { path in
-                                try await sumThroughChunks(path, on: ring, chunk: chunk)
-                            }
-                            sums.add(sum)
-                        }
-                        precondition(sums.total == expected, "swift-uring's ring group read the wrong bytes")
-                    })
-                    measured.c.append(cRate("C smallfiles") {
-                        cbaseline_smallfiles_uring($0, UInt32(count), UInt32(parallel), UInt32(chunk), $1)
-                    })
-                    measured.blocking.append(cRate("read(2) smallfiles") {
-                        cbaseline_smallfiles_read($0, UInt32(count), UInt32(chunk), $1)
-                    })
-                    measured.everyCore.append(cRate("read(2) smallfiles threads") {
-                        cbaseline_smallfiles_read_threads($0, UInt32(count), UInt32(chunk), cores, $1)
-                    })
+                    }
                 }
                 return measured
             }

@@ -45,28 +45,15 @@ extension UringBench {
         defer { for server in running { stopServer(server.process) } }
         for (connections, size) in [(64, 64), (64, 16384)] {
             let scenario = "echo on 2 cores (\(connections) connections, \(size)-byte messages)"
-            // Every server once per round, in turns; the table keeps each
-            // one's best round, and the goal takes each round's ratio and
-            // the median over the rounds (the machine's speed moves within
-            // seconds).
-            var best: [String: Double] = [:]
-            var pairs: [Double] = []
-            var failures: [String: String] = [:]
-            for _ in 0..<(quick ? 1 : 3) {
-                var round: [String: Double] = [:]
-                for server in running {
-                    let result = try run([load, String(server.port), String(connections), String(size), String(seconds)])
-                    let fields = loadFields(result.output)
-                    guard result.status == 0, let messages = fields["messages"], let elapsed = fields["seconds"] else {
-                        failures[server.name] = "the load client failed: \(result.output)"
-                        continue
-                    }
-                    round[server.name] = messages / elapsed
-                    best[server.name] = max(best[server.name] ?? 0, messages / elapsed)
+            let (best, pairs) = try serverRounds(running, rounds: quick ? 1 : 3, ours: ours, peer: nio, in: scenario, report) {
+                server in
+                let result = try run([load, String(server.port), String(connections), String(size), String(seconds)])
+                let fields = loadFields(result.output)
+                guard result.status == 0, let messages = fields["messages"], let elapsed = fields["seconds"] else {
+                    return .failure(LoadFailure(why: "the load client failed: \(result.output)"))
                 }
-                if let mine = round[ours], let theirs = round[nio] { pairs.append(mine / theirs) }
+                return .success(messages / elapsed)
             }
-            reportFailures(failures, without: best, in: scenario, report)
             for server in running {
                 if let rate = best[server.name] { report.add(scenario, server.name, "messages_per_second", rate, "messages/s") }
             }
@@ -103,27 +90,17 @@ extension UringBench {
         ]
         let scenario = "http on 2 cores (1 KiB file, 64 connections)"
         // Both servers run at once (the idle one sleeps) and wrk loads each
-        // in turn, round after round; the goal takes each round's ratio and
-        // the median over the rounds.
+        // in turn (see `serverRounds`).
         let running = try startServers(servers, pinned: false, skippingIn: scenario, report)
         defer { for server in running { stopServer(server.process) } }
-        var best: [String: Double] = [:]
-        var pairs: [Double] = []
-        var failures: [String: String] = [:]
-        for _ in 0..<(quick ? 1 : 3) {
-            var round: [String: Double] = [:]
-            for server in running {
-                let result = try run([wrk, "-t2", "-c64", "-d\(seconds)s", "http://127.0.0.1:\(server.port)/small.bin"])
-                guard result.status == 0, let rate = wrkField(result.output, "Requests/sec:"), !result.output.contains("Non-2xx") else {
-                    failures[server.name] = "wrk failed or saw errors: \(result.output.suffix(300))"
-                    continue
-                }
-                round[server.name] = rate
-                best[server.name] = max(best[server.name] ?? 0, rate)
+        let (best, pairs) = try serverRounds(running, rounds: quick ? 1 : 3, ours: ours, peer: peer, in: scenario, report) {
+            server in
+            let result = try run([wrk, "-t2", "-c64", "-d\(seconds)s", "http://127.0.0.1:\(server.port)/small.bin"])
+            guard result.status == 0, let rate = wrkField(result.output, "Requests/sec:"), !result.output.contains("Non-2xx") else {
+                return .failure(LoadFailure(why: "wrk failed or saw errors: \(result.output.suffix(300))"))
             }
-            if let mine = round[ours], let theirs = round[peer] { pairs.append(mine / theirs) }
+            return .success(rate)
         }
-        reportFailures(failures, without: best, in: scenario, report)
         for server in running {
             if let rate = best[server.name] { report.add(scenario, server.name, "requests_per_second", rate, "requests/s") }
         }
@@ -146,35 +123,25 @@ extension UringBench {
             ("SwiftNIO (NIOPosix, 1 event loop)", { [productsDirectory + "/nio-echo-server", String($0)] }),
         ]
         // The servers run at once (the idle ones sleep) and the client loads
-        // each in turn, round after round; the table keeps each one's lowest
-        // figure, and the goal takes each round's ratio and the median over
-        // the rounds.
+        // each in turn (see `serverRounds`); the table keeps each one's
+        // lowest figure.
         let running = try startServers(
             servers, skippingIn: "server CPU per million messages (1 connection, 64 bytes)", report)
         defer { for server in running { stopServer(server.process) } }
         for connections in [1, 64] {
             let scenario = "server CPU per million messages (\(connections) connection\(connections > 1 ? "s" : ""), 64 bytes)"
-            var lowest: [String: Double] = [:]
-            var pairs: [Double] = []
-            var failures: [String: String] = [:]
-            for _ in 0..<(quick ? 1 : 3) {
-                var round: [String: Double] = [:]
-                for server in running {
-                    let before = cpuSeconds(server.process.processIdentifier)
-                    let result = try run(pinned([load, String(server.port), String(connections), "64", String(seconds)]))
-                    let after = cpuSeconds(server.process.processIdentifier)
-                    let fields = loadFields(result.output)
-                    guard result.status == 0, let messages = fields["messages"], messages > 0, let before, let after else {
-                        failures[server.name] = "the load client failed: \(result.output)"
-                        continue
-                    }
-                    let perMillion = (after - before) / messages * 1_000_000
-                    round[server.name] = perMillion
-                    lowest[server.name] = min(lowest[server.name] ?? .infinity, perMillion)
+            let (lowest, pairs) = try serverRounds(
+                running, rounds: quick ? 1 : 3, ours: ours, peer: c, lowerIsBetter: true, in: scenario, report
+            ) { server in
+                let before = cpuSeconds(server.process.processIdentifier)
+                let result = try run(pinned([load, String(server.port), String(connections), "64", String(seconds)]))
+                let after = cpuSeconds(server.process.processIdentifier)
+                let fields = loadFields(result.output)
+                guard result.status == 0, let messages = fields["messages"], messages > 0, let before, let after else {
+                    return .failure(LoadFailure(why: "the load client failed: \(result.output)"))
                 }
-                if let mine = round[ours], let theirs = round[c] { pairs.append(mine / theirs) }
+                return .success((after - before) / messages * 1_000_000)
             }
-            reportFailures(failures, without: lowest, in: scenario, report)
             for server in running {
                 if let figure = lowest[server.name] {
                     report.add(scenario, server.name, "cpu_seconds_per_million", figure, "CPU s")
@@ -188,13 +155,41 @@ extension UringBench {
         }
     }
 
-    /// Reports a server as skipped, once, when none of its rounds gave a
-    /// figure (a round that failed is left out of the pairs either way).
-    static func reportFailures(
-        _ failures: [String: String], without figures: [String: Double], in scenario: String, _ report: Report
-    ) {
-        for (name, why) in failures.sorted(by: { $0.key < $1.key }) where figures[name] == nil {
+    /// Why one load of a server gave no figure.
+    struct LoadFailure: Error {
+        let why: String
+    }
+
+    /// Loads every running server once per round, in turns (the machine's
+    /// speed moves within seconds, so a ratio compares figures taken in the
+    /// same round). Returns each server's best figure (the highest, or the
+    /// lowest with `lowerIsBetter`) and each round's `ours` ÷ `peer`, for
+    /// the goals' median. A server no round measured is reported skipped,
+    /// once; a round that failed is left out of the pairs.
+    static func serverRounds(
+        _ running: [(name: String, port: UInt16, process: Process)], rounds: Int, ours: String, peer: String,
+        lowerIsBetter: Bool = false, in scenario: String, _ report: Report,
+        _ measure: ((name: String, port: UInt16, process: Process)) throws -> Result<Double, LoadFailure>
+    ) throws -> (best: [String: Double], pairs: [Double]) {
+        var best: [String: Double] = [:]
+        var pairs: [Double] = []
+        var failures: [String: String] = [:]
+        for _ in 0..<rounds {
+            var round: [String: Double] = [:]
+            for server in running {
+                switch try measure(server) {
+                case .success(let figure):
+                    round[server.name] = figure
+                    best[server.name] = best[server.name].map { lowerIsBetter ? min($0, figure) : max($0, figure) } ?? figure
+                case .failure(let failure):
+                    failures[server.name] = failure.why
+                }
+            }
+            if let mine = round[ours], let theirs = round[peer] { pairs.append(mine / theirs) }
+        }
+        for (name, why) in failures.sorted(by: { $0.key < $1.key }) where best[name] == nil {
             report.skipped(scenario, name, why)
         }
+        return (best, pairs)
     }
 }

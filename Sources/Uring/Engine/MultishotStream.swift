@@ -65,6 +65,8 @@ final class MultishotStream<Element: Sendable>: Sendable {
     private let idleTimeout: Duration?
     /// Submits the request; returns its `user_data`.
     private let arm: @Sendable (MultishotStream<Element>) -> UInt64
+    /// Ends the stream when the consumer's task is cancelled while it waits.
+    private let cancelHook = TaskCancellationHook(fire: stopStreamOfCancelledConsumer)
 
     init(
         core: RingCore, highWater: Int, timeoutError: any Error, idleTimeout: Duration? = nil,
@@ -113,23 +115,10 @@ final class MultishotStream<Element: Sendable>: Sendable {
                 core.requestCancellation(timer)
             }
         }
-        // Code on an actor waits through a function isolated to it, so its
-        // continuation does not resume on the global pool.
-        let isolation = #isolation
-        if let isolation { return try await wait(isolatedTo: isolation) }
-        return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { park($0) }
-        } onCancel: {
-            stop(with: CancellationError())
-        }
-    }
-
-    private func wait(isolatedTo isolation: isolated any Actor) async throws -> Element? {
-        try await withTaskCancellationHandler {
-            _ = isolation  // this capture is what isolates the closure
-            return try await withUnsafeThrowingContinuation { park($0) }
-        } onCancel: {
-            stop(with: CancellationError())
+        // The wait stays in the caller's frame and isolation (see
+        // `TaskCancellationHook`).
+        return try await cancelHook.whileWaiting(target: self, value: 0) {
+            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { park($0) }
         }
     }
 
@@ -401,4 +390,21 @@ final class MultishotStream<Element: Sendable>: Sendable {
         }
         if cancel { core.requestCancellation(userData) }
     }
+}
+
+/// A stream whose consumer can be cancelled while it waits.
+private protocol CancellableConsumer: AnyObject {
+    func consumerCancelled()
+}
+
+extension MultishotStream: CancellableConsumer {
+    fileprivate func consumerCancelled() { stop(with: CancellationError()) }
+}
+
+/// What a stream's cancellation hook runs: ends the stream of a consumer
+/// whose task was cancelled while it waited.
+private let stopStreamOfCancelledConsumer: @convention(c) (_ stream: UnsafeMutableRawPointer?, _ unused: UInt64) -> Void = {
+    stream, _ in
+    // Only streams register this hook (see `MultishotStream.next()`).
+    (Unmanaged<AnyObject>.fromOpaque(stream!).takeUnretainedValue() as! any CancellableConsumer).consumerCancelled()
 }

@@ -74,6 +74,9 @@ final class OperationSlot: @unchecked Sendable {
     /// while the hand-off protocol above already gives the slot one user
     /// at a time.
     let request: UnsafeMutablePointer<io_uring_sqe>
+    /// Cancels the request when its waiting task is cancelled (see
+    /// `RingCore.waitForCompletion`).
+    let cancelHook = TaskCancellationHook(fire: RingCore.cancelWaitedRequest)
     /// How many slots, this one first, form one linked chain.
     var chainLength = 1
     /// The following slot of a linked chain (set on all but the last).

@@ -292,29 +292,14 @@ extension RingCore {
     /// Task cancellation cancels the request in the kernel, and this still
     /// waits for its completion. Inlined into this module's callers; code
     /// inlined elsewhere calls it.
+    ///
+    /// The wait stays in the caller's frame and isolation (see
+    /// `TaskCancellationHook`); the continuation is one that does not
+    /// return to the caller's isolation on its own (the frame does, once).
     @usableFromInline @inline(__always)
     nonisolated(nonsending) func waitForCompletion(_ slot: OperationSlot) async {
-        // The operation closure of `withTaskCancellationHandler` is
-        // nonisolated unless it captures an isolated parameter. In code
-        // isolated to an actor (the ring's, say, with no executor
-        // preference) a nonisolated closure would resume on the global
-        // pool and hop back: two thread switches per operation. So code
-        // on an actor waits through a function isolated to it. Everywhere
-        // else the wait stays in this frame (inlined into the caller's
-        // where the compiler can): each frame on the path adds
-        // a hop check at resumption, and for a task with an executor
-        // preference (all of `RingActor.run`) each check takes the task's
-        // status lock.
-        let isolation = #isolation
-        if let isolation {
-            await suspend(until: slot, isolatedTo: isolation)
-        } else {
-            let userData = slot.userData
-            await withTaskCancellationHandler {
-                await withUnsafeContinuation { slot.install($0) }
-            } onCancel: {
-                requestCancellation(userData)
-            }
+        await slot.cancelHook.whileWaiting(target: self, value: slot.userData) {
+            await _unsafeInheritExecutor_withUnsafeContinuation { slot.install($0) }
         }
         // Acquire the ring's last release on this slot (`.resumed`) before
         // its results are read. The resumption already implies it through
@@ -325,15 +310,11 @@ extension RingCore {
         assert(phase == OperationSlot.Phase.completed.rawValue || phase == OperationSlot.Phase.resumed.rawValue)
     }
 
-    /// Suspends until the slot completes, on `isolation` throughout.
-    private func suspend(until slot: OperationSlot, isolatedTo isolation: isolated any Actor) async {
-        let userData = slot.userData
-        await withTaskCancellationHandler {
-            _ = isolation  // this capture is what isolates the closure
-            await withUnsafeContinuation { slot.install($0) }
-        } onCancel: {
-            requestCancellation(userData)
-        }
+    /// What a slot's cancellation hook runs: cancels the request with
+    /// `user_data` `userData` in `core`.
+    static let cancelWaitedRequest: @convention(c) (_ core: UnsafeMutableRawPointer?, _ userData: UInt64) -> Void = {
+        core, userData in
+        Unmanaged<RingCore>.fromOpaque(core!).takeUnretainedValue().requestCancellation(userData)
     }
 
     /// Off the ring thread, polls briefly for the completion; returns whether

@@ -3,7 +3,8 @@
 // RingActor.run), "iso" and "iso32" (the same from functions isolated to the
 // ring, with no task executor preference), "batch32" (mode (d): ring.batch
 // of 32 in RingActor.run; "batch8", "batch128" and so on for other sizes), or "c" (C on liburing). For profiling other
-// scenarios: "reads32 N FILE"/"blocks32 N FILE"/"creads32 N FILE" (32 reads
+// scenarios: "tasks32 N FILE" (32 tasks each awaiting one random 4 KiB read
+// at a time), "reads32 N FILE"/"blocks32 N FILE"/"creads32 N FILE" (32 reads
 // per await into an array of arrays, or into blocks of one aligned buffer as
 // randread's batch mode does; and C's loop) and "walk N ROOT [CONCURRENCY]"/"cwalk N ROOT" (walk's
 // withMetadata mode and C's loop). The nop scenario runs it under
@@ -74,6 +75,27 @@ if arguments.count > 1 && arguments[1] == "c" {
             }
             try await file.close()
         }
+    } else if arguments.count > 3 && arguments[1] == "tasks32" {
+        // `tasks32 N FILE`: N random 4 KiB reads of FILE by 32 tasks in
+        // `RingActor.run`, each awaiting one read at a time, as the
+        // scaling scenario's task reads do on each ring.
+        try await RingActor.run(options: options) { ring in
+            let file = Shared(try await File.open(FilePath(arguments[3]), on: ring))
+            let blocks = UInt64(try await file.value.metadata().size / 4096)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for task in 0..<32 {
+                    tasks.addTask {
+                        var buffer = AlignedBuffer(count: 4096)
+                        var state = UInt64(task) &+ 1
+                        for _ in 0..<(count / 32) {
+                            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                            _ = try await file.value.read(into: &buffer, at: Int64((state >> 33) % blocks) * 4096)
+                        }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+        }
     } else if arguments.count > 3 && arguments[1] == "walk" {
         // `walk N ROOT`: N walks of ROOT with metadata, as in `uring-bench
         // walk`; with "cwalk", C's loop.
@@ -117,4 +139,10 @@ if arguments.count > 1 && arguments[1] == "c" {
 
 func loop(_ ring: isolated RingActor, _ count: Int) async throws {
     for _ in 0..<count { try await ring.nop() }
+}
+
+/// One value that several tasks read (a `File`, say), as uring-bench's own.
+final class Shared<Value: ~Copyable & Sendable>: Sendable {
+    let value: Value
+    init(_ value: consuming Value) { self.value = value }
 }

@@ -132,6 +132,33 @@ extension AllTests {
             }
         }
 
+        @Test("code isolated to the ring, with no executor preference: a cancelled read and a cancelled stream of arrivals end with CancellationError and leave nothing in flight")
+        func cancelledWhileIsolated() async throws {
+            let ring = try RingActor()
+            for stream in [false, true] {
+                // A task of the global pool, on the ring only through the
+                // isolation of the function it calls.
+                let waiter = Task { try await Self.waitOnEmptyPipe(ring, stream: stream) }
+                while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }
+                waiter.cancel()
+                await #expect(throws: CancellationError.self, stream ? "stream" : "read") { try await waiter.value }
+                await settle(ring)
+                #expect(ring.statistics.inFlight == 0 && ring.statistics.slotsInUse == 0)
+            }
+            await ring.shutdown()
+        }
+
+        /// Waits for bytes that never come: one read, or a stream of them.
+        private static func waitOnEmptyPipe(_ ring: isolated RingActor, stream: Bool) async throws {
+            let pipe = try Pipe(on: ring)
+            if stream {
+                for try await _ in pipe.reading.arrivals() {}
+            } else {
+                var buffer = [UInt8](repeating: 0, count: 16)
+                _ = try await pipe.reading.read(into: &buffer)
+            }
+        }
+
         @Test("poll: multishot readiness events from one request, then hang-up")
         func pollMultishot() async throws {
             try await RingActor.run { ring in

@@ -1,10 +1,11 @@
 // A cancellation hook for Swift tasks without the standard library's
 // wrapper: see CUringCancellation.h, and `TaskCancellationHook.swift` for
-// why. The two runtime functions are exported by libswift_Concurrency;
-// their Swift-side declarations in the standard library are internal, and
-// Swift code may not name runtime symbols, so C calls them. Both use the
-// Swift calling convention, and the handler receives its context in the
-// Swift context register.
+// why. The two runtime functions are exported by libswift_Concurrency; the
+// standard library's own Swift declarations of them are internal, and
+// declaring them again in Swift (`@_silgen_name`) draws the compiler's
+// warning that runtime symbols are reserved. C states their calling
+// convention exactly instead: both use the Swift convention, and the
+// handler receives its context in the Swift context register.
 #include "CUringCancellation.h"
 
 #include <stddef.h>

@@ -132,31 +132,50 @@ extension AllTests {
             }
         }
 
-        @Test("code isolated to the ring, with no executor preference: a cancelled read and a cancelled stream of arrivals end with CancellationError and leave nothing in flight")
+        @Test("code isolated to an actor (the ring's, with no executor preference, or another): a cancelled poll and a cancelled readiness stream end with CancellationError and leave nothing in flight; a wait that completes resumes on the actor")
         func cancelledWhileIsolated() async throws {
             let ring = try RingActor()
+            let other = OtherActor()
+            let (readEnd, writeEnd) = makePipe()
+            defer { close(readEnd); close(writeEnd) }
+            let descriptor = FileDescriptor(rawValue: readEnd)
             for stream in [false, true] {
-                // A task of the global pool, on the ring only through the
-                // isolation of the function it calls.
-                let waiter = Task { try await Self.waitOnEmptyPipe(ring, stream: stream) }
-                while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }
-                waiter.cancel()
-                await #expect(throws: CancellationError.self, stream ? "stream" : "read") { try await waiter.value }
-                await settle(ring)
-                #expect(ring.statistics.inFlight == 0 && ring.statistics.slotsInUse == 0)
+                for onRing in [true, false] {
+                    // A task of the global pool, on an actor only through the
+                    // isolation of the function it calls.
+                    let waiter = Task {
+                        if onRing {
+                            try await awaitByte(isolatedTo: ring, ring, on: descriptor, stream: stream)
+                        } else {
+                            try await other.waitForByte(ring, on: descriptor, stream: stream)
+                        }
+                    }
+                    while ring.statistics.inFlight == 0 && !Task.isCancelled { await Task.yield() }
+                    waiter.cancel()
+                    // Should the cancellation never reach the wait, a byte
+                    // ends it after a while: the test then fails rather
+                    // than hangs.
+                    let rescue = Task {
+                        try await Task.sleep(for: .seconds(10))
+                        _ = write(writeEnd, "x", 1)
+                    }
+                    let outcome = await waiter.result
+                    rescue.cancel()
+                    let label = "\(stream ? "stream" : "poll") on \(onRing ? "the ring" : "another actor")"
+                    #expect(throws: CancellationError.self, "\(label)") { try outcome.get() }
+                    await settle(ring)
+                    #expect(ring.statistics.inFlight == 0 && ring.statistics.slotsInUse == 0, "\(label)")
+                }
             }
+            // Waits that complete: each checks that it resumed on its actor.
+            for stream in [false, true] {
+                _ = write(writeEnd, "x", 1)
+                try await awaitByte(isolatedTo: ring, ring, on: descriptor, stream: stream)
+                _ = write(writeEnd, "x", 1)
+                try await other.waitForByte(ring, on: descriptor, stream: stream)
+            }
+            await settle(ring)
             await ring.shutdown()
-        }
-
-        /// Waits for bytes that never come: one read, or a stream of them.
-        private static func waitOnEmptyPipe(_ ring: isolated RingActor, stream: Bool) async throws {
-            let pipe = try Pipe(on: ring)
-            if stream {
-                for try await _ in pipe.reading.arrivals() {}
-            } else {
-                var buffer = [UInt8](repeating: 0, count: 16)
-                _ = try await pipe.reading.read(into: &buffer)
-            }
         }
 
         @Test("poll: multishot readiness events from one request, then hang-up")
@@ -210,5 +229,28 @@ extension AllTests {
                 try await RingActor.run { ring in _ = try ring.signals([Signal(rawValue: SIGKILL)]) }
             }
         }
+    }
+}
+
+/// Waits until `descriptor` is readable, through one poll or a stream of
+/// readiness events, from code isolated to `actor`; reads the byte, then
+/// checks that the code resumed on `actor`.
+private func awaitByte(
+    isolatedTo actor: isolated any Actor, _ ring: RingActor, on descriptor: FileDescriptor, stream: Bool
+) async throws {
+    if stream {
+        for try await event in ring.readiness(of: descriptor, for: .readable) where event.contains(.readable) { break }
+    } else {
+        _ = try await ring.poll(descriptor, for: .readable)
+    }
+    var byte: UInt8 = 0
+    _ = read(descriptor.rawValue, &byte, 1)
+    actor.preconditionIsolated("the wait resumed off its actor")
+}
+
+/// An actor of the test's own, with the default executor.
+private actor OtherActor {
+    func waitForByte(_ ring: RingActor, on descriptor: FileDescriptor, stream: Bool) async throws {
+        try await awaitByte(isolatedTo: self, ring, on: descriptor, stream: stream)
     }
 }

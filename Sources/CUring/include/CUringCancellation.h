@@ -14,11 +14,12 @@ struct cu_cancel_hook {
 
 /// Registers `hook` with the current task, through the concurrency
 /// runtime's own cancellation-record entry point (the one the standard
-/// library's `withTaskCancellationHandler` uses). If the task is already
-/// cancelled, fires the hook at once. Call from an async function only,
-/// and give the result to `cu_task_remove_cancel_hook` before that
-/// function frees anything it allocated earlier: the record comes from the
-/// task's stack-ordered allocator. May return NULL.
+/// library's `withTaskCancellationHandler` uses). Call from an async
+/// function only. The record comes from the task's stack-ordered
+/// allocator: whatever the task allocates after this must be freed before
+/// the record is removed, and nothing it allocated before may be freed
+/// until then. Returns NULL if the task was already cancelled: the hook
+/// has then run, on this thread, and nothing is registered.
 void *_Nullable cu_task_add_cancel_hook(struct cu_cancel_hook *_Nonnull hook);
 
 /// Removes a hook registered by `cu_task_add_cancel_hook`; once this

@@ -115,8 +115,8 @@ final class MultishotStream<Element: Sendable>: Sendable {
                 core.requestCancellation(timer)
             }
         }
-        // The wait stays in the caller's frame and isolation (see
-        // `TaskCancellationHook`).
+        // The wait runs in this frame (see `TaskCancellationHook`), which
+        // returns to the caller's isolation once when it resumes.
         return try await cancelHook.whileWaiting(target: self, value: 0) {
             try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { park($0) }
         }

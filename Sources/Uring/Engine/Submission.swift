@@ -293,9 +293,9 @@ extension RingCore {
     /// waits for its completion. Inlined into this module's callers; code
     /// inlined elsewhere calls it.
     ///
-    /// The wait stays in the caller's frame and isolation (see
-    /// `TaskCancellationHook`); the continuation is one that does not
-    /// return to the caller's isolation on its own (the frame does, once).
+    /// The wait runs in the caller's frames (see `TaskCancellationHook`).
+    /// Its continuation does not hop back to the caller's isolation by
+    /// itself: the frame does so once when it resumes.
     @usableFromInline @inline(__always)
     nonisolated(nonsending) func waitForCompletion(_ slot: OperationSlot) async {
         await slot.cancelHook.whileWaiting(target: self, value: slot.userData) {

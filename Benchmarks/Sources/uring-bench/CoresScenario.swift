@@ -66,21 +66,12 @@ extension UringBench {
                 }
             }
             report.table(scenario, "messages_per_second", ours: ours)
-            let pairs = measured.pairs(ours, nio)
-            print("\(scenario): ours ÷ SwiftNIO round by round: \(rounded(pairs))")
-            report.goal(
-                scenario, "≥ 1.3× SwiftNIO with 2 event loops, median of paired rounds",
-                ratio: pairs.isEmpty ? nil : median(pairs))
-            let ceiling = measured.pairs(c, nio)
-            print("\(scenario): C ÷ SwiftNIO round by round: \(rounded(ceiling))")
-            report.goal(
-                scenario, "(C liburing with 2 threads ÷ SwiftNIO, for reference), median of paired rounds",
-                ratio: ceiling.isEmpty ? nil : median(ceiling))
-            let ofC = measured.pairs(ours, c)
-            print("\(scenario): ours ÷ C round by round: \(rounded(ofC))")
-            report.goal(
-                scenario, "(ours ÷ C liburing with 2 threads, for reference), median of paired rounds",
-                ratio: ofC.isEmpty ? nil : median(ofC))
+            measured.reportGoal(
+                ours, nio, "ours ÷ SwiftNIO", "≥ 1.3× SwiftNIO with 2 event loops", in: scenario, report)
+            measured.reportGoal(
+                c, nio, "C ÷ SwiftNIO", "(C liburing with 2 threads ÷ SwiftNIO, for reference)", in: scenario, report)
+            measured.reportGoal(
+                ours, c, "ours ÷ C", "(ours ÷ C liburing with 2 threads, for reference)", in: scenario, report)
         }
     }
 
@@ -126,10 +117,7 @@ extension UringBench {
             }
         }
         report.table(scenario, "requests_per_second", ours: ours)
-        let pairs = measured.pairs(ours, peer)
-        print("\(scenario): ours ÷ nginx round by round: \(rounded(pairs))")
-        report.goal(
-            scenario, "≥ 0.8 of nginx with 2 workers, median of paired rounds", ratio: pairs.isEmpty ? nil : median(pairs))
+        measured.reportGoal(ours, peer, "ours ÷ nginx", "≥ 0.8 of nginx with 2 workers", in: scenario, report)
     }
 
     /// Server CPU seconds per million echoed 64-byte messages, each server
@@ -169,11 +157,7 @@ extension UringBench {
                 }
             }
             report.table(scenario, "cpu_seconds_per_million", ours: ours, lowerIsBetter: true)
-            let pairs = measured.pairs(ours, c)
-            print("\(scenario): ours ÷ C round by round: \(rounded(pairs))")
-            report.goal(
-                scenario, "ours ÷ C ≤ 1.5 (lower is better), median of paired rounds",
-                ratio: pairs.isEmpty ? nil : median(pairs))
+            measured.reportGoal(ours, c, "ours ÷ C", "ours ÷ C ≤ 1.5 (lower is better)", in: scenario, report)
         }
     }
 
@@ -185,9 +169,9 @@ extension UringBench {
     /// Loads every running server once per round, in turns (the machine's
     /// speed moves within seconds, so a ratio compares figures taken in the
     /// same round). Returns each server's best figure (the highest, or the
-    /// lowest with `lowerIsBetter`) and each round's `ours` ÷ `peer`, for
-    /// the goals' median. A server no round measured is reported skipped,
-    /// once; a round that failed is left out of the pairs.
+    /// lowest with `lowerIsBetter`) and every round's figures, for goals
+    /// that take the median of paired rounds. A server no round measured is
+    /// reported skipped, once; a round that failed is left out of the pairs.
     static func serverRounds(
         _ running: [(name: String, port: UInt16, process: Process)], rounds: Int,
         lowerIsBetter: Bool = false, in scenario: String, _ report: Report,
@@ -226,6 +210,16 @@ extension UringBench {
         /// `a ÷ b` in each round that measured both.
         func pairs(_ a: String, _ b: String) -> [Double] {
             rounds.compactMap { round in round[a].flatMap { mine in round[b].map { mine / $0 } } }
+        }
+
+        /// Prints `a ÷ b` round by round under `label`, and records the
+        /// goal `text` with the median of those rounds.
+        func reportGoal(
+            _ a: String, _ b: String, _ label: String, _ text: String, in scenario: String, _ report: Report
+        ) {
+            let ratios = pairs(a, b)
+            print("\(scenario): \(label) round by round: \(rounded(ratios))")
+            report.goal(scenario, "\(text), median of paired rounds", ratio: ratios.isEmpty ? nil : median(ratios))
         }
     }
 }
